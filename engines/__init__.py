@@ -1,0 +1,1 @@
+"""Speech engines and the processes that host them."""

@@ -1,0 +1,189 @@
+"""The engine host process: one per service per user, shared by every mcp-tts server of that user.
+
+Runs in the service's own interpreter (a family venv, or the server's for builtin and speaker).
+Started on demand by a server, in a session of its own so that it outlives that server; exits
+after `--idle-timeout` seconds with nothing to do, so that a GPU's memory comes back.
+
+    python -m engines.host SERVICE --runtime-dir DIR [--idle-timeout SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import address
+from .lockfile import LockFile
+from .protocol import (
+    PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome,
+    encode, read_message,
+)
+
+log = logging.getLogger("mcp_tts.host")
+
+SERVICES = {
+    "builtin": "engines.builtin",
+    "speaker": "engines.speaker",
+}
+
+
+class Connection:
+    """One client's socket, as the service sees it; `send` may be called from the event loop only."""
+
+    _next = 0
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        Connection._next += 1
+        self.number = Connection._next
+        self._writer = writer
+        self.closed = False
+
+    def send(self, message: Message, payload: bytes = b"") -> None:
+        if not self.closed:
+            self._writer.write(encode(message, payload))
+
+    async def drain(self) -> None:
+        if not self.closed:
+            try:
+                await self._writer.drain()
+            except ConnectionError:
+                self.closed = True
+
+
+class Service(Protocol):
+    name: str
+
+    def active(self) -> int: ...
+
+    def details(self) -> dict[str, Any]: ...
+
+    async def handle(self, conn: Connection, message: Message, payload: bytes) -> None: ...
+
+    def disconnected(self, conn: Connection) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Host:
+    def __init__(self, service: Service, runtime_dir: Path, idle_timeout: float) -> None:
+        self.service = service
+        self.runtime_dir = runtime_dir
+        self.idle_timeout = idle_timeout
+        self.started = time.monotonic()
+        self.started_at = time.time()
+        self.last_activity = time.monotonic()
+        self.served = 0
+        self.connections: set[Connection] = set()
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        if address.use_unix_sockets():
+            path = address.socket_path(self.runtime_dir, self.service.name)
+            path.unlink(missing_ok=True)  # we hold the service lock: any socket file left is stale
+            server = await asyncio.start_unix_server(self._serve, path=str(path))
+            os.chmod(path, 0o600)
+            where = f"unix:{path}"
+        else:
+            server = await asyncio.start_server(self._serve, host="127.0.0.1", port=0)
+            where = "tcp:127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+        address.publish(self.runtime_dir, self.service.name, where)
+        log.info("%s host %d listening on %s (idle timeout %.0f s)", self.service.name, os.getpid(), where,
+                 self.idle_timeout)
+        watchdog = asyncio.create_task(self._watch_idle())
+        try:
+            await self._stop.wait()
+        finally:
+            address.withdraw(self.runtime_dir, self.service.name, where)
+            server.close()
+            watchdog.cancel()
+            await self.service.close()
+            log.info("%s host %d exiting", self.service.name, os.getpid())
+
+    async def _watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout / 4))
+            now = time.monotonic()
+            if self.service.active():
+                self.last_activity = now
+            elif now - self.last_activity > self.idle_timeout:
+                log.info("idle for %.0f s", now - self.last_activity)
+                self._stop.set()
+                return
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(writer)
+        self.connections.add(conn)
+        try:
+            while True:
+                frame = await read_message(reader)
+                if frame is None:
+                    break
+                message, payload = frame
+                self.last_activity = time.monotonic()
+                await self._dispatch(conn, message, payload)
+                await conn.drain()
+        except (ProtocolError, ConnectionError) as exc:
+            log.warning("connection %d dropped: %s", conn.number, exc)
+        finally:
+            conn.closed = True
+            self.connections.discard(conn)
+            self.service.disconnected(conn)
+            writer.close()
+
+    async def _dispatch(self, conn: Connection, message: Message, payload: bytes) -> None:
+        if isinstance(message, Hello):
+            if message.protocol != PROTOCOL_VERSION:
+                conn.send(Failed(id="", code="bad_request",
+                                 message=f"protocol {message.protocol} not spoken here (host speaks "
+                                         f"{PROTOCOL_VERSION}); stop this host with `mcp-tts hosts stop`"))
+                return
+            conn.send(Welcome(protocol=PROTOCOL_VERSION, service=self.service.name, pid=os.getpid(),
+                              started_at=self.started_at))
+        elif isinstance(message, Health):
+            now = time.monotonic()
+            conn.send(HealthReport(service=self.service.name, pid=os.getpid(), uptime=now - self.started,
+                                   idle_for=0.0 if self.service.active() else now - self.last_activity,
+                                   idle_timeout=self.idle_timeout, connections=len(self.connections),
+                                   active=self.service.active(), served=self.served,
+                                   details=self.service.details()))
+        elif isinstance(message, Shutdown):
+            log.info("shutdown asked by connection %d", conn.number)
+            self._stop.set()
+        else:
+            self.served += 1
+            await self.service.handle(conn, message, payload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines.host")
+    parser.add_argument("service", choices=sorted(SERVICES))
+    parser.add_argument("--runtime-dir", type=Path, required=True)
+    parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    args.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = LockFile(address.lock_path(args.runtime_dir, args.service))
+    # A host that is shutting down still holds the lock for a moment: wait for it, not longer.
+    if not lock.acquire(timeout=5.0):
+        log.info("another %s host holds %s; leaving it to serve", args.service, lock.path)
+        return 0
+    try:
+        module = importlib.import_module(SERVICES[args.service])
+        service = module.create_service()
+        asyncio.run(Host(service, args.runtime_dir, args.idle_timeout).run())
+    finally:
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The `mcp-tts` command: the MCP server, and the same speech from a terminal.
+
+    mcp-tts serve                       MCP stdio server (what agent configs run)
+    mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
+    mcp-tts voices [-b BACKEND]
+    mcp-tts hosts [status|stop]
+    mcp-tts doctor
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import anyio
+
+from . import families
+from .config import Settings
+from .errors import TTSError
+from .host_client import open_hosts, stop_host
+from .version import __version__
+
+SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mcp-tts", description="Speech for AI coding agents, over MCP.")
+    parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("MCP_TTS_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the MCP stdio server")
+    say = sub.add_parser("say", help="speak text now")
+    say.add_argument("text")
+    say.add_argument("-v", "--voice")
+    say.add_argument("-b", "--backend")
+    say.add_argument("-m", "--model")
+    say.add_argument("-l", "--language")
+    say.add_argument("-i", "--instruct")
+    say.add_argument("-s", "--speed", type=float, default=1.0)
+    say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing")
+    say.add_argument("--json", action="store_true", help="print the result as JSON")
+    voices = sub.add_parser("voices", help="list voices")
+    voices.add_argument("-b", "--backend")
+    voices.add_argument("--json", action="store_true")
+    hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
+    hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
+    sub.add_parser("doctor", help="check audio output, families, GPU and hosts")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    if args.command == "serve":
+        from .server import serve
+
+        serve()
+        return 0
+    settings = Settings.from_env()
+    try:
+        return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
+                         settings, args)
+    except TTSError as exc:
+        print(f"mcp-tts: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _with_speech(settings: Settings, work):
+    from .speech import Speech
+
+    idle = {"speaker": settings.speaker_idle_timeout}
+    idle.update({f.service: settings.idle_timeout for f in families.FAMILIES.values()})
+    async with open_hosts(settings.runtime_dir, idle) as hosts, anyio.create_task_group() as tg:
+        try:
+            return await work(Speech(settings, hosts, tg))
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def _say(settings: Settings, args: argparse.Namespace) -> int:
+    from .speech import SayRequest
+
+    request = SayRequest(text=args.text, voice=args.voice, backend=args.backend, model=args.model,
+                         language=args.language, instruct=args.instruct, speed=args.speed,
+                         output="file" if args.output_file else None, wait="end", file_path=args.output_file)
+    result, _ = await _with_speech(settings, lambda speech: speech.say(request))
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        where = result.file_path if result.output == "file" else result.device
+        print(f"{result.status}: {result.audio_seconds or 0:.2f} s of {result.backend}/{result.voice} "
+              f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
+        for note in result.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+async def _voices(settings: Settings, args: argparse.Namespace) -> int:
+    result = await _with_speech(settings, lambda speech: speech.list_voices(args.backend))
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    for entry in result.backends:
+        state = "installed" if entry.installed else f"not installed: {entry.install_command}"
+        print(f"{entry.backend} ({state}) - {entry.description}")
+        names = [v.name for v in entry.voices]
+        if names:
+            print("  voices: " + ", ".join(names))
+        if entry.variants:
+            print("  variants (append as voice+variant): " + ", ".join(entry.variants))
+    print("saved voices:" if result.library else "saved voices: (none)")
+    for voice in result.library:
+        print(f"  {voice.name} [{voice.kind}, by {voice.made_by}] usable with {', '.join(voice.usable_with)}"
+              + (f" - {voice.description}" if voice.description else ""))
+    for problem in result.problems:
+        print(f"  problem: {problem}")
+    return 0
+
+
+async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        for service in SERVICES:
+            if await stop_host(settings.runtime_dir, service):
+                print(f"{service}: asked to stop")
+        return 0
+    reports = await _health(settings)
+    if not reports:
+        print(f"no engine hosts running (runtime dir {settings.runtime_dir})")
+    for service, report in reports.items():
+        print(f"{service}: pid {report.pid}, up {report.uptime:.0f} s, idle {report.idle_for:.0f}/"
+              f"{report.idle_timeout:.0f} s, {report.connections} connection(s), {report.active} active, "
+              f"{report.served} served" + (f", {json.dumps(report.details)}" if report.details else ""))
+    return 0
+
+
+async def _health(settings: Settings) -> dict:
+    reports = {}
+    async with open_hosts(settings.runtime_dir, {}) as hosts:
+        for service in SERVICES:
+            conn = await hosts.existing(service)
+            if conn is not None:
+                reports[service] = await conn.health()
+    return reports
+
+
+async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    problems = 0
+    print(f"mcp-tts {__version__}, Python {sys.version.split()[0]} at {sys.executable}")
+    print(f"data dir: {settings.data_dir}\nruntime dir: {settings.runtime_dir}")
+    audio = _check_audio()
+    print(f"audio output: {audio}")
+    for family in families.FAMILIES.values():
+        python = family.interpreter(settings)
+        state = f"installed ({python})" if python else f"not installed ({family.install_command})"
+        print(f"family {family.name}: {state}; backends {', '.join(family.backends)}")
+    print(f"GPU: {_check_gpu()}")
+    try:
+        from engines.espeak import Espeak
+
+        espeak = Espeak()
+        print(f"espeak-ng: {len(espeak.voices())} voices at {espeak.sample_rate} Hz")
+    except Exception as exc:
+        problems += 1
+        print(f"espeak-ng: FAILED ({exc})")
+    reports = await _health(settings)
+    print("hosts: " + (", ".join(f"{s} (pid {r.pid})" for s, r in reports.items()) or "none running"))
+    return 1 if problems else 0
+
+
+def _check_audio() -> str:
+    try:
+        import miniaudio
+
+        device = miniaudio.PlaybackDevice(output_format=miniaudio.SampleFormat.FLOAT32, nchannels=1,
+                                          sample_rate=24000, app_name="mcp-tts doctor")
+        backend = device.backend
+        device.close()
+        if backend.lower() == "null":
+            return "none (only the null backend): speech goes to WAV files"
+        return f"{backend} default output"
+    except Exception as exc:
+        return f"none ({exc}): speech goes to WAV files, or attached audio with output='audio'"
+
+
+def _check_gpu() -> str:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return "none found (no nvidia-smi); the builtin engine needs none"
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return out or "nvidia-smi found no GPU"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"nvidia-smi failed: {exc}"

@@ -1,0 +1,501 @@
+"""One server's speech: resolve a request, stream it from its engine host to the speaker or a file.
+
+The say call returns at the moment the caller asked for (audio started, ended, or at once); the
+rest of the utterance goes on in the server's task group, so an agent is not held for a whole clip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import numpy as np
+import soundfile as sf
+from anyio.abc import TaskGroup
+
+from engines.protocol import (
+    SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
+    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Queued, StopPlayback, Synthesize, Voices,
+)
+
+from . import families
+from .config import Settings
+from .errors import TTSError
+from .host_client import HostConnection, HostLost, Hosts, Reply
+from .models import (
+    BackendVoices, DesignVoiceResult, LibraryVoice, ListVoicesResult, PresetVoice, SayResult, StopResult,
+    SwitchBackendResult,
+)
+from .text import check_text
+from .voices import NAME_PATTERN, SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
+
+log = logging.getLogger("mcp_tts.speech")
+
+AUDIO_SUFFIXES = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+SPEED_LIMITS = (0.5, 2.0)
+KEPT_RECORDINGS = 200
+
+
+@dataclass
+class SayRequest:
+    text: str
+    voice: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    language: str | None = None
+    instruct: str | None = None
+    speed: float = 1.0
+    output: str | None = None
+    wait: str = "start"
+    file_path: str | None = None
+
+
+@dataclass
+class Utterance:
+    id: str
+    backend: str
+    model: str
+    voice: str
+    output: str
+    arrived: float
+    reply: Reply
+    sample_rate: int = 0
+    speaker: HostConnection | None = None
+    speaker_reply: Reply | None = None
+    file_path: Path | None = None
+    device: str | None = None
+    queue_position: int | None = None
+    keep_audio: bool = False
+    chunks: list[np.ndarray] = field(default_factory=list)
+    samples: int = 0
+    first_chunk: float | None = None
+    synth_seconds: float | None = None
+    started_clock: float | None = None
+    ended_clock: float | None = None
+    interrupted: bool = False
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    started: anyio.Event = field(default_factory=anyio.Event)
+    synthesized: anyio.Event = field(default_factory=anyio.Event)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+
+    def fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+        self.started.set()
+        self.synthesized.set()
+        self.finished.set()
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
+
+    def result(self) -> SayResult:
+        if self.output == "play":
+            first = self.started_clock
+            status = ("interrupted" if self.interrupted else "played" if self.finished.is_set()
+                      else "playing" if self.started_clock else "queued")
+        else:
+            first = self.first_chunk
+            status = ("synthesizing" if not self.synthesized.is_set()
+                      else "saved" if self.output == "file" else "attached")
+        done = self.synthesized.is_set()
+        return SayResult(
+            utterance_id=self.id, status=status, backend=self.backend, model=self.model, voice=self.voice,
+            output=self.output, device=self.device, file_path=str(self.file_path) if self.file_path else None,
+            audio_attached=self.output == "audio" and done,
+            audio_seconds=round(self.samples / self.sample_rate, 3) if done and self.sample_rate else None,
+            time_to_first_audio_ms=round((first - self.arrived) * 1000, 2) if first else None,
+            synthesis_seconds=round(self.synth_seconds, 4) if self.synth_seconds is not None else None,
+            queue_position=self.queue_position, started_clock=self.started_clock, ended_clock=self.ended_clock,
+            notes=self.notes)
+
+
+def check_output_path(raw: str, default_suffix: str = ".wav") -> Path:
+    """An output path we can really write, checked before any synthesis."""
+    if not raw or not raw.strip() or "\x00" in raw:
+        raise TTSError("the output path is empty; give a file path ending in .wav, .flac or .ogg")
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory; give a file name in it")
+    if not path.suffix:
+        path = path.with_suffix(default_suffix)
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise TTSError(f"cannot write audio to {str(path)!r}: the name must end in "
+                       f"{', '.join(AUDIO_SUFFIXES)}")
+    path = path.resolve()
+    if path.is_dir():
+        raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise TTSError(f"cannot write audio to {str(path)!r}: the directory {str(parent)!r} does not exist")
+    probe = parent / f".mcp-tts-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise TTSError(f"cannot write audio to {str(path)!r}: the directory is not writable "
+                       f"({exc.strerror or exc})") from None
+    return path
+
+
+def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Writes next to the target and renames over it, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        sf.write(tmp, samples, sample_rate, format=AUDIO_SUFFIXES[path.suffix.lower()],
+                 subtype="PCM_16" if path.suffix.lower() == ".wav" else None)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Speech:
+    def __init__(self, settings: Settings, hosts: Hosts, task_group: TaskGroup) -> None:
+        self.settings = settings
+        self.hosts = hosts
+        self.library = VoiceLibrary(settings.voices_dir)
+        self._tg = task_group
+        self.client_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.backend = settings.backend
+        self.model = settings.model
+        self._active: dict[str, Utterance] = {}
+
+    # --- say ----------------------------------------------------------------------------------
+
+    async def say(self, request: SayRequest) -> tuple[SayResult, bytes | None]:
+        """Speaks; returns the result and, for output "audio", the WAV bytes."""
+        arrived = time.monotonic()
+        text = check_text(request.text, self.settings.max_text_chars)
+        if not SPEED_LIMITS[0] <= request.speed <= SPEED_LIMITS[1]:
+            raise TTSError(f"speed {request.speed} is outside {SPEED_LIMITS[0]}-{SPEED_LIMITS[1]} "
+                           f"(1.0 is normal)")
+        backend, voice, voice_params, notes = self._resolve_voice(request.voice if request.voice is not None else self.settings.voice,
+                                                                  request.backend)
+        family, python = families.installed_family(backend, self.settings)
+        model = request.model or (self.model if backend == self.backend else None)
+        if model is not None and model not in families.backend(backend).models:
+            raise TTSError(f"unknown model {model!r} for backend {backend!r}; models: "
+                           f"{', '.join(families.backend(backend).models)}")
+        output = request.output or self.settings.output
+        file_path = check_output_path(request.file_path) if request.file_path else None
+        if file_path and output in ("auto", "play"):
+            output = "file" if output == "auto" else output
+        if output == "play" and file_path:
+            raise TTSError("file_path goes with output='file' (or 'auto'), not output='play'")
+        if output == "audio" and file_path:
+            raise TTSError("file_path goes with output='file', not output='audio'")
+
+        host = await self.hosts.get(family.service, python)
+        utt_id = uuid.uuid4().hex[:12]
+        reply = await host.request(Synthesize(
+            id=utt_id, backend=backend, text=text, model=model, voice=voice, voice_params=voice_params,
+            language=request.language, instruct=request.instruct, speed=request.speed))
+        try:
+            message, _ = await reply.next()
+            if isinstance(message, Failed):
+                raise TTSError(_explain(message, backend))
+            assert isinstance(message, AudioStart), message
+            utt = Utterance(id=utt_id, backend=backend, model=message.model, voice=message.voice,
+                            output=output, arrived=arrived, reply=reply, sample_rate=message.sample_rate,
+                            notes=[*notes, *message.notes])
+            if output in ("auto", "play"):
+                await self._enqueue(utt, strict=output == "play")
+            if utt.output == "file" and utt.file_path is None:
+                utt.file_path = file_path or self._recording_path(utt_id)
+            utt.keep_audio = utt.output in ("file", "audio")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _quietly(host.send(Cancel(id=utt_id)))
+            reply.close()
+            raise
+        self._active[utt_id] = utt
+        self._tg.start_soon(self._pump, utt, host)
+        if utt.speaker_reply is not None:
+            self._tg.start_soon(self._watch_speaker, utt)
+
+        wait = request.wait
+        if utt.output == "audio" or (utt.output == "file" and wait != "none"):
+            wait = "end"
+        try:
+            if wait == "start":
+                await utt.started.wait()
+            elif wait == "end":
+                await utt.finished.wait()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel(utt)
+            raise
+        if utt.error:
+            raise TTSError(utt.error)
+        audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
+        return utt.result(), audio
+
+    def _resolve_voice(self, voice: str | None, backend: str | None) -> tuple[str, str | None, dict, list[str]]:
+        """(backend, preset voice, library voice parameters, notes) for the voice asked for."""
+        if voice is not None:
+            if not voice.strip():
+                raise TTSError("voice is empty; leave it out for the backend's default, or see list_voices")
+            if "/" in voice or "\\" in voice or ".." in voice:
+                raise TTSError(f"voice {voice!r} is not a voice name: names never hold '/', '\\' or '..'; "
+                               f"see list_voices")
+        if backend is not None:
+            families.backend(backend)
+        if voice and NAME_PATTERN.match(voice) and self.library.exists(voice):
+            manifest = self.library.get(voice)
+            if backend is None:
+                installed = families.installed_backends(self.settings)
+                usable = [b for b in manifest.usable_with if b in installed]
+                backend = (self.backend if self.backend in manifest.usable_with
+                           else usable[0] if usable else manifest.usable_with[0])
+            if backend not in manifest.usable_with:
+                raise TTSError(f"saved voice {voice!r} works with {', '.join(manifest.usable_with)}, "
+                               f"not {backend!r}")
+            if manifest.kind == "params":
+                return backend, None, dict(manifest.params), []
+            return backend, None, {"reference_audio": str(self.library.path(voice) / manifest.reference_audio),
+                                   "transcript": manifest.transcript, "voice_name": voice}, []
+        return backend or self.backend, voice, {}, []
+
+    async def _enqueue(self, utt: Utterance, strict: bool) -> None:
+        speaker = await self.hosts.get("speaker")
+        reply = await speaker.request(Enqueue(id=utt.id, client=self.client_id, sample_rate=utt.sample_rate))
+        message, _ = await reply.next()
+        if isinstance(message, Queued):
+            utt.speaker, utt.speaker_reply = speaker, reply
+            utt.output, utt.device, utt.queue_position = "play", message.device, message.position
+            return
+        reply.close()
+        assert isinstance(message, NoDevice), message
+        if strict:
+            raise TTSError(f"cannot play: {message.message}. Use output='file' for a WAV, or "
+                           f"output='audio' to receive the audio in the result")
+        utt.output = "file"
+        utt.notes.append(f"no audio device ({message.message}): the speech was written to a file instead")
+
+    def _recording_path(self, utt_id: str) -> Path:
+        folder = self.settings.recordings_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        old = sorted(folder.glob("*.wav"))
+        for stale in old[:max(0, len(old) - KEPT_RECORDINGS + 1)]:
+            stale.unlink(missing_ok=True)
+        return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"
+
+    async def _pump(self, utt: Utterance, host: HostConnection) -> None:
+        """Carries the host's chunks to the speaker and/or memory as they come."""
+        try:
+            while True:
+                message, payload = await utt.reply.next()
+                if isinstance(message, AudioChunk):
+                    if utt.first_chunk is None:
+                        utt.first_chunk = time.monotonic()
+                    if utt.speaker is not None:
+                        await utt.speaker.send(Chunk(id=utt.id), payload)
+                    if utt.keep_audio:
+                        utt.chunks.append(np.frombuffer(payload, dtype=SAMPLE_FORMAT).astype(np.float32))
+                    utt.samples += len(payload) // 4
+                elif isinstance(message, AudioEnd):
+                    utt.synth_seconds = message.synth_seconds
+                    if utt.speaker is not None:
+                        await utt.speaker.send(EndOfAudio(id=utt.id))
+                    break
+                elif isinstance(message, Failed):
+                    raise TTSError(_explain(message, utt.backend))
+            if utt.output == "file" and utt.file_path is not None:
+                await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
+            utt.synthesized.set()
+            if utt.speaker is None:
+                utt.started.set()
+                utt.finished.set()
+        except (TTSError, OSError) as exc:
+            message = str(exc)
+            if isinstance(exc, HostLost):
+                message = f"speech cut off: {exc}"
+            utt.fail(message)
+            if utt.speaker is not None:
+                await _quietly(utt.speaker.send(Abort(id=utt.id)))
+        finally:
+            utt.reply.close()
+            if utt.speaker is None:
+                self._active.pop(utt.id, None)
+
+    async def _watch_speaker(self, utt: Utterance) -> None:
+        assert utt.speaker_reply is not None
+        try:
+            while True:
+                message, _ = await utt.speaker_reply.next()
+                if isinstance(message, Playing):
+                    utt.started_clock = message.clock
+                    utt.device = message.device or utt.device
+                    utt.started.set()
+                elif isinstance(message, Played):
+                    utt.ended_clock, utt.interrupted = message.clock, message.interrupted
+                    break
+                elif isinstance(message, Dropped):
+                    if utt.error is None and message.reason != "stopped":
+                        utt.error = f"playback dropped: {message.reason}"
+                    utt.interrupted = message.reason == "stopped"
+                    break
+        except HostLost as exc:
+            utt.error = utt.error or (f"playback cut off: the speaker process (pid {exc and utt.speaker.pid}) "
+                                      f"went away; the next call starts a new one")
+        finally:
+            utt.speaker_reply.close()
+            utt.started.set()
+            with anyio.move_on_after(1):
+                await utt.synthesized.wait()
+            utt.synthesized.set()
+            utt.finished.set()
+            self._active.pop(utt.id, None)
+
+    async def _cancel(self, utt: Utterance) -> None:
+        await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
+        if utt.speaker is not None:
+            await _quietly(utt.speaker.send(Abort(id=utt.id)))
+        utt.interrupted = True
+        utt.fail("cancelled")
+
+    async def stop(self) -> StopResult:
+        mine = list(self._active.values())
+        for utt in mine:
+            await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
+        speaker = await self.hosts.existing("speaker")
+        if speaker is not None:
+            await _quietly(speaker.send(StopPlayback(client=self.client_id)))
+        for utt in mine:
+            utt.interrupted = True
+        return StopResult(stopped=len(mine), speaker_running=speaker is not None)
+
+    # --- voices -------------------------------------------------------------------------------
+
+    async def list_voices(self, backend: str | None) -> ListVoicesResult:
+        names = [families.backend(backend).name] if backend else list(families.BACKENDS)
+        out = []
+        for name in names:
+            spec = families.BACKENDS[name]
+            family = families.FAMILIES[spec.family]
+            python = family.interpreter(self.settings)
+            entry = BackendVoices(backend=name, family=family.name, installed=python is not None,
+                                  install_command=None if python else family.install_command,
+                                  description=spec.description, models=list(spec.models),
+                                  voices=[PresetVoice(name=p) for p in spec.presets])
+            if python is not None:
+                host = await self.hosts.get(family.service, python)
+                reply = await host.request(ListVoices(id=uuid.uuid4().hex[:12], backend=name))
+                try:
+                    message, _ = await reply.next()
+                finally:
+                    reply.close()
+                if isinstance(message, Failed):
+                    raise TTSError(_explain(message, name))
+                assert isinstance(message, Voices)
+                info = message.backends[name]
+                entry.description = info.get("description", entry.description)
+                entry.models = info.get("models", entry.models)
+                entry.voices = [PresetVoice(**v) for v in info.get("voices", [])]
+                entry.variants = info.get("variants", [])
+                entry.supports = info.get("supports", {})
+            out.append(entry)
+        saved, problems = self.library.list()
+        library = [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,
+                                description=v.description, has_sample=v.sample is not None)
+                   for v in saved if backend is None or backend in v.usable_with]
+        return ListVoicesResult(backends=out, library=library, problems=problems)
+
+    async def design_voice(self, description: str, name: str, sample_text: str | None,
+                           backend: str | None) -> tuple[DesignVoiceResult, bytes]:
+        check_name(name)
+        if not description or not description.strip():
+            raise TTSError("description is empty: describe the voice, e.g. 'a calm, deep British male voice'")
+        if self.library.exists(name) or self.library.path(name).exists():
+            raise TTSError(f"a voice named {name!r} already exists; choose another name")
+        backend = backend or ("builtin" if self.backend not in ("qwen-design",) else self.backend)
+        if backend not in ("builtin", "qwen-design"):
+            raise TTSError(f"voices are designed by 'builtin' (rule-based) or 'qwen-design' (neural), "
+                           f"not {backend!r}")
+        family, python = families.installed_family(backend, self.settings)
+        sample = check_text(sample_text or "Hello! This is the voice you designed. How does it sound?",
+                            self.settings.max_text_chars)
+        host = await self.hosts.get(family.service, python)
+        reply = await host.request(Design(id=uuid.uuid4().hex[:12], backend=backend,
+                                          description=description.strip(), sample_text=sample))
+        chunks: list[np.ndarray] = []
+        designed: Designed | None = None
+        sample_rate, model = 0, ""
+        try:
+            while True:
+                message, payload = await reply.next()
+                if isinstance(message, Failed):
+                    raise TTSError(_explain(message, backend))
+                if isinstance(message, Designed):
+                    designed = message
+                elif isinstance(message, AudioStart):
+                    sample_rate, model = message.sample_rate, message.model
+                elif isinstance(message, AudioChunk):
+                    chunks.append(np.frombuffer(payload, dtype=SAMPLE_FORMAT).astype(np.float32))
+                elif isinstance(message, AudioEnd):
+                    break
+        finally:
+            reply.close()
+        assert designed is not None
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        wav = wav_bytes(audio, sample_rate)
+        if backend == "builtin":
+            manifest = VoiceManifest(name=name, kind="params", backend=backend, usable_with=["builtin"],
+                                     description=description.strip(), params=designed.voice_params,
+                                     sample=SAMPLE, notes=designed.notes)
+            files = {SAMPLE: wav}
+        else:
+            manifest = VoiceManifest(name=name, kind="reference", backend=backend,
+                                     usable_with=["qwen-base", "chatterbox", "chatterbox-turbo"],
+                                     description=description.strip(), reference_audio=SAMPLE,
+                                     transcript=sample, sample=SAMPLE, notes=designed.notes)
+            files = {SAMPLE: wav}
+        folder = await anyio.to_thread.run_sync(self.library.save, manifest, files)
+        result = DesignVoiceResult(name=name, backend=backend, model=model, usable_with=manifest.usable_with,
+                                   sample_path=str(folder / SAMPLE),
+                                   sample_seconds=round(len(audio) / sample_rate, 3) if sample_rate else 0.0,
+                                   notes=designed.notes)
+        return result, wav
+
+    # --- backends -----------------------------------------------------------------------------
+
+    async def switch_backend(self, backend: str, model: str | None) -> SwitchBackendResult:
+        spec = families.backend(backend)
+        if model is not None and model not in spec.models:
+            raise TTSError(f"unknown model {model!r} for backend {backend!r}; models: {', '.join(spec.models)}")
+        family, python = families.installed_family(backend, self.settings)
+        started = time.perf_counter()
+        running = await self.hosts.existing(family.service)
+        host = running or await self.hosts.get(family.service, python)
+        reply = await host.request(Load(id=uuid.uuid4().hex[:12], backend=backend, model=model))
+        try:
+            message, _ = await reply.next()
+        finally:
+            reply.close()
+        if isinstance(message, Failed):
+            raise TTSError(_explain(message, backend))
+        assert isinstance(message, Loaded)
+        self.backend, self.model = backend, model
+        switch = "new_host" if running is None else "already_loaded" if message.already_loaded else "hot_swap"
+        return SwitchBackendResult(backend=backend, model=message.model, switch=switch, host_pid=host.pid,
+                                   host_start_seconds=self.hosts.spawned.get(family.service) if running is None
+                                   else None, load_seconds=round(message.seconds, 4),
+                                   total_seconds=round(time.perf_counter() - started, 4))
+
+
+def _explain(failure: Failed, backend: str) -> str:
+    if failure.code == "unknown_voice":
+        return f"{failure.message} (list_voices(backend={backend!r}) lists every voice)"
+    return failure.message
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except (HostLost, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass

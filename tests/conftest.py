@@ -1,0 +1,152 @@
+"""Real parts for the tests: a PulseAudio server with a null sink, MCP sessions over stdio, hosts.
+
+Every test gets its own runtime and data directories, so its hosts and voices are its own, and
+every host it started is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+BIN = Path(sys.executable).parent
+MCP_TTS = str(BIN / "mcp-tts") if (BIN / "mcp-tts").exists() else shutil.which("mcp-tts") or "mcp-tts"
+SINK = "mcptts_test"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    """A PulseAudio daemon of our own with one null sink; yields the environment that reaches it."""
+    if not shutil.which("pulseaudio"):
+        pytest.fail("pulseaudio is not installed: .ci/run installs it (apt-get install pulseaudio pulseaudio-utils)")
+    runtime = Path(tempfile.mkdtemp(prefix="pa", dir="/tmp"))
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse"),
+           "HOME": os.environ.get("HOME", str(runtime))}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(["pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit=no",
+                    "-L", "module-native-protocol-unix", "-L", f"module-null-sink sink_name={SINK}",
+                    "-L", "module-always-sink"], env=env, check=True, capture_output=True)
+    server = f"unix:{runtime / 'pulse' / 'native'}"
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pactl", "--server", server, "info"], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail("PulseAudio did not come up")
+        time.sleep(0.1)
+    subprocess.run(["pactl", "--server", server, "set-default-sink", SINK], check=True)
+    yield {"PULSE_SERVER": server, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse")}
+    subprocess.run(["pactl", "--server", server, "exit"], capture_output=True)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def home():
+    """Runtime and data directories of one test (short paths: Unix socket names are limited)."""
+    root = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+    (root / "run").mkdir(mode=0o700)
+    (root / "data").mkdir()
+    yield root
+    stop_hosts(root / "run")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_hosts(runtime_dir: Path) -> None:
+    """Stops every host a test left, by its own command, then by signal if one lingers."""
+    subprocess.run([MCP_TTS, "hosts", "stop"], env={**os.environ, "MCP_TTS_RUNTIME_DIR": str(runtime_dir)},
+                   capture_output=True, timeout=30)
+    for pid in host_pids(runtime_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def host_pids(runtime_dir: Path) -> list[int]:
+    """Processes running engines.host for this runtime dir, found the way `ps` would."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"engines.host" in b" ".join(cmdline) and str(runtime_dir).encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def host_pids_of(runtime_dir: Path, service: str) -> list[int]:
+    pids = []
+    for pid in host_pids(runtime_dir):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if service.encode() in cmdline:
+            pids.append(pid)
+    return pids
+
+
+def server_env(home: Path, pulse: dict | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TTS_", "PULSE_"))}
+    env.update({"MCP_TTS_RUNTIME_DIR": str(home / "run"), "MCP_TTS_DATA_DIR": str(home / "data"),
+                "MCP_TTS_IDLE_TIMEOUT": "120", "MCP_TTS_SPEAKER_IDLE_TIMEOUT": "120"})
+    if pulse:
+        env.update(pulse)
+    else:  # no sound server: miniaudio must find no device
+        env["PULSE_SERVER"] = "unix:/nonexistent/pulse"
+        env["MCP_TTS_AUDIO_BACKENDS"] = "pulseaudio,alsa"
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def mcp_session(env: dict[str, str], errlog_path: Path | None = None):
+    """The real MCP client over stdio against `mcp-tts serve`."""
+    params = StdioServerParameters(command=MCP_TTS, args=["serve"], env=env)
+    errlog = open(errlog_path or os.devnull, "w")
+    try:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+    finally:
+        errlog.close()
+
+
+class Recorder:
+    """Records the null sink's monitor with parecord, as a person's ear would hear the speaker."""
+
+    def __init__(self, pulse: dict, path: Path) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            ["parecord", f"--server={pulse['PULSE_SERVER']}", f"--device={SINK}.monitor", "--file-format=wav",
+             "--channels=1", "--rate=16000", "--format=s16le", str(path)],
+            env={**os.environ, **pulse}, stderr=subprocess.PIPE)
+        time.sleep(0.3)
+
+    def stop(self):
+        import numpy as np
+        import soundfile as sf
+
+        time.sleep(0.3)
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        data, rate = sf.read(self.path, dtype="float32")
+        return np.asarray(data).reshape(-1), rate

@@ -1,0 +1,155 @@
+"""The shared parts, for real: the speaker into a PulseAudio null sink, hosts shared by servers,
+hosts that die, hosts that start at the same moment, hosts that leave when idle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import anyio
+import numpy as np
+import pytest
+
+from conftest import MCP_TTS, Recorder, host_pids_of, mcp_session, server_env
+
+pytestmark = pytest.mark.anyio
+
+
+def speech_spans(samples: np.ndarray, rate: int, threshold: float = 0.01) -> tuple[float, float]:
+    """Seconds of sound in the recording, and its RMS over those frames (10 ms frames)."""
+    frame = rate // 100
+    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    loud = rms > threshold
+    return loud.sum() / 100, float(np.sqrt(np.mean(frames[loud] ** 2))) if loud.any() else 0.0
+
+
+async def test_playback_reaches_the_sound_server(home, pulse, tmp_path):
+    recorder = Recorder(pulse, tmp_path / "heard.wav")
+    async with mcp_session(server_env(home, pulse)) as session:
+        result = await session.call_tool("say", {"text": "Hello from the speaker. This should be heard.",
+                                                 "wait": "end"})
+        reference = await session.call_tool("say", {"text": "Hello from the speaker. This should be heard.",
+                                                    "output": "audio"})
+    heard, rate = recorder.stop()
+    assert result.structured_content["status"] == "played"
+    spoken = result.structured_content["audio_seconds"]
+    assert reference.structured_content["audio_seconds"] == pytest.approx(spoken, abs=0.01)
+    total = len(heard) / rate
+    loud_seconds, loudness = speech_spans(heard, rate)
+    # espeak leaves pauses between words: most, not all, of the utterance is above the threshold
+    assert 0.5 * spoken < loud_seconds <= spoken + 0.2, (loud_seconds, spoken, total)
+    assert loudness > 0.05
+
+
+async def test_three_servers_share_one_host_and_never_overlap(home, pulse, tmp_path):
+    env = server_env(home, pulse)
+    recorder = Recorder(pulse, tmp_path / "three.wav")
+    results = {}
+    async with mcp_session(env) as a, mcp_session(env) as b, mcp_session(env) as c:
+        async def speak(name, session):
+            for i in range(2):
+                results[(name, i)] = await session.call_tool(
+                    "say", {"text": f"Agent {name} reporting, message {i + 1}.", "wait": "end"})
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for name, session in (("a", a), ("b", b), ("c", c)):
+                    tg.start_soon(speak, name, session)
+        assert len(host_pids_of(home / "run", "builtin")) == 1
+        assert len(host_pids_of(home / "run", "speaker")) == 1
+    heard, rate = recorder.stop()
+    spans = sorted((r.structured_content["started_clock"], r.structured_content["ended_clock"])
+                   for r in results.values())
+    assert len(spans) == 6 and all(not r.is_error for r in results.values())
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start + 0.05, f"utterances overlap: {spans}"
+    total_audio = sum(r.structured_content["audio_seconds"] for r in results.values())
+    loud_seconds, _ = speech_spans(heard, rate)
+    # six utterances heard one after the other: never more sound than their sum (overlap would compress it)
+    assert 0.5 * total_audio < loud_seconds <= total_audio + 0.3
+
+
+async def test_servers_starting_together_make_one_host(home, pulse):
+    env = server_env(home, pulse)
+    results = []
+
+    async def first_call():
+        async with mcp_session(env) as session:
+            results.append(await session.call_tool("say", {"text": "Hi.", "output": "audio"}))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(first_call)
+    assert len(results) == 4 and not any(r.is_error for r in results)
+    assert len(host_pids_of(home / "run", "builtin")) == 1
+
+
+async def test_killed_host_fails_its_call_and_the_next_call_succeeds(home, pulse):
+    env = server_env(home, pulse)
+    async with mcp_session(env) as session:
+        warm = await session.call_tool("say", {"text": "Warm up.", "output": "audio"})
+        assert not warm.is_error
+        # the speaker is the process speaking: kill it mid-utterance
+        long_text = "This utterance will be cut off half way through, " * 6
+
+        async def kill_soon():
+            await anyio.sleep(1.0)
+            for pid in host_pids_of(home / "run", "speaker"):
+                os.kill(pid, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill_soon)
+            cut = await session.call_tool("say", {"text": long_text, "wait": "end"})
+        assert cut.is_error and "speaker process" in cut.content[0].text and "went away" in cut.content[0].text
+        again = await session.call_tool("say", {"text": "Back again.", "wait": "end"})
+        assert again.structured_content["status"] == "played", again.content
+
+        # the synthesis host dies between calls: the next call starts a new one
+        (old,) = host_pids_of(home / "run", "builtin")
+        os.kill(old, signal.SIGKILL)
+        await anyio.sleep(0.2)
+        after = await session.call_tool("say", {"text": "New host.", "output": "audio"})
+        assert not after.is_error, after.content
+        (new,) = host_pids_of(home / "run", "builtin")
+        assert new != old
+
+
+async def test_killed_synthesis_host_mid_stream_is_a_clear_error(home, pulse):
+    """A long text keeps the engine busy long enough to stop it half way (SIGSTOP, then SIGKILL)."""
+    env = server_env(home, pulse, MCP_TTS_OUTPUT="audio", MCP_TTS_MAX_TEXT_CHARS="200000")
+    async with mcp_session(env) as session:
+        await session.call_tool("say", {"text": "Warm up."})
+        (pid,) = host_pids_of(home / "run", "builtin")
+        os.kill(pid, signal.SIGSTOP)  # frozen: the request below is sent but never answered
+
+        async def kill_soon():
+            await anyio.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill_soon)
+            failed = await session.call_tool("say", {"text": "Nobody will hear this."})
+        assert failed.is_error
+        assert "builtin engine host" in failed.content[0].text and "went away" in failed.content[0].text
+        ok = await session.call_tool("say", {"text": "Recovered."})
+        assert not ok.is_error
+
+
+async def test_host_outlives_its_server_and_exits_when_idle(home, pulse):
+    env = server_env(home, pulse, MCP_TTS_IDLE_TIMEOUT="6", MCP_TTS_SPEAKER_IDLE_TIMEOUT="6")
+    async with mcp_session(env) as session:
+        await session.call_tool("say", {"text": "Short.", "wait": "end"})
+    assert host_pids_of(home / "run", "builtin"), "the host left with its server"
+    status = subprocess.run([MCP_TTS, "hosts"], env=env, capture_output=True, text=True, timeout=30)
+    assert "builtin: pid" in status.stdout and "speaker: pid" in status.stdout
+    deadline = time.monotonic() + 30
+    while host_pids_of(home / "run", "builtin") or host_pids_of(home / "run", "speaker"):
+        assert time.monotonic() < deadline, "hosts did not exit when idle"
+        time.sleep(0.2)
+    assert not (home / "run" / "builtin.sock").exists()
+    status = subprocess.run([MCP_TTS, "hosts"], env=env, capture_output=True, text=True, timeout=30)
+    assert "no engine hosts running" in status.stdout
