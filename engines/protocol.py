@@ -323,9 +323,11 @@ def frame_sizes(prefix: bytes) -> tuple[int, int]:
 def decode(header: bytes) -> Message:
     try:
         fields = json.loads(header)
+        if not isinstance(fields, dict):
+            raise TypeError("the header is not a JSON object")
         kind = _MESSAGES[fields.pop("t")]
         return kind(**fields)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"bad message header {header[:200]!r}: {exc}") from exc
 
 

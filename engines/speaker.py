@@ -5,8 +5,8 @@ order they were enqueued, never over each other. Each server streams its utteran
 is synthesized; the head of the queue plays as soon as its first samples arrive.
 
 The device (miniaudio, which bundles its C library, so `pip install` is enough) is opened when
-there is something to play and closed a few seconds after the queue empties, so an idle speaker
-holds no sound-server stream. Runs in the server's interpreter; imports no server code.
+there is something to play and closed a while after the queue empties (MCP_TTS_DEVICE_LINGER),
+so an idle speaker holds no sound-server stream. Runs in the server's interpreter; imports no server code.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from .protocol import (
 
 log = logging.getLogger("mcp_tts.speaker")
 
-PERIOD_MS = int(os.environ.get("MCP_TTS_PERIOD_MS", "20"))
-CLOSE_AFTER_IDLE = 3.0
+# A device period of 10 ms: new speech waits 5 ms on average for the device to ask for it.
+PERIOD_MS = int(os.environ.get("MCP_TTS_PERIOD_MS", "10"))
+# A sound server may take a second to start a fresh stream (PulseAudio waits for its prebuffer),
+# so the stream stays open, playing silence, this long after the queue empties.
+CLOSE_AFTER_IDLE = float(os.environ.get("MCP_TTS_DEVICE_LINGER", "60"))
 
 
 @dataclass

@@ -75,11 +75,15 @@ async def _with_speech(settings: Settings, work):
 
     idle = {"speaker": settings.speaker_idle_timeout}
     idle.update({f.service: settings.idle_timeout for f in families.FAMILIES.values()})
+    failure: TTSError | None = None
     async with open_hosts(settings.runtime_dir, idle) as hosts, anyio.create_task_group() as tg:
         try:
             return await work(Speech(settings, hosts, tg))
+        except TTSError as exc:  # raised here, not through the task group, so it is not wrapped
+            failure = exc
         finally:
             tg.cancel_scope.cancel()
+    raise failure
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

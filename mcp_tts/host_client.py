@@ -243,7 +243,10 @@ class Hosts:
     async def _spawn(self, service: str, python: Path) -> HostConnection:
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         spawn_lock = LockFile(self.runtime_dir / f"{service}.spawn.lock")
-        if not await anyio.to_thread.run_sync(spawn_lock.acquire, SPAWN_TIMEOUT, abandon_on_cancel=True):
+        with anyio.move_on_after(SPAWN_TIMEOUT):
+            while not spawn_lock.acquire():  # polled here: a thread left blocking would keep it forever
+                await anyio.sleep(0.02)
+        if not spawn_lock.held:
             raise HostError(f"timed out waiting for another server to start the {service} host")
         try:
             conn = await self._connect(service)  # another server may have started it meanwhile

@@ -245,7 +245,7 @@ class Speech:
                                f"see list_voices")
         if backend is not None:
             families.backend(backend)
-        if voice and NAME_PATTERN.match(voice) and self.library.exists(voice):
+        if voice and NAME_PATTERN.fullmatch(voice) and self.library.exists(voice):
             manifest = self.library.get(voice)
             if backend is None:
                 installed = families.installed_backends(self.settings)

@@ -19,7 +19,8 @@ def check_text(text: str, limit: int) -> str:
     if len(stripped) > limit:
         raise TTSError(f"text is {len(stripped)} characters; at most {limit} are spoken in one call "
                        f"(MCP_TTS_MAX_TEXT_CHARS): split it, or say a summary")
-    for index, char in enumerate(stripped):
+    offset = len(text) - len(text.lstrip())  # positions count in the text as sent
+    for index, char in enumerate(stripped, start=offset):
         if char not in ALLOWED_CONTROLS and unicodedata.category(char) in ("Cc", "Cs"):
             raise TTSError(f"text holds the control character U+{ord(char):04X} at position {index}; "
                            f"only printable text, newlines and tabs are accepted")

@@ -46,7 +46,7 @@ class VoiceManifest(BaseModel):
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise TTSError(f"voice name {name!r} is not accepted: use 1-64 letters, digits, '_', '-' or '.', "
                        f"starting with a letter or digit, with no '/', '\\' or '..'")
     return name

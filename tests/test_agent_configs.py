@@ -235,11 +235,11 @@ def resolve_command(command: str) -> str:
     return found
 
 
-async def list_tool_names(spec: ServerSpec, *, cwd: Path, errlog) -> set[str]:
+async def list_tool_names(spec: ServerSpec, *, cwd: Path, errlog, base_env: dict[str, str]) -> set[str]:
     params = StdioServerParameters(
         command=spec.command,
         args=list(spec.args),
-        env={**os.environ, **spec.env},
+        env={**base_env, **spec.env},
         cwd=cwd,
     )
     names: set[str] = set()
@@ -258,7 +258,7 @@ async def list_tool_names(spec: ServerSpec, *, cwd: Path, errlog) -> set[str]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", sorted(SNIPPETS))
-async def test_snippet_starts_server(name: str, tmp_path: Path):
+async def test_snippet_starts_server(name: str, tmp_path: Path, home: Path):
     spec = load_snippet(name)
     spec.command = resolve_command(spec.command)
     log_path = tmp_path / "server-stderr.log"
@@ -267,7 +267,10 @@ async def test_snippet_starts_server(name: str, tmp_path: Path):
     workdir.mkdir()
     with log_path.open("w+", encoding="utf-8") as errlog:
         try:
-            names = await list_tool_names(spec, cwd=workdir, errlog=errlog)
+            # the test's own runtime and data dirs, so the hosts the server warms are stopped after it
+            base_env = {**os.environ, "MCP_TTS_RUNTIME_DIR": str(home / "run"),
+                        "MCP_TTS_DATA_DIR": str(home / "data")}
+            names = await list_tool_names(spec, cwd=workdir, errlog=errlog, base_env=base_env)
         except BaseException:
             errlog.flush()
             sys.stderr.write(f"--- server stderr ({name}) ---\n{log_path.read_text(encoding='utf-8')}\n")

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # a bare checkout: the engine modules import from the tree
 
 from engines.espeak import Espeak, EspeakVoice, resolve_voice  # noqa: E402
 

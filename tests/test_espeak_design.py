@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # a bare checkout: the engine modules import from the tree
 
 from engines import espeak_design  # noqa: E402
 from engines.espeak import Espeak  # noqa: E402
