@@ -21,6 +21,7 @@ Conversation, client -> host (-> host's replies):
 
 The speaker (the one playback queue of the user) speaks the same frames:
 
+    Prepare                       -> (nothing) opens the device now, as speech is on its way
     Enqueue(id)                   -> Queued(id) | NoDevice(id)
     Chunk(id)* , EndOfAudio(id)   -> Playing(id) at the first sample heard, Played(id) at the end
     Abort(id)                     -> Played(id, interrupted=True) if it had started
@@ -225,6 +226,14 @@ class Cancel(Message):
 
 
 # --- speaker -------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepare(Message):
+    """Speech at `sample_rate` is coming: a sound server can take long to start a stream."""
+
+    name: ClassVar[str] = "prepare"
+    sample_rate: int
 
 
 @dataclass

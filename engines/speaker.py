@@ -24,8 +24,8 @@ import numpy as np
 
 from .host import Connection
 from .protocol import (
-    SAMPLE_FORMAT, Abort, Chunk, Dropped, EndOfAudio, Enqueue, Message, NoDevice, Played, Playing, Queued,
-    StopPlayback,
+    SAMPLE_FORMAT, Abort, Chunk, Dropped, EndOfAudio, Enqueue, Message, NoDevice, Played, Playing, Prepare,
+    Queued, StopPlayback,
 )
 
 log = logging.getLogger("mcp_tts.speaker")
@@ -125,6 +125,9 @@ class SpeakerService:
                 self._remove(utt, "aborted by its server")
         elif isinstance(message, StopPlayback):
             self._stop(message.client)
+        elif isinstance(message, Prepare):
+            if self._device is None and self._open(message.sample_rate):
+                self._after_change()  # closes it again after the linger if no speech comes
         else:
             conn.send(Dropped(id=getattr(message, "id", ""), reason=f"speaker does not take {message.name!r}"))
 
@@ -190,8 +193,9 @@ class SpeakerService:
             self._remove(utt, "stopped")
 
     def disconnected(self, conn: Connection) -> None:
+        """A server that leaves (its agent quit) still gets its last words heard, if they are complete."""
         with self._lock:
-            gone = [u for u in self._queue if u.conn is conn]
+            gone = [u for u in self._queue if u.conn is conn and not u.ended]
         for utt in gone:
             self._remove(utt, "its server disconnected")
 

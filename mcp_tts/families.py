@@ -22,6 +22,7 @@ class Backend:
     description: str
     models: tuple[str, ...]
     presets: tuple[str, ...] = ()
+    sample_rate: int = 24000
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Family:
 QWEN_SPEAKERS = ("Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee")
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("builtin", "builtin", "espeak-ng: instant, offline, 100+ languages, robotic timbre", ("espeak-ng",)),
+    Backend("builtin", "builtin", "espeak-ng: instant, offline, 100+ languages, robotic timbre", ("espeak-ng",),
+            sample_rate=22050),
     Backend("qwen-custom", "qwen", "Qwen3-TTS preset speakers, with emotion and style by instruct (1.7B)",
             ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"), QWEN_SPEAKERS),
     Backend("qwen-design", "qwen", "Qwen3-TTS voices designed from a text description",

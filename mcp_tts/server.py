@@ -194,7 +194,7 @@ async def _warm_up(state: State) -> None:
         family, python = families.installed_family(state.speech.backend, state.settings)
         await state.speech.hosts.get(family.service, python)
         if state.settings.output in ("auto", "play"):
-            await state.speech.hosts.get("speaker")
+            await state.speech.prepare_speaker()
     except Exception as exc:  # warming is a courtesy: a real call reports the same problem properly
         log.info("warm-up skipped: %s", exc)
 

@@ -20,7 +20,8 @@ from anyio.abc import TaskGroup
 
 from engines.protocol import (
     SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
-    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Queued, StopPlayback, Synthesize, Voices,
+    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Queued, StopPlayback, Synthesize,
+    Voices,
 )
 
 from . import families
@@ -190,6 +191,8 @@ class Speech:
         if output == "audio" and file_path:
             raise TTSError("file_path goes with output='file', not output='audio'")
 
+        if output in ("auto", "play"):
+            self._tg.start_soon(self.prepare_speaker, backend)  # starts alongside the synthesis
         host = await self.hosts.get(family.service, python)
         utt_id = uuid.uuid4().hex[:12]
         reply = await host.request(Synthesize(
@@ -276,6 +279,15 @@ class Speech:
                            f"output='audio' to receive the audio in the result")
         utt.output = "file"
         utt.notes.append(f"no audio device ({message.message}): the speech was written to a file instead")
+
+    async def prepare_speaker(self, backend: str | None = None) -> None:
+        """Starts the speaker and its audio stream before the first chunk needs them."""
+        rate = families.backend(backend or self.backend).sample_rate
+        try:
+            speaker = await self.hosts.get("speaker")
+            await speaker.send(Prepare(sample_rate=rate))
+        except (TTSError, OSError) as exc:
+            log.info("speaker not prepared: %s", exc)
 
     def _recording_path(self, utt_id: str) -> Path:
         folder = self.settings.recordings_dir

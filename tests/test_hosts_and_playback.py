@@ -153,3 +153,28 @@ async def test_host_outlives_its_server_and_exits_when_idle(home, pulse):
     assert not (home / "run" / "builtin.sock").exists()
     status = subprocess.run([MCP_TTS, "hosts"], env=env, capture_output=True, text=True, timeout=30)
     assert "no engine hosts running" in status.stdout
+
+
+async def test_last_words_are_heard_after_the_agent_quits(home, pulse, tmp_path):
+    recorder = Recorder(pulse, tmp_path / "last.wav")
+    async with mcp_session(server_env(home, pulse)) as session:
+        result = await session.call_tool("say", {"text": "Done for today. Goodbye, and see you tomorrow."})
+        assert result.structured_content["status"] == "playing"
+    # the server is gone now; the speaker plays the utterance to its end
+    await anyio.sleep(result.structured_content["audio_seconds"] + 0.5)
+    heard, rate = recorder.stop()
+    loud_seconds, _ = speech_spans(heard, rate)
+    assert loud_seconds > 0.5 * result.structured_content["audio_seconds"]
+
+
+def test_server_side_never_imports_torch_and_engines_never_import_the_server():
+    import subprocess
+    import sys
+
+    code = ("import sys, mcp_tts.server, mcp_tts.cli, mcp_tts.speech; "
+            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = ("import sys, engines.host, engines.builtin, engines.speaker, engines.synthesis; "
+            "assert not any(m.startswith('mcp_tts') or m.startswith('mcp') for m in sys.modules), "
+            "sorted(m for m in sys.modules if m.startswith('mcp'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
