@@ -194,7 +194,7 @@ class Speech:
         if output in ("auto", "play"):
             self._tg.start_soon(self.prepare_speaker, backend)  # starts alongside the synthesis
         host = await self.hosts.get(family.service, python)
-        utt_id = uuid.uuid4().hex[:12]
+        utt_id = _new_id()
         reply = await host.request(Synthesize(
             id=utt_id, backend=backend, text=text, model=model, voice=voice, voice_params=voice_params,
             language=request.language, instruct=request.instruct, speed=request.speed))
@@ -353,8 +353,9 @@ class Speech:
                     utt.interrupted = message.reason == "stopped"
                     break
         except HostLost as exc:
-            utt.error = utt.error or (f"playback cut off: the speaker process (pid {exc and utt.speaker.pid}) "
-                                      f"went away; the next call starts a new one")
+            pid = utt.speaker.pid if utt.speaker else "?"
+            utt.error = utt.error or (f"playback cut off: the speaker process (pid {pid}) went away ({exc}); "
+                                      f"the next call starts a new one")
         finally:
             utt.speaker_reply.close()
             utt.started.set()
@@ -397,14 +398,7 @@ class Speech:
                                   voices=[PresetVoice(name=p) for p in spec.presets])
             if python is not None:
                 host = await self.hosts.get(family.service, python)
-                reply = await host.request(ListVoices(id=uuid.uuid4().hex[:12], backend=name))
-                try:
-                    message, _ = await reply.next()
-                finally:
-                    reply.close()
-                if isinstance(message, Failed):
-                    raise TTSError(_explain(message, name))
-                assert isinstance(message, Voices)
+                message = await _ask(host, ListVoices(id=_new_id(), backend=name), name, Voices)
                 info = message.backends[name]
                 entry.description = info.get("description", entry.description)
                 entry.models = info.get("models", entry.models)
@@ -433,7 +427,7 @@ class Speech:
         sample = check_text(sample_text or "Hello! This is the voice you designed. How does it sound?",
                             self.settings.max_text_chars)
         host = await self.hosts.get(family.service, python)
-        reply = await host.request(Design(id=uuid.uuid4().hex[:12], backend=backend,
+        reply = await host.request(Design(id=_new_id(), backend=backend,
                                           description=description.strip(), sample_text=sample))
         chunks: list[np.ndarray] = []
         designed: Designed | None = None
@@ -484,20 +478,31 @@ class Speech:
         started = time.perf_counter()
         running = await self.hosts.existing(family.service)
         host = running or await self.hosts.get(family.service, python)
-        reply = await host.request(Load(id=uuid.uuid4().hex[:12], backend=backend, model=model))
-        try:
-            message, _ = await reply.next()
-        finally:
-            reply.close()
-        if isinstance(message, Failed):
-            raise TTSError(_explain(message, backend))
-        assert isinstance(message, Loaded)
+        message = await _ask(host, Load(id=_new_id(), backend=backend, model=model), backend, Loaded)
         self.backend, self.model = backend, model
         switch = "new_host" if running is None else "already_loaded" if message.already_loaded else "hot_swap"
         return SwitchBackendResult(backend=backend, model=message.model, switch=switch, host_pid=host.pid,
                                    host_start_seconds=self.hosts.spawned.get(family.service) if running is None
                                    else None, load_seconds=round(message.seconds, 4),
                                    total_seconds=round(time.perf_counter() - started, 4))
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def _ask(host: HostConnection, request, backend: str, expected: type):
+    """One request, one reply of the `expected` message type; a Failed reply becomes a TTSError."""
+    reply = await host.request(request)
+    try:
+        message, _ = await reply.next()
+    finally:
+        reply.close()
+    if isinstance(message, Failed):
+        raise TTSError(_explain(message, backend))
+    if not isinstance(message, expected):
+        raise TTSError(f"the {host.service} host answered {message.name!r} to {request.name!r}")
+    return message
 
 
 def _explain(failure: Failed, backend: str) -> str:

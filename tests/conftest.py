@@ -16,7 +16,6 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
