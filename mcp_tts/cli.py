@@ -3,6 +3,8 @@
     mcp-tts serve                       MCP stdio server (what agent configs run)
     mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
     mcp-tts voices [-b BACKEND]
+    mcp-tts voices add NAME --audio FILE --text "what the recording says"
+    mcp-tts install FAMILY [--cpu|--cuda]
     mcp-tts hosts [status|stop]
     mcp-tts doctor
 """
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 
@@ -44,9 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     say.add_argument("-s", "--speed", type=float, default=1.0)
     say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing")
     say.add_argument("--json", action="store_true", help="print the result as JSON")
-    voices = sub.add_parser("voices", help="list voices")
+    voices = sub.add_parser("voices", help="list voices, or add one from a recording")
     voices.add_argument("-b", "--backend")
     voices.add_argument("--json", action="store_true")
+    voices_sub = voices.add_subparsers(dest="voices_command")
+    add = voices_sub.add_parser("add", help="save a cloneable voice from your own recording")
+    add.add_argument("name")
+    add.add_argument("--audio", required=True, help="a recording of one speaker, 3-30 s (WAV, FLAC, OGG, MP3)")
+    add.add_argument("--text", required=True, help="exactly what the recording says")
+    install = sub.add_parser("install", help="create a neural family's venv (qwen, chatterbox)")
+    install.add_argument("family", choices=("qwen", "chatterbox"))
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--cpu", dest="device", action="store_const", const="cpu")
+    where.add_argument("--cuda", dest="device", action="store_const", const="cuda")
+    install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
     hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
     sub.add_parser("doctor", help="check audio output, families, GPU and hosts")
@@ -61,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = Settings.from_env()
     try:
+        if args.command == "install":
+            from .install import install as install_family
+
+            install_family(settings, args.family, args.device, force=args.force,
+                           say=lambda line: print(line, flush=True))
+            return 0
+        if args.command == "voices" and args.voices_command == "add":
+            from .voices import add_recording
+
+            manifest = add_recording(settings.voices_dir, args.name, Path(args.audio), args.text)
+            print(f"saved voice {manifest.name!r}: usable with {', '.join(manifest.usable_with)}")
+            return 0
         return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
                          settings, args)
     except TTSError as exc:

@@ -78,6 +78,13 @@ class DesignVoiceResult(BaseModel):
     notes: list[str] = Field(description="how the description was interpreted")
 
 
+class AddVoiceResult(BaseModel):
+    name: str
+    usable_with: list[str]
+    reference_seconds: float
+    path: str
+
+
 class SwitchBackendResult(BaseModel):
     backend: str
     model: str

@@ -25,7 +25,7 @@ from .config import Settings
 from .errors import TTSError
 from .host_client import open_hosts
 from .models import (
-    DesignVoiceResult, ListVoicesResult, Output, SayResult, StopResult, SwitchBackendResult, Wait,
+    AddVoiceResult, DesignVoiceResult, ListVoicesResult, Output, SayResult, StopResult, SwitchBackendResult, Wait,
 )
 from .speech import SayRequest, Speech
 from .version import __version__
@@ -138,6 +138,22 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         except TTSError as exc:
             raise ToolError(str(exc)) from None
         return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
+
+    @mcp.tool(name="add_voice", title="Save a voice from a recording",
+              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                          open_world_hint=False))
+    async def add_voice(
+        name: Annotated[str, Field(description="name to save it under: letters, digits, '_', '-', '.'")],
+        audio_path: Annotated[str, Field(description="a recording of one speaker, 2-30 s, 16 kHz or more "
+                                                    "(WAV, FLAC, OGG, MP3)")],
+        transcript: Annotated[str, Field(description="exactly what the recording says")],
+    ) -> AddVoiceResult:
+        """Save a cloneable voice from the user's own recording, for the cloning backends (qwen-base,
+        chatterbox). Use the name as `voice` in `say`."""
+        try:
+            return await speech().add_voice(name, audio_path, transcript)
+        except TTSError as exc:
+            raise ToolError(str(exc)) from None
 
     @mcp.tool(name="switch_backend", title="Switch the default backend",
               annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,

@@ -29,7 +29,7 @@ from .config import Settings
 from .errors import TTSError
 from .host_client import HostConnection, HostLost, Hosts, Reply
 from .models import (
-    BackendVoices, DesignVoiceResult, LibraryVoice, ListVoicesResult, PresetVoice, SayResult, StopResult,
+    AddVoiceResult, BackendVoices, DesignVoiceResult, LibraryVoice, ListVoicesResult, PresetVoice, SayResult, StopResult,
     SwitchBackendResult,
 )
 from .text import check_text
@@ -467,6 +467,15 @@ class Speech:
                                    sample_seconds=round(len(audio) / sample_rate, 3) if sample_rate else 0.0,
                                    notes=designed.notes)
         return result, wav
+
+    async def add_voice(self, name: str, audio_path: str, transcript: str) -> AddVoiceResult:
+        from .voices import add_recording
+
+        manifest = await anyio.to_thread.run_sync(add_recording, self.library.root, name, Path(audio_path),
+                                                  transcript)
+        reference = self.library.path(name) / manifest.reference_audio
+        return AddVoiceResult(name=name, usable_with=manifest.usable_with,
+                              reference_seconds=round(sf.info(reference).duration, 3), path=str(reference))
 
     # --- backends -----------------------------------------------------------------------------
 

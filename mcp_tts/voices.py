@@ -134,3 +134,51 @@ class VoiceLibrary:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+CLONING_BACKENDS = ["qwen-base", "chatterbox", "chatterbox-turbo"]
+REFERENCE_SECONDS = (2.0, 30.0)
+REFERENCE_RATES = (16000, 192000)
+SILENCE_RMS = 0.003  # about -50 dBFS
+
+
+def check_recording(path: Path) -> tuple[np.ndarray, int]:
+    """A recording fit to clone from, as mono float32; an error saying what is wrong with it."""
+    if not path.is_file():
+        raise TTSError(f"no audio file at {str(path)!r}")
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise TTSError(f"{str(path)!r} is not audio that can be read ({_first_line(exc)}); "
+                       f"give a WAV, FLAC, OGG or MP3 recording") from None
+    mono = samples.mean(axis=1)
+    seconds = len(mono) / rate
+    if not REFERENCE_RATES[0] <= rate <= REFERENCE_RATES[1]:
+        raise TTSError(f"{str(path)!r} is sampled at {rate} Hz; recordings of {REFERENCE_RATES[0]}-"
+                       f"{REFERENCE_RATES[1]} Hz are accepted (record at 16 kHz or more)")
+    if not REFERENCE_SECONDS[0] <= seconds <= REFERENCE_SECONDS[1]:
+        raise TTSError(f"{str(path)!r} is {seconds:.1f} s long; a reference voice takes "
+                       f"{REFERENCE_SECONDS[0]:.0f}-{REFERENCE_SECONDS[1]:.0f} s of one speaker (5-15 s is best)")
+    rms = float(np.sqrt(np.mean(mono ** 2))) if len(mono) else 0.0
+    if rms < SILENCE_RMS or not np.isfinite(rms):
+        raise TTSError(f"{str(path)!r} is silent (RMS {rms:.5f}); record someone speaking")
+    return mono, rate
+
+
+def add_recording(root: Path, name: str, audio: Path, transcript: str) -> VoiceManifest:
+    """Saves a user's recording as a cloneable voice; nothing is saved if anything is wrong."""
+    from .text import check_text
+
+    check_name(name)
+    library = VoiceLibrary(root)
+    if library.path(name).exists():
+        raise TTSError(f"a voice named {name!r} already exists; choose another name or delete it first")
+    if not isinstance(transcript, str) or not transcript.strip():
+        raise TTSError("the transcript is empty: give exactly what the recording says")
+    transcript = check_text(transcript, 2000)
+    samples, rate = check_recording(Path(audio).expanduser())
+    manifest = VoiceManifest(name=name, kind="reference", backend="recording", usable_with=CLONING_BACKENDS,
+                             description=f"recorded from {Path(audio).name}", reference_audio=REFERENCE,
+                             transcript=transcript, sample=REFERENCE)
+    library.save(manifest, {REFERENCE: wav_bytes(samples, rate)})
+    return manifest

@@ -32,7 +32,7 @@ SERVER_NAME = "tts"
 EXPECTED_COMMAND = "mcp-tts"
 EXPECTED_ARGS = ["serve"]
 EXPECTED_ENV = {"MCP_TTS_BACKEND": "builtin"}
-EXPECTED_TOOLS = {"say", "list_voices", "design_voice", "switch_backend", "stop"}
+EXPECTED_TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
 SESSION_TIMEOUT_S = 60
 
 

@@ -43,7 +43,7 @@ def test_inspector_lists_tools(inspector, home, pulse):
     result = run_inspector(inspector, server_env(home, pulse), "--method", "tools/list")
     assert result.returncode == 0, result.stderr
     tools = {t["name"]: t for t in json.loads(result.stdout)["tools"]}
-    assert set(tools) == {"say", "list_voices", "design_voice", "switch_backend", "stop"}
+    assert set(tools) == {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
     assert "outputSchema" in tools["say"] and "annotations" in tools["say"]
 
 

@@ -14,7 +14,7 @@ from conftest import host_pids_of, mcp_session, server_env
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"say", "list_voices", "design_voice", "switch_backend", "stop"}
+TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
 
 
 def audio_of(result) -> tuple[np.ndarray, int]:
@@ -218,3 +218,32 @@ async def test_host_is_shared_and_warm(home, pulse):
         b = await two.call_tool("say", {"text": "Second.", "output": "audio"})
     assert not a.is_error and not b.is_error
     assert len(host_pids_of(home / "run", "builtin")) == 1
+
+
+async def test_add_voice_from_a_recording(home, pulse, tmp_path):
+    t = np.arange(int(24000 * 4)) / 24000
+    speechlike = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(tmp_path / "me.wav", speechlike, 24000)
+    sf.write(tmp_path / "silent.wav", np.zeros(24000 * 4, dtype=np.float32), 24000)
+    sf.write(tmp_path / "long.wav", np.tile(speechlike, 10), 24000)
+    sf.write(tmp_path / "lofi.wav", speechlike[::3], 8000)
+    (tmp_path / "notes.wav").write_text("this is not audio")
+    bad = [("silent.wav", "is silent"), ("long.wav", "40.0 s long"), ("lofi.wav", "8000 Hz"),
+           ("notes.wav", "is not audio"), ("missing.wav", "no audio file")]
+    async with mcp_session(server_env(home, pulse)) as session:
+        added = await session.call_tool("add_voice", {"name": "me", "audio_path": str(tmp_path / "me.wav"),
+                                                      "transcript": "Hello, this is my voice."})
+        errors = [await session.call_tool("add_voice", {"name": f"bad{i}", "audio_path": str(tmp_path / f),
+                                                        "transcript": "Hello."}) for i, (f, _) in enumerate(bad)]
+        empty = await session.call_tool("add_voice", {"name": "x", "audio_path": str(tmp_path / "me.wav"),
+                                                      "transcript": " "})
+        listed = (await session.call_tool("list_voices", {"backend": "qwen-base"})).structured_content
+        used = await session.call_tool("say", {"text": "Hi.", "voice": "me"})
+    assert added.structured_content["usable_with"] == ["qwen-base", "chatterbox", "chatterbox-turbo"]
+    assert added.structured_content["reference_seconds"] == pytest.approx(4.0, abs=0.01)
+    for result, (_, message) in zip(errors, bad, strict=True):
+        assert message in error_text(result)
+    assert "transcript is empty" in error_text(empty)
+    assert sorted(p.name for p in (home / "data" / "voices").iterdir()) == ["me"]
+    assert [v["name"] for v in listed["library"]] == ["me"]
+    assert "not installed" in error_text(used) and "qwen" in error_text(used)

@@ -1,0 +1,135 @@
+"""`mcp-tts install FAMILY`: the family's own venv, with a pinned set of packages known to work.
+
+A family's packages pin what no other family can share (qwen-tts: transformers 4.57.3; chatterbox-tts:
+torch 2.6.0), so each gets a venv under the data directory. The venv is built in a staging folder
+and renamed into place only once its packages import, so a failed or interrupted install never
+leaves a venv that looks installed. Re-running with the same recipe does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import TTSError
+from .families import FAMILIES
+
+MARKER = "mcp-tts-installed"
+# CPU builds of torch for Linux come from PyTorch's own index; elsewhere PyPI's are CPU builds already.
+# MCP_TTS_TORCH_INDEX_URL overrides it ("" leaves pip's own configuration alone).
+DEFAULT_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    family: str
+    device: str  # "cpu" or "cuda"
+    packages: tuple[str, ...]
+    check: str  # python code that must run in the new venv
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def recipe(family: str, device: str) -> Recipe:
+    if family == "qwen":
+        # qwen-tts 0.1.1 leaves torch to torchaudio, whose newest release names no torch at all: pip
+        # then pairs the newest torch with a torchaudio built for another, and `import qwen_tts` fails.
+        torch = ("torch==2.13.0", "torchaudio==2.11.0") if device == "cpu" else ("torch==2.11.0",
+                                                                                   "torchaudio==2.11.0")
+        return Recipe("qwen", device, ("qwen-tts==0.1.1", *torch, "numpy<2.5"),
+                      "import torch, qwen_tts; print(torch.__version__)")
+    if family == "chatterbox":
+        return Recipe("chatterbox", device, ("chatterbox-tts==0.1.7", "setuptools<81"),
+                      "import torch, chatterbox; from perth import PerthImplicitWatermarker as P; "
+                      "assert P is not None; print(torch.__version__)")
+    raise TTSError(f"no family named {family!r}; families to install: "
+                   f"{', '.join(f for f in FAMILIES if f != 'builtin')}")
+
+
+def venv_dir(settings: Settings, family: str) -> Path:
+    return settings.families_dir / family / "venv"
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def installed_recipe(settings: Settings, family: str) -> dict | None:
+    try:
+        return json.loads((venv_dir(settings, family) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def default_device() -> str:
+    return "cuda" if shutil.which("nvidia-smi") else "cpu"
+
+
+def install(settings: Settings, family: str, device: str | None = None, *, force: bool = False,
+            say: Callable[[str], None] = print) -> Path:
+    """Creates (or keeps) the family's venv; returns its directory."""
+    if family == "builtin":
+        raise TTSError("the builtin family needs no install: it runs in mcp-tts's own environment")
+    plan = recipe(family, device or default_device())
+    target = venv_dir(settings, family)
+    current = installed_recipe(settings, family)
+    if current and current.get("digest") == plan.digest and not force:
+        say(f"{family}: already installed ({plan.device}) in {target}")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f"venv.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    started = time.monotonic()
+    try:
+        say(f"{family}: creating a venv ({plan.device}) in {staging}")
+        _run([sys.executable, "-m", "venv", str(staging)], say)
+        python = venv_python(staging)
+        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
+                   *plan.packages]
+        index = os.environ.get("MCP_TTS_TORCH_INDEX_URL", DEFAULT_CPU_INDEX if sys.platform == "linux" else "")
+        if plan.device == "cpu" and index:
+            command += ["--extra-index-url", index]
+        say(f"{family}: installing {' '.join(plan.packages)} (several GB with torch; minutes)")
+        _run(command, say, show=True)
+        say(f"{family}: checking the packages import")
+        _run([str(python), "-c", plan.check], say, show=True)
+        freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+        (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan),
+                                                  "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                  "packages_installed": freeze.split()}, indent=1))
+        if target.exists():
+            old = target.parent / f"venv.old-{os.getpid()}"
+            os.replace(target, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(staging, target)  # the venv only counts as installed from here on
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
+    return target
+
+
+def _run(command: list[str], say: Callable[[str], None], show: bool = False) -> None:
+    """Runs a step, passing its output lines on as progress; a failure names the step and its end."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PIP_NO_INPUT": "1"})
+    tail: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-30:]
+        if show and line and not line.startswith(("  ", "WARNING: Location")):
+            say(f"  {line}")
+    if process.wait() != 0:
+        raise TTSError(f"`{' '.join(command[:4])} ...` failed (exit {process.returncode}):\n" + "\n".join(tail))
