@@ -15,7 +15,7 @@ import numpy as np
 from .espeak import Espeak
 from .espeak_design import design_params
 from .protocol import Design, Synthesize
-from .synthesis import DesignedVoice, Emit, Prepared, RequestError, SynthesisService
+from .synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
 BACKEND = "builtin"
 MODEL = "espeak-ng"
@@ -61,7 +61,7 @@ class BuiltinEngine:
                          "clone": False},
         }}
 
-    def load(self, backend: str, model: str | None) -> tuple[str, bool]:
+    def load(self, backend: str, model: str | None, report: Report) -> tuple[str, bool]:
         self._check(backend, model)
         already = self.espeak.initialised
         self.espeak.voices()  # initialises the library: the one load this engine has
@@ -83,7 +83,7 @@ class BuiltinEngine:
             raise RequestError("unknown_voice", str(exc)) from exc
         return voice, variant or None
 
-    def prepare(self, request: Synthesize) -> Prepared:
+    def prepare(self, request: Synthesize, report: Report) -> Prepared:
         self._check(request.backend, request.model)
         notes = []
         params = dict(request.voice_params)
@@ -121,7 +121,7 @@ class BuiltinEngine:
 
         return Prepared(sample_rate=self.espeak.sample_rate, model=MODEL, voice=label, run=run, notes=notes)
 
-    def design(self, request: Design) -> DesignedVoice:
+    def design(self, request: Design, report: Report) -> DesignedVoice:
         self._check(request.backend, request.model)
         try:
             designed = design_params(request.description)

@@ -31,6 +31,7 @@ log = logging.getLogger("mcp_tts.host")
 SERVICES = {
     "builtin": "engines.builtin",
     "speaker": "engines.speaker",
+    "qwen": "engines.qwen",
 }
 
 

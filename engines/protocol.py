@@ -13,8 +13,8 @@ Conversation, client -> host (-> host's replies):
     Hello                         -> Welcome
     Health                        -> HealthReport
     ListVoices(id)                -> Voices(id)
-    Load(id)                      -> Loaded(id) | Failed(id)
-    Synthesize(id)                -> AudioStart(id), AudioChunk(id)*, AudioEnd(id) | Failed(id)
+    Load(id)                      -> Progress(id)*, Loaded(id) | Failed(id)
+    Synthesize(id)                -> Progress(id)*, AudioStart(id), AudioChunk(id)*, AudioEnd(id) | Failed(id)
     Design(id)                    -> Designed(id), then as Synthesize
     Cancel(id)                    -> the stream of id ends in Failed(id, code="cancelled")
     Shutdown                      -> the host closes every connection and exits
@@ -190,6 +190,17 @@ class Designed(Message):
     id: str
     voice_params: dict[str, Any]
     notes: list[str]
+
+
+@dataclass
+class Progress(Message):
+    """Slow work under way for request `id` (a model download or load): `done` of `total`, if known."""
+
+    name: ClassVar[str] = "progress"
+    id: str
+    message: str
+    done: float = 0.0
+    total: float | None = None
 
 
 @dataclass

@@ -21,12 +21,13 @@ import numpy as np
 from .host import Connection
 from .protocol import (
     AudioChunk, AudioEnd, AudioStart, Cancel, Design, Designed, Failed, ListVoices, Load, Loaded, Message,
-    Synthesize, Voices,
+    Progress, Synthesize, Voices,
 )
 
 log = logging.getLogger("mcp_tts.synthesis")
 
 Emit = Callable[[np.ndarray], None]
+Report = Callable[[str, float, "float | None"], None]  # message, done, total
 
 
 class RequestError(Exception):
@@ -60,13 +61,15 @@ class DesignedVoice:
 
 
 class Engine(Protocol):
+    """A family's models. Every method runs on the service's one worker thread, in request order."""
+
     def describe(self, backend: str | None) -> dict[str, Any]: ...
 
-    def load(self, backend: str, model: str | None) -> tuple[str, bool]: ...
+    def load(self, backend: str, model: str | None, report: Report) -> tuple[str, bool]: ...
 
-    def prepare(self, request: Synthesize) -> Prepared: ...
+    def prepare(self, request: Synthesize, report: Report) -> Prepared: ...
 
-    def design(self, request: Design) -> DesignedVoice: ...
+    def design(self, request: Design, report: Report) -> DesignedVoice: ...
 
 
 @dataclass
@@ -74,6 +77,7 @@ class _Job:
     conn: Connection
     id: str
     cancelled: threading.Event = field(default_factory=threading.Event)
+    report: Report = lambda *_: None
 
 
 class SynthesisService:
@@ -108,6 +112,11 @@ class SynthesisService:
 
     async def _run(self, job: _Job, message: Message) -> None:
         loop = asyncio.get_running_loop()
+
+        def report(text: str, done: float = 0.0, total: float | None = None) -> None:
+            loop.call_soon_threadsafe(job.conn.send, Progress(id=job.id, message=text, done=done, total=total))
+
+        job.report = report
         try:
             if isinstance(message, ListVoices):
                 backends = await loop.run_in_executor(self._worker, self.engine.describe, message.backend)
@@ -115,11 +124,11 @@ class SynthesisService:
             elif isinstance(message, Load):
                 started = time.perf_counter()
                 model, already = await loop.run_in_executor(self._worker, self.engine.load, message.backend,
-                                                            message.model)
+                                                            message.model, report)
                 job.conn.send(Loaded(id=job.id, backend=message.backend, model=model,
                                      seconds=time.perf_counter() - started, already_loaded=already))
             elif isinstance(message, Design):
-                designed = await loop.run_in_executor(self._worker, self.engine.design, message)
+                designed = await loop.run_in_executor(self._worker, self.engine.design, message, report)
                 job.conn.send(Designed(id=job.id, voice_params=designed.voice_params, notes=designed.notes))
                 await self._synthesize(job, designed.sample, loop)
             else:
@@ -136,7 +145,8 @@ class SynthesisService:
             self._jobs.pop((job.conn.number, job.id), None)
 
     async def _synthesize(self, job: _Job, request: Synthesize, loop: asyncio.AbstractEventLoop) -> None:
-        prepared = self.engine.prepare(request)  # cheap checks, on the loop: bad input fails at once
+        # checks, and any model load, before the first sound: bad input fails before AudioStart
+        prepared = await loop.run_in_executor(self._worker, self.engine.prepare, request, job.report)
         job.conn.send(AudioStart(id=job.id, sample_rate=prepared.sample_rate, model=prepared.model,
                                  voice=prepared.voice, notes=prepared.notes))
         seq = 0

@@ -75,6 +75,17 @@ def backend(name: str) -> Backend:
         raise TTSError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}") from None
 
 
+def check_model(backend_name: str, model: str | None) -> None:
+    """A model is one of the backend's published checkpoints, or a local checkpoint directory."""
+    spec = backend(backend_name)
+    if model is None or model in spec.models:
+        return
+    if spec.family != "builtin" and os.path.isabs(model) and os.path.isdir(model):
+        return
+    raise TTSError(f"unknown model {model!r} for backend {backend_name!r}; models: {', '.join(spec.models)}"
+                   + ("" if spec.family == "builtin" else ", or the absolute path of a local checkpoint directory"))
+
+
 def family_of(backend_name: str) -> Family:
     return FAMILIES[backend(backend_name).family]
 

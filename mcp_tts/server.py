@@ -99,12 +99,13 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                                  "once")] = "start",
         file_path: Annotated[str | None, Field(description="where to write the audio (.wav, .flac, .ogg) "
                                                           "with output='file'")] = None,
+        ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, SayResult]:
         request = SayRequest(text=text, voice=voice, backend=backend, language=language, instruct=instruct,
                              speed=speed, output=None if output == "auto" else output, wait=wait,
                              file_path=file_path)
         try:
-            result, audio = await speech().say(request)
+            result, audio = await speech().say(request, _progress(ctx))
         except TTSError as exc:
             raise ToolError(str(exc)) from None
         return _with_audio(result, audio, _say_summary(result))
@@ -130,11 +131,12 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         sample_text: Annotated[str | None, Field(description="what the returned sample says")] = None,
         backend: Annotated[str | None, Field(description="'builtin' (rule-based, instant) or 'qwen-design' "
                                                         "(neural)")] = None,
+        ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, DesignVoiceResult]:
         """Create a named voice from a text description, save it in the voice library and return a sample.
         Use the name as `voice` in later `say` calls."""
         try:
-            result, wav = await speech().design_voice(description, name, sample_text, backend)
+            result, wav = await speech().design_voice(description, name, sample_text, backend, _progress(ctx))
         except TTSError as exc:
             raise ToolError(str(exc)) from None
         return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
@@ -166,10 +168,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         """Make a backend the default for later `say` calls in this session, and load its model. Reports
         whether it was a hot swap inside a running engine host or a new host, and how long it took."""
         try:
-            await ctx.report_progress(0, 1, f"loading {backend}")
-            result = await speech().switch_backend(backend, model)
-            await ctx.report_progress(1, 1, f"{backend} ready")
-            return result
+            return await speech().switch_backend(backend, model, _progress(ctx))
         except TTSError as exc:
             raise ToolError(str(exc)) from None
 
@@ -181,6 +180,16 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         return await speech().stop()
 
     return mcp
+
+
+def _progress(ctx: Context):
+    """Relays a host's progress as MCP progress notifications; only ever awaited before the result."""
+    async def send(message: str, done: float, total: float | None) -> None:
+        try:
+            await ctx.report_progress(done, total, message)
+        except Exception as exc:  # a client that cannot take progress still gets its result
+            log.debug("progress not sent: %s", exc)
+    return send
 
 
 def _with_audio(result: SayResult | DesignVoiceResult, audio: bytes | None, summary: str) -> CallToolResult:

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from anyio.abc import TaskGroup
 
 from engines.protocol import (
     SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
-    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Queued, StopPlayback, Synthesize,
-    Voices,
+    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Progress, Queued, StopPlayback,
+    Synthesize, Voices,
 )
 
 from . import families
@@ -40,6 +41,12 @@ log = logging.getLogger("mcp_tts.speech")
 AUDIO_SUFFIXES = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 SPEED_LIMITS = (0.5, 2.0)
 KEPT_RECORDINGS = 200
+
+ProgressSink = Callable[[str, float, "float | None"], Awaitable[None]]
+
+
+async def _no_progress(message: str, done: float, total: float | None) -> None:
+    return None
 
 
 @dataclass
@@ -168,8 +175,11 @@ class Speech:
 
     # --- say ----------------------------------------------------------------------------------
 
-    async def say(self, request: SayRequest) -> tuple[SayResult, bytes | None]:
-        """Speaks; returns the result and, for output "audio", the WAV bytes."""
+    async def say(self, request: SayRequest, progress: ProgressSink = _no_progress
+                  ) -> tuple[SayResult, bytes | None]:
+        """Speaks; returns the result and, for output "audio", the WAV bytes.
+
+        `progress` hears of slow work (a model loading) before the first sound, never after."""
         arrived = time.monotonic()
         text = check_text(request.text, self.settings.max_text_chars)
         if not SPEED_LIMITS[0] <= request.speed <= SPEED_LIMITS[1]:
@@ -179,9 +189,7 @@ class Speech:
                                                                   request.backend)
         family, python = families.installed_family(backend, self.settings)
         model = request.model or (self.model if backend == self.backend else None)
-        if model is not None and model not in families.backend(backend).models:
-            raise TTSError(f"unknown model {model!r} for backend {backend!r}; models: "
-                           f"{', '.join(families.backend(backend).models)}")
+        families.check_model(backend, model)
         output = request.output or self.settings.output
         file_path = check_output_path(request.file_path) if request.file_path else None
         if file_path and output in ("auto", "play"):
@@ -200,6 +208,9 @@ class Speech:
             language=request.language, instruct=request.instruct, speed=request.speed))
         try:
             message, _ = await reply.next()
+            while isinstance(message, Progress):
+                await progress(message.message, message.done, message.total)
+                message, _ = await reply.next()
             if isinstance(message, Failed):
                 raise TTSError(_explain(message, backend))
             assert isinstance(message, AudioStart), message
@@ -261,7 +272,8 @@ class Speech:
             if manifest.kind == "params":
                 return backend, None, dict(manifest.params), []
             return backend, None, {"reference_audio": str(self.library.path(voice) / manifest.reference_audio),
-                                   "transcript": manifest.transcript, "voice_name": voice}, []
+                                   "transcript": manifest.transcript, "voice_name": voice,
+                                   "prompt_cache_dir": str(self.settings.data_dir / "cache" / "clone-prompts")}, []
         return backend or self.backend, voice, {}, []
 
     async def _enqueue(self, utt: Utterance, strict: bool) -> None:
@@ -412,8 +424,8 @@ class Speech:
                    for v in saved if backend is None or backend in v.usable_with]
         return ListVoicesResult(backends=out, library=library, problems=problems)
 
-    async def design_voice(self, description: str, name: str, sample_text: str | None,
-                           backend: str | None) -> tuple[DesignVoiceResult, bytes]:
+    async def design_voice(self, description: str, name: str, sample_text: str | None, backend: str | None,
+                           progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes]:
         check_name(name)
         if not description or not description.strip():
             raise TTSError("description is empty: describe the voice, e.g. 'a calm, deep British male voice'")
@@ -437,7 +449,9 @@ class Speech:
                 message, payload = await reply.next()
                 if isinstance(message, Failed):
                     raise TTSError(_explain(message, backend))
-                if isinstance(message, Designed):
+                if isinstance(message, Progress):
+                    await progress(message.message, message.done, message.total)
+                elif isinstance(message, Designed):
                     designed = message
                 elif isinstance(message, AudioStart):
                     sample_rate, model = message.sample_rate, message.model
@@ -479,15 +493,14 @@ class Speech:
 
     # --- backends -----------------------------------------------------------------------------
 
-    async def switch_backend(self, backend: str, model: str | None) -> SwitchBackendResult:
-        spec = families.backend(backend)
-        if model is not None and model not in spec.models:
-            raise TTSError(f"unknown model {model!r} for backend {backend!r}; models: {', '.join(spec.models)}")
+    async def switch_backend(self, backend: str, model: str | None,
+                             progress: ProgressSink = _no_progress) -> SwitchBackendResult:
+        families.check_model(backend, model)
         family, python = families.installed_family(backend, self.settings)
         started = time.perf_counter()
         running = await self.hosts.existing(family.service)
         host = running or await self.hosts.get(family.service, python)
-        message = await _ask(host, Load(id=_new_id(), backend=backend, model=model), backend, Loaded)
+        message = await _ask(host, Load(id=_new_id(), backend=backend, model=model), backend, Loaded, progress)
         self.backend, self.model = backend, model
         switch = "new_host" if running is None else "already_loaded" if message.already_loaded else "hot_swap"
         return SwitchBackendResult(backend=backend, model=message.model, switch=switch, host_pid=host.pid,
@@ -500,11 +513,15 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def _ask(host: HostConnection, request, backend: str, expected: type):
+async def _ask(host: HostConnection, request, backend: str, expected: type,
+               progress: ProgressSink = _no_progress):
     """One request, one reply of the `expected` message type; a Failed reply becomes a TTSError."""
     reply = await host.request(request)
     try:
         message, _ = await reply.next()
+        while isinstance(message, Progress):
+            await progress(message.message, message.done, message.total)
+            message, _ = await reply.next()
     finally:
         reply.close()
     if isinstance(message, Failed):

@@ -1,0 +1,382 @@
+"""The qwen family: Qwen3-TTS through the real `qwen-tts` package, in the family's own venv.
+
+Backends: qwen-custom (9 preset speakers; `instruct` styles them on 1.7B), qwen-design (a voice from a
+description, passed as `instruct`), qwen-base (clones a saved voice from its reference recording).
+Models stay resident, least recently used evicted beyond MCP_TTS_QWEN_MEMORY_GB, so switching among
+them is a hot swap inside this host. The package keeps state on its modules, so the synthesis
+service runs one request at a time; a hook on the talker stops generation between frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocol import Design, Synthesize
+from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+
+log = logging.getLogger("mcp_tts.qwen")
+
+MODELS = {
+    "qwen-custom": ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"),
+    "qwen-design": ("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",),
+    "qwen-base": ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", "Qwen/Qwen3-TTS-12Hz-0.6B-Base"),
+}
+MODEL_TYPES = {"qwen-custom": "custom_voice", "qwen-design": "voice_design", "qwen-base": "base"}
+SPEAKERS = ("Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee")
+DEFAULT_SPEAKER = "Ryan"
+LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "de": "german",
+             "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish", "it": "italian"}
+SAMPLE_RATE = 24000  # the 12 Hz codec: 1920 samples per 80 ms frame
+
+
+@dataclass
+class _Resident:
+    model_id: str
+    model: Any  # qwen_tts.Qwen3TTSModel
+    kind: str  # tts_model_type: custom_voice, voice_design, base
+    size: str  # tts_model_size: "1b7", "0b6"
+    nbytes: int
+    speakers: tuple[str, ...]
+    languages: tuple[str, ...]
+    load_seconds: float
+
+
+def _settings() -> tuple[str, Any, str]:
+    import torch
+
+    device = os.environ.get("MCP_TTS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        try:
+            import flash_attn  # noqa: F401
+
+            attention = "flash_attention_2"
+        except ImportError:
+            attention = "sdpa"
+        return device, torch.bfloat16, attention
+    return device, torch.float32, "sdpa"
+
+
+def _budget_bytes(device: str) -> int:
+    """Bytes the resident models may take: MCP_TTS_QWEN_MEMORY_GB, else 80% of the GPU or half the RAM."""
+    if raw := os.environ.get("MCP_TTS_QWEN_MEMORY_GB"):
+        return int(float(raw) * 2**30)
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.8)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+class _Progress:
+    """A tqdm look-alike that huggingface_hub drives during a download; reports to the server."""
+
+    report: Report = staticmethod(lambda *_: None)
+
+    def __init__(self, *args, total: float | None = None, desc: str | None = None, **kwargs) -> None:
+        self.total, self.n, self.desc = total, 0, desc or "downloading"
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        type(self).report(f"{self.desc}", self.n, self.total)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self):
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+    def set_description(self, desc: str, refresh: bool = True) -> None:
+        self.desc = desc
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+
+class QwenEngine:
+    def __init__(self) -> None:
+        self.device, self.dtype, self.attention = _settings()
+        self.budget = _budget_bytes(self.device)
+        self.max_new_tokens = int(os.environ.get("MCP_TTS_QWEN_MAX_NEW_TOKENS", "2048"))
+        self.resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
+        self.prompts: dict[str, Any] = {}  # clone prompts by key, in memory
+        log.info("qwen engine on %s (%s, %s), memory budget %.1f GB", self.device, self.dtype, self.attention,
+                 self.budget / 2**30)
+
+    # --- models --------------------------------------------------------------------------------
+
+    def _model_id(self, backend: str, model: str | None) -> str:
+        if backend not in MODELS:
+            raise RequestError("unknown_backend", f"the qwen host serves {', '.join(MODELS)}, not {backend!r}")
+        if model is None:
+            return MODELS[backend][0]
+        if model in MODELS[backend] or Path(model).is_dir():
+            return model
+        raise RequestError("unknown_model", f"unknown model {model!r} for {backend}; models: "
+                                            f"{', '.join(MODELS[backend])}, or a local checkpoint directory")
+
+    def _checkpoint_dir(self, model_id: str, report: Report) -> str:
+        """A local directory of the checkpoint: as given, or from the Hugging Face cache (downloading
+        it unless HF_HUB_OFFLINE=1)."""
+        if Path(model_id).is_dir():
+            return model_id
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        _Progress.report = staticmethod(report)
+        try:
+            return snapshot_download(model_id, tqdm_class=_Progress)
+        except LocalEntryNotFoundError as exc:
+            raise RequestError("unknown_model", f"{model_id} is not in the Hugging Face cache and cannot be "
+                                                f"downloaded here ({exc}); download it once with network "
+                                                f"access, or unset HF_HUB_OFFLINE") from None
+        finally:
+            _Progress.report = staticmethod(lambda *_: None)
+
+    def _get(self, backend: str, model: str | None, report: Report) -> tuple[_Resident, bool]:
+        model_id = self._model_id(backend, model)
+        if model_id in self.resident:
+            self.resident.move_to_end(model_id)
+            resident, already = self.resident[model_id], True
+        else:
+            resident, already = self._load(model_id, report), False
+        if resident.kind != MODEL_TYPES[backend]:
+            raise RequestError("unknown_model", f"{model_id} is a {resident.kind} checkpoint; {backend} needs "
+                                                f"a {MODEL_TYPES[backend]} one")
+        return resident, already
+
+    def _load(self, model_id: str, report: Report) -> _Resident:
+        import torch
+        from qwen_tts import Qwen3TTSModel
+
+        started = time.perf_counter()
+        report(f"fetching {model_id}", 0, None)
+        path = self._checkpoint_dir(model_id, report)
+        report(f"loading {model_id} onto {self.device}", 0, None)
+        wrapper = Qwen3TTSModel.from_pretrained(path, device_map=self.device, dtype=self.dtype,
+                                                attn_implementation=self.attention)
+        nbytes = sum(t.numel() * t.element_size() for t in [*wrapper.model.parameters(), *wrapper.model.buffers()])
+        resident = _Resident(
+            model_id=model_id, model=wrapper, kind=wrapper.model.tts_model_type, size=wrapper.model.tts_model_size,
+            nbytes=nbytes, speakers=tuple(sorted(wrapper.model.get_supported_speakers() or ())),
+            languages=tuple(wrapper.model.get_supported_languages() or ()),
+            load_seconds=time.perf_counter() - started)
+        self._evict_for(nbytes)
+        self.resident[model_id] = resident
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        log.info("loaded %s (%s, %s, %.2f GB) in %.1f s", model_id, resident.kind, resident.size, nbytes / 2**30,
+                 resident.load_seconds)
+        return resident
+
+    def _evict_for(self, nbytes: int) -> None:
+        while self.resident and sum(r.nbytes for r in self.resident.values()) + nbytes > self.budget:
+            model_id, old = self.resident.popitem(last=False)
+            log.info("evicting %s (%.2f GB) to stay within %.1f GB", model_id, old.nbytes / 2**30,
+                     self.budget / 2**30)
+            del old
+            gc.collect()
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    # --- the engine protocol -------------------------------------------------------------------
+
+    def describe(self, backend: str | None) -> dict[str, Any]:
+        out = {}
+        for name in ([backend] if backend else MODELS):
+            if name not in MODELS:
+                raise RequestError("unknown_backend", f"the qwen host serves {', '.join(MODELS)}, not {name!r}")
+            voices = [{"name": s, "languages": []} for s in SPEAKERS] if name == "qwen-custom" else []
+            out[name] = {
+                "family": "qwen",
+                "description": {
+                    "qwen-custom": "Qwen3-TTS preset speakers; `instruct` sets emotion and style (1.7B only)",
+                    "qwen-design": "Qwen3-TTS: describe the voice in `instruct`, or design_voice to keep it",
+                    "qwen-base": "Qwen3-TTS cloning: speaks in a saved voice from its reference recording",
+                }[name],
+                "models": list(MODELS[name]),
+                "default_model": MODELS[name][0],
+                "voices": voices,
+                "resident": [r.model_id for r in self.resident.values() if r.kind == MODEL_TYPES[name]],
+                "supports": {"instruct": name != "qwen-base", "speed": False, "language": sorted(LANGUAGES),
+                             "design": "neural" if name == "qwen-design" else None, "clone": name == "qwen-base"},
+            }
+        return out
+
+    def load(self, backend: str, model: str | None, report: Report) -> tuple[str, bool]:
+        resident, already = self._get(backend, model, report)
+        return resident.model_id, already
+
+    def _language(self, code: str | None, resident: _Resident) -> str:
+        if code is None:
+            return "auto"
+        name = LANGUAGES.get(code.lower(), code.lower())
+        if resident.languages and name not in resident.languages:
+            raise RequestError("bad_request", f"language {code!r} is not spoken by {resident.model_id}; "
+                                              f"languages: {', '.join(sorted(LANGUAGES))}")
+        return name
+
+    def prepare(self, request: Synthesize, report: Report) -> Prepared:
+        resident, _ = self._get(request.backend, request.model, report)
+        notes: list[str] = []
+        language = self._language(request.language, resident)
+        if request.speed != 1.0:
+            notes.append("speed ignored: Qwen3-TTS has no rate control (describe the pace in instruct)")
+        kwargs: dict[str, Any] = {"language": language, "max_new_tokens": self.max_new_tokens}
+        model = resident.model
+        if request.backend == "qwen-custom":
+            if request.voice_params:
+                raise RequestError("unknown_voice", "qwen-custom speaks its preset speakers only; saved voices "
+                                                    "are cloned by qwen-base")
+            speaker = self._speaker(request.voice or DEFAULT_SPEAKER, resident)
+            instruct = request.instruct or None
+            if instruct and resident.size == "0b6":
+                notes.append("instruct ignored: the 0.6B CustomVoice model takes no instructions (1.7B does)")
+                instruct = None
+            label = speaker
+
+            def generate():
+                return model.generate_custom_voice(request.text, speaker=speaker, instruct=instruct, **kwargs)
+        elif request.backend == "qwen-design":
+            if not request.instruct or not request.instruct.strip():
+                raise RequestError("bad_request", "qwen-design speaks in the voice that `instruct` describes, "
+                                                  "e.g. 'a warm, low female voice, calm and slow'")
+            if request.voice or request.voice_params:
+                notes.append("voice ignored: qwen-design makes the voice from instruct; a saved voice is "
+                             "spoken by qwen-base")
+            label = "designed"
+
+            def generate():
+                return model.generate_voice_design(request.text, instruct=request.instruct, **kwargs)
+        else:
+            params = request.voice_params
+            if not params.get("reference_audio"):
+                raise RequestError("unknown_voice", "qwen-base clones a saved voice: pass voice=<name of a "
+                                                    "voice from design_voice or add_voice>")
+            if request.instruct:
+                notes.append("instruct ignored: qwen-base takes its style from the reference recording")
+            prompt = self._clone_prompt(resident, params, report)
+            label = params.get("voice_name", "clone")
+
+            def generate():
+                return model.generate_voice_clone(request.text, voice_clone_prompt=prompt, **kwargs)
+
+        def run(emit: Emit, cancelled: threading.Event) -> None:
+            wavs, rate = self._generate(resident, generate, cancelled)
+            if rate != SAMPLE_RATE:
+                raise RuntimeError(f"{resident.model_id} produced {rate} Hz audio, expected {SAMPLE_RATE}")
+            emit(np.asarray(wavs[0], dtype=np.float32))
+
+        return Prepared(sample_rate=SAMPLE_RATE, model=resident.model_id, voice=label, run=run, notes=notes)
+
+    def _speaker(self, name: str, resident: _Resident) -> str:
+        known = {s.lower(): s for s in (resident.speakers or SPEAKERS)}
+        if name.lower() not in known:
+            raise RequestError("unknown_voice", f"unknown qwen-custom speaker {name!r}; speakers: "
+                                                f"{', '.join(SPEAKERS)}")
+        return known[name.lower()]
+
+    def _generate(self, resident: _Resident, generate, cancelled: threading.Event):
+        """Runs one generate call; a hook on the talker ends it between frames once cancelled."""
+        import torch
+
+        def check(*_):
+            if cancelled.is_set():
+                raise Cancelled()
+
+        handle = resident.model.model.talker.register_forward_pre_hook(check)
+        try:
+            with torch.inference_mode():
+                return generate()
+        finally:
+            handle.remove()
+
+    def _clone_prompt(self, resident: _Resident, params: dict[str, Any], report: Report):
+        """The clone prompt of a voice for a model: from memory, else disk, else computed (and kept)."""
+        import torch
+
+        audio_path = Path(params["reference_audio"])
+        transcript = params.get("transcript") or ""
+        try:
+            audio_bytes = audio_path.read_bytes()
+        except OSError as exc:
+            raise RequestError("unknown_voice", f"the voice's reference audio is unreadable: {exc}") from None
+        key = hashlib.sha256(b"\0".join([resident.model_id.encode(), audio_bytes, transcript.encode()])).hexdigest()
+        if key in self.prompts:
+            return self.prompts[key]
+        cache_dir = Path(params["prompt_cache_dir"]) if params.get("prompt_cache_dir") else None
+        cached = cache_dir / f"{key[:32]}.pt" if cache_dir else None
+        if cached is not None and cached.exists():
+            try:
+                items = [self._item(resident, fields) for fields in torch.load(cached, weights_only=True)]
+                self.prompts[key] = items
+                return items
+            except Exception as exc:  # a damaged cache file is rebuilt, not fatal
+                log.warning("clone prompt cache %s unreadable (%s); rebuilding it", cached, exc)
+        import soundfile as sf
+
+        report(f"preparing the voice {params.get('voice_name', '')} for {resident.model_id}", 0, None)
+        samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
+        items = resident.model.create_voice_clone_prompt(ref_audio=(samples.mean(axis=1), rate),
+                                                         ref_text=transcript or None,
+                                                         x_vector_only_mode=not transcript)
+        self.prompts[key] = items
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            torch.save([{f.name: _cpu(getattr(it, f.name)) for f in dataclasses.fields(it)} for it in items], tmp)
+            os.replace(tmp, cached)
+        return items
+
+    @staticmethod
+    def _item(resident: _Resident, fields: dict[str, Any]):
+        from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
+
+        device = resident.model.device
+        return VoiceClonePromptItem(**{k: v.to(device) if hasattr(v, "to") else v for k, v in fields.items()})
+
+    def design(self, request: Design, report: Report) -> DesignedVoice:
+        if request.backend != "qwen-design":
+            raise RequestError("unknown_backend", f"voices are designed by qwen-design here, not {request.backend!r}")
+        notes = ["designed by Qwen3-TTS VoiceDesign from the description; it is saved as a reference "
+                 "recording, so qwen-base clones it with a stable timbre in every later say (Qwen's own "
+                 "advice for a consistent designed voice)"]
+        sample = Synthesize(id=request.id, backend="qwen-design", text=request.sample_text, model=request.model,
+                            instruct=request.description)
+        return DesignedVoice(voice_params={}, notes=notes, sample=sample)
+
+
+def _cpu(value):
+    return value.detach().cpu() if hasattr(value, "detach") else value
+
+
+def create_service() -> SynthesisService:
+    return SynthesisService("qwen", QwenEngine())
