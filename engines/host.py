@@ -127,7 +127,8 @@ class Host:
                 if frame is None:
                     break
                 message, payload = frame
-                self.last_activity = time.monotonic()
+                if not isinstance(message, (Hello, Health)):  # a refused or probing client keeps no host alive
+                    self.last_activity = time.monotonic()
                 await self._dispatch(conn, message, payload)
                 await conn.drain()
         except (ProtocolError, ConnectionError) as exc:

@@ -330,6 +330,8 @@ class Dropped(Message):
 def encode(message: Message, payload: bytes = b"") -> bytes:
     header = {"t": message.name, **dataclasses.asdict(message)}
     data = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(data) > MAX_HEADER_BYTES or len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{message.name} is too large to send: header {len(data)} B, payload {len(payload)} B")
     return HEADER.pack(len(data), len(payload)) + data + payload
 
 

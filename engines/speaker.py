@@ -92,6 +92,7 @@ class SpeakerService:
         self._idle_since = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._emptied = time.monotonic()
         self._rate_change = False
 
     def active(self) -> int:
@@ -201,12 +202,18 @@ class SpeakerService:
 
     def _after_change(self) -> None:
         self._ensure_rate()
-        if not self._queue and (self._closer is None or self._closer.done()):
-            self._closer = asyncio.get_running_loop().create_task(self._close_when_idle())
+        if not self._queue:
+            self._emptied = time.monotonic()
+            if self._closer is None or self._closer.done():
+                self._closer = asyncio.get_running_loop().create_task(self._close_when_idle())
 
     async def _close_when_idle(self) -> None:
-        await asyncio.sleep(CLOSE_AFTER_IDLE)
-        if not self._queue and self._device is not None:
+        """Closes the stream once the queue has stayed empty for the linger since it last emptied."""
+        while self._device is not None:
+            left = self._emptied + CLOSE_AFTER_IDLE - time.monotonic()
+            if self._queue or left > 0:
+                await asyncio.sleep(max(left, 0.5))
+                continue
             self._device.close()
             self._device = None
             log.info("device closed after %.0f s idle", CLOSE_AFTER_IDLE)

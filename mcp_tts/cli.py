@@ -117,7 +117,8 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
 
     request = SayRequest(text=args.text, voice=args.voice, backend=args.backend, model=args.model,
                          language=args.language, instruct=args.instruct, speed=args.speed,
-                         output="file" if args.output_file else None, wait="end", file_path=args.output_file)
+                         output="file" if args.output_file else None, wait="end", file_path=args.output_file,
+                         overwrite=True)
     result, _ = await _with_speech(settings, lambda speech: speech.say(request))
     if args.json:
         print(result.model_dump_json(indent=2))
@@ -162,6 +163,9 @@ async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
     if not reports:
         print(f"no engine hosts running (runtime dir {settings.runtime_dir})")
     for service, report in reports.items():
+        if isinstance(report, str):
+            print(f"{service}: {report}")
+            continue
         print(f"{service}: pid {report.pid}, up {report.uptime:.0f} s, idle {report.idle_for:.0f}/"
               f"{report.idle_timeout:.0f} s, {report.connections} connection(s), {report.active} active, "
               f"{report.served} served" + (f", {json.dumps(report.details)}" if report.details else ""))
@@ -169,12 +173,16 @@ async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _health(settings: Settings) -> dict:
-    reports = {}
+    """Each running host's report, or a line saying why it could not give one."""
+    reports: dict = {}
     async with open_hosts(settings.runtime_dir, {}) as hosts:
         for service in SERVICES:
-            conn = await hosts.existing(service)
-            if conn is not None:
-                reports[service] = await conn.health()
+            try:
+                conn = await hosts.existing(service)
+                if conn is not None:
+                    reports[service] = await conn.health()
+            except (TTSError, TimeoutError, OSError) as exc:
+                reports[service] = f"not answering ({exc or type(exc).__name__}); `mcp-tts hosts stop` stops it"
     return reports
 
 
@@ -198,7 +206,8 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
         problems += 1
         print(f"espeak-ng: FAILED ({exc})")
     reports = await _health(settings)
-    print("hosts: " + (", ".join(f"{s} (pid {r.pid})" for s, r in reports.items()) or "none running"))
+    print("hosts: " + (", ".join(f"{s} ({r if isinstance(r, str) else f'pid {r.pid}'})"
+                                 for s, r in reports.items()) or "none running"))
     return 1 if problems else 0
 
 

@@ -6,6 +6,7 @@ Agent configs pass settings through `env`, so the environment is the one place t
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ def _runtime_dir() -> Path:
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.access(base, os.W_OK):
         return Path(base) / APP
-    if os.name == "nt":
+    if os.name == "nt" or sys.platform == "darwin":
         return Path(platformdirs.user_runtime_dir(APP, appauthor=False))
-    uid = os.getuid() if hasattr(os, "getuid") else 0
+    uid = os.getuid()
+    if os.access(f"/run/user/{uid}", os.W_OK):
+        return Path(f"/run/user/{uid}") / APP
     return Path(tempfile.gettempdir()) / f"{APP}-{uid}"
 
 

@@ -27,7 +27,8 @@ import engines
 from engines import address
 from engines.lockfile import LockFile
 from engines.protocol import (
-    HEADER, PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, Shutdown, Welcome, decode, encode,
+    HEADER, PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome, decode,
+    encode,
     frame_sizes,
 )
 
@@ -95,7 +96,10 @@ class HostConnection:
         self.alive = True
 
     async def send(self, message: Message, payload: bytes = b"") -> None:
-        data = encode(message, payload)
+        try:
+            data = encode(message, payload)
+        except ProtocolError as exc:
+            raise HostError(f"request too large for the {self.service} host: {exc}") from None
         try:
             async with self._send_lock:
                 await self._stream.send(data)
@@ -119,12 +123,15 @@ class HostConnection:
     async def health(self) -> HealthReport:
         send, receive = anyio.create_memory_object_stream[Frame](max_buffer_size=1)
         self._waiters.append(send)
-        await self.send(Health())
-        with anyio.fail_after(5):
-            try:
+        try:
+            await self.send(Health())
+            with anyio.fail_after(5):
                 message, _ = await receive.receive()
-            except anyio.EndOfStream:
-                raise HostLost(f"the {self.service} host went away") from None
+        except anyio.EndOfStream:
+            raise HostLost(f"the {self.service} host went away") from None
+        finally:
+            if send in self._waiters:
+                self._waiters.remove(send)
         assert isinstance(message, HealthReport)
         return message
 
@@ -159,6 +166,7 @@ class HostConnection:
             log.exception("reading from the %s host failed", self.service)
         finally:
             self._lost()
+            await self._stream.aclose()
 
     def _lost(self) -> None:
         if not self.alive:
@@ -183,6 +191,9 @@ async def _open(runtime_dir: Path, service: str) -> ByteStream | None:
     try:
         if where.startswith("unix:"):
             return await anyio.connect_unix(where[5:])
+        if os.name != "nt" or not where.startswith("tcp:127.0.0.1:"):
+            log.warning("ignoring address %r in %s: hosts listen on Unix sockets here", where, runtime_dir)
+            return None
         host, _, port = where[4:].rpartition(":")
         return await anyio.connect_tcp(host, int(port))
     except OSError:
@@ -207,6 +218,18 @@ async def _handshake(service: str, stream: ByteStream, log_file: Path) -> HostCo
     return HostConnection(service, stream, reader, message, log_file)
 
 
+def ensure_private(runtime_dir: Path) -> None:
+    """The runtime dir holds the sockets that carry what agents say: it must be ours alone."""
+    runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "nt":
+        return
+    info = runtime_dir.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise HostError(f"the runtime directory {runtime_dir} is not private to this user (owner uid "
+                        f"{info.st_uid}, mode {oct(info.st_mode & 0o777)}); remove it, or set "
+                        f"MCP_TTS_RUNTIME_DIR to a directory only you can read (mode 700)")
+
+
 class Hosts:
     """The hosts this server talks to, connected on first use and reconnected after a loss."""
 
@@ -227,6 +250,7 @@ class Hosts:
             conn = self._conns.get(service)
             if conn is not None and conn.alive:
                 return conn
+            ensure_private(self.runtime_dir)
             conn = await self._connect(service)
             if conn is None:
                 conn = await self._spawn(service, python or Path(sys.executable))
@@ -241,7 +265,6 @@ class Hosts:
         return await _handshake(service, stream, address.log_path(self.runtime_dir, service))
 
     async def _spawn(self, service: str, python: Path) -> HostConnection:
-        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         spawn_lock = LockFile(self.runtime_dir / f"{service}.spawn.lock")
         with anyio.move_on_after(SPAWN_TIMEOUT):
             while not spawn_lock.acquire():  # polled here: a thread left blocking would keep it forever
@@ -277,11 +300,15 @@ class Hosts:
         conn = self._conns.get(service)
         if conn is not None and conn.alive:
             return conn
-        conn = await self._connect(service)
-        if conn is not None:
-            self._conns[service] = conn
-            self._tg.start_soon(conn.read_loop)
-        return conn
+        async with self._locks.setdefault(service, anyio.Lock()):
+            conn = self._conns.get(service)
+            if conn is not None and conn.alive:
+                return conn
+            conn = await self._connect(service)
+            if conn is not None:
+                self._conns[service] = conn
+                self._tg.start_soon(conn.read_loop)
+            return conn
 
     async def aclose(self) -> None:
         for conn in self._conns.values():
@@ -297,11 +324,12 @@ def start_host(service: str, python: Path, runtime_dir: Path, idle_timeout: floa
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
         else:
             kwargs["start_new_session"] = True
+        # -I: no current directory, PYTHONPATH or user site on sys.path, in any family's interpreter
         process = subprocess.Popen(
-            [str(python), "-c", BOOTSTRAP, str(ENGINES_DIR), service, "--runtime-dir", str(runtime_dir),
+            [str(python), "-I", "-c", BOOTSTRAP, str(ENGINES_DIR), service, "--runtime-dir", str(runtime_dir),
              "--idle-timeout", str(idle_timeout)],
             stdin=subprocess.DEVNULL, stdout=log_out, stderr=log_out, close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kwargs)
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=runtime_dir, **kwargs)
     threading.Thread(target=process.wait, daemon=True).start()  # reaps it if it exits before we do
     return process
 
@@ -318,11 +346,12 @@ async def stop_host(runtime_dir: Path, service: str) -> bool:
     stream = await _open(runtime_dir, service)
     if stream is None:
         return False
-    conn = await _handshake(service, stream, address.log_path(runtime_dir, service))
-    if conn is None:
+    try:  # no Hello first: a host of another protocol version takes Shutdown all the same
+        await stream.send(encode(Shutdown()))
+    except (anyio.BrokenResourceError, OSError):
         return False
-    await conn.send(Shutdown())
-    await conn.aclose()
+    finally:
+        await stream.aclose()
     return True
 
 

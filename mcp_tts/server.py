@@ -83,13 +83,13 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                           open_world_hint=False))
     async def say(
         text: Annotated[str, Field(description="what to say: short, speakable sentences, not code")],
-        voice: Annotated[str | None, Field(description="a preset voice of the backend or a saved voice "
+        voice: Annotated[str | None, Field(max_length=200, description="a preset voice of the backend or a saved voice "
                                                       "(see list_voices); default: the backend's")] = None,
-        backend: Annotated[str | None, Field(description="backend to use for this call; default: the "
+        backend: Annotated[str | None, Field(max_length=64, description="backend to use for this call; default: the "
                                                         "current one (see switch_backend)")] = None,
-        language: Annotated[str | None, Field(description="language code such as 'en', 'de', 'ja', or "
+        language: Annotated[str | None, Field(max_length=32, description="language code such as 'en', 'de', 'ja', or "
                                                          "'auto'")] = None,
-        instruct: Annotated[str | None, Field(description="style or emotion, e.g. 'cheerful' (backends "
+        instruct: Annotated[str | None, Field(max_length=1000, description="style or emotion, e.g. 'cheerful' (backends "
                                                          "that support it)")] = None,
         speed: Annotated[float, Field(ge=0.5, le=2.0, description="speaking rate, 1.0 is normal")] = 1.0,
         output: Annotated[Output, Field(description="auto: play, or a WAV file when there is no audio "
@@ -97,7 +97,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                                      "result")] = "auto",
         wait: Annotated[Wait, Field(description="return when playback starts (default), ends, or at "
                                                  "once")] = "start",
-        file_path: Annotated[str | None, Field(description="where to write the audio (.wav, .flac, .ogg) "
+        file_path: Annotated[str | None, Field(max_length=4096, description="where to write the audio (.wav, .flac, .ogg) "
                                                           "with output='file'")] = None,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, SayResult]:
@@ -113,7 +113,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
     @mcp.tool(name="list_voices", title="List voices",
               annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def list_voices(
-        backend: Annotated[str | None, Field(description="only this backend's voices")] = None,
+        backend: Annotated[str | None, Field(max_length=64, description="only this backend's voices")] = None,
     ) -> ListVoicesResult:
         """The voices each backend offers (presets) and the user's saved voices, with the backends that can
         use each. Backends whose family is not installed are listed with their install command."""
@@ -126,10 +126,10 @@ def create_server(settings: Settings | None = None) -> MCPServer:
               annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
                                           open_world_hint=False))
     async def design_voice(
-        description: Annotated[str, Field(description="the voice in words: gender, age, pitch, pace, accent")],
-        name: Annotated[str, Field(description="name to save it under: letters, digits, '_', '-', '.'")],
-        sample_text: Annotated[str | None, Field(description="what the returned sample says")] = None,
-        backend: Annotated[str | None, Field(description="'builtin' (rule-based, instant) or 'qwen-design' "
+        description: Annotated[str, Field(max_length=2000, description="the voice in words: gender, age, pitch, pace, accent")],
+        name: Annotated[str, Field(max_length=200, description="name to save it under: letters, digits, '_', '-', '.'")],
+        sample_text: Annotated[str | None, Field(max_length=5000, description="what the returned sample says")] = None,
+        backend: Annotated[str | None, Field(max_length=64, description="'builtin' (rule-based, instant) or 'qwen-design' "
                                                         "(neural)")] = None,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, DesignVoiceResult]:
@@ -145,10 +145,10 @@ def create_server(settings: Settings | None = None) -> MCPServer:
               annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
                                           open_world_hint=False))
     async def add_voice(
-        name: Annotated[str, Field(description="name to save it under: letters, digits, '_', '-', '.'")],
-        audio_path: Annotated[str, Field(description="a recording of one speaker, 2-30 s, 16 kHz or more "
+        name: Annotated[str, Field(max_length=200, description="name to save it under: letters, digits, '_', '-', '.'")],
+        audio_path: Annotated[str, Field(max_length=4096, description="a recording of one speaker, 2-30 s, 16 kHz or more "
                                                     "(WAV, FLAC, OGG, MP3)")],
-        transcript: Annotated[str, Field(description="exactly what the recording says")],
+        transcript: Annotated[str, Field(max_length=2000, description="exactly what the recording says")],
     ) -> AddVoiceResult:
         """Save a cloneable voice from the user's own recording, for the cloning backends (qwen-base,
         chatterbox). Use the name as `voice` in `say`."""
@@ -161,8 +161,8 @@ def create_server(settings: Settings | None = None) -> MCPServer:
               annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                           open_world_hint=False))
     async def switch_backend(
-        backend: Annotated[str, Field(description="backend name, see list_voices")],
-        model: Annotated[str | None, Field(description="model of that backend; default: its first")] = None,
+        backend: Annotated[str, Field(max_length=64, description="backend name, see list_voices")],
+        model: Annotated[str | None, Field(max_length=4096, description="model of that backend; default: its first")] = None,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> SwitchBackendResult:
         """Make a backend the default for later `say` calls in this session, and load its model. Reports

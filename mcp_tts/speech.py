@@ -61,6 +61,7 @@ class SayRequest:
     output: str | None = None
     wait: str = "start"
     file_path: str | None = None
+    overwrite: bool = False
 
 
 @dataclass
@@ -123,8 +124,9 @@ class Utterance:
             notes=self.notes)
 
 
-def check_output_path(raw: str, default_suffix: str = ".wav") -> Path:
-    """An output path we can really write, checked before any synthesis."""
+def check_output_path(raw: str, default_suffix: str = ".wav", overwrite: bool = False) -> Path:
+    """An output path we can really write, checked before any synthesis; an existing file is only
+    replaced when the caller says so (the CLI's -o does, a tool call does not)."""
     if not raw or not raw.strip() or "\x00" in raw:
         raise TTSError("the output path is empty; give a file path ending in .wav, .flac or .ogg")
     path = Path(raw).expanduser()
@@ -138,6 +140,9 @@ def check_output_path(raw: str, default_suffix: str = ".wav") -> Path:
     path = path.resolve()
     if path.is_dir():
         raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory")
+    if path.exists() and not overwrite:
+        raise TTSError(f"cannot write audio to {str(path)!r}: the file exists and is not replaced; "
+                       f"give a new file name")
     parent = path.parent
     if not parent.is_dir():
         raise TTSError(f"cannot write audio to {str(path)!r}: the directory {str(parent)!r} does not exist")
@@ -172,6 +177,7 @@ class Speech:
         self.backend = settings.backend
         self.model = settings.model
         self._active: dict[str, Utterance] = {}
+        self._stops = 0  # stop() calls so far: a say that was still starting when one came is dropped
 
     # --- say ----------------------------------------------------------------------------------
 
@@ -181,6 +187,7 @@ class Speech:
 
         `progress` hears of slow work (a model loading) before the first sound, never after."""
         arrived = time.monotonic()
+        stops_at_arrival = self._stops
         text = check_text(request.text, self.settings.max_text_chars)
         if not SPEED_LIMITS[0] <= request.speed <= SPEED_LIMITS[1]:
             raise TTSError(f"speed {request.speed} is outside {SPEED_LIMITS[0]}-{SPEED_LIMITS[1]} "
@@ -191,7 +198,7 @@ class Speech:
         model = request.model or (self.model if backend == self.backend else None)
         families.check_model(backend, model)
         output = request.output or self.settings.output
-        file_path = check_output_path(request.file_path) if request.file_path else None
+        file_path = check_output_path(request.file_path, overwrite=request.overwrite) if request.file_path else None
         if file_path and output in ("auto", "play"):
             output = "file" if output == "auto" else output
         if output == "play" and file_path:
@@ -200,7 +207,7 @@ class Speech:
             raise TTSError("file_path goes with output='file', not output='audio'")
 
         if output in ("auto", "play"):
-            self._tg.start_soon(self.prepare_speaker, backend)  # starts alongside the synthesis
+            self._spawn(self.prepare_speaker, backend)  # starts alongside the synthesis
         host = await self.hosts.get(family.service, python)
         utt_id = _new_id()
         reply = await host.request(Synthesize(
@@ -228,9 +235,12 @@ class Speech:
             reply.close()
             raise
         self._active[utt_id] = utt
-        self._tg.start_soon(self._pump, utt, host)
+        self._spawn(self._pump, utt, host)
         if utt.speaker_reply is not None:
-            self._tg.start_soon(self._watch_speaker, utt)
+            self._spawn(self._watch_speaker, utt)
+        if self._stops != stops_at_arrival:  # stop() came while this one was starting: it is dropped too
+            await self._cancel(utt, error=None)
+            return utt.result(), None
 
         wait = request.wait
         if utt.output == "audio" or (utt.output == "file" and wait != "none"):
@@ -242,7 +252,7 @@ class Speech:
                 await utt.finished.wait()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._cancel(utt)
+                await self._cancel(utt, error="cancelled")
             raise
         if utt.error:
             raise TTSError(utt.error)
@@ -279,7 +289,13 @@ class Speech:
     async def _enqueue(self, utt: Utterance, strict: bool) -> None:
         speaker = await self.hosts.get("speaker")
         reply = await speaker.request(Enqueue(id=utt.id, client=self.client_id, sample_rate=utt.sample_rate))
-        message, _ = await reply.next()
+        try:
+            message, _ = await reply.next()
+        except BaseException:  # it may sit in the shared queue already: never leave it blocking the others
+            with anyio.CancelScope(shield=True):
+                await _quietly(speaker.send(Abort(id=utt.id)))
+            reply.close()
+            raise
         if isinstance(message, Queued):
             utt.speaker, utt.speaker_reply = speaker, reply
             utt.output, utt.device, utt.queue_position = "play", message.device, message.position
@@ -298,8 +314,18 @@ class Speech:
         try:
             speaker = await self.hosts.get("speaker")
             await speaker.send(Prepare(sample_rate=rate))
-        except (TTSError, OSError) as exc:
+        except Exception as exc:  # a courtesy: the say itself reports real trouble
             log.info("speaker not prepared: %s", exc)
+
+    def _spawn(self, func, *args) -> None:
+        """Runs background work of an utterance in the server's task group, where an escaped
+        exception would end the server: it is logged instead."""
+        async def guarded() -> None:
+            try:
+                await func(*args)
+            except Exception:
+                log.exception("background %s failed", getattr(func, "__name__", func))
+        self._tg.start_soon(guarded)
 
     def _recording_path(self, utt_id: str) -> Path:
         folder = self.settings.recordings_dir
@@ -328,9 +354,14 @@ class Speech:
                         await utt.speaker.send(EndOfAudio(id=utt.id))
                     break
                 elif isinstance(message, Failed):
+                    if message.code == "cancelled" and utt.interrupted:
+                        break  # stopped on purpose: an interruption, not a failure
                     raise TTSError(_explain(message, utt.backend))
-            if utt.output == "file" and utt.file_path is not None:
-                await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
+            if utt.output == "file" and utt.file_path is not None and not utt.interrupted:
+                try:
+                    await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
+                except (OSError, RuntimeError) as exc:  # libsndfile's errors are RuntimeErrors
+                    raise TTSError(f"could not write {utt.file_path}: {exc}") from exc
             utt.synthesized.set()
             if utt.speaker is None:
                 utt.started.set()
@@ -340,8 +371,10 @@ class Speech:
             if isinstance(exc, HostLost):
                 message = f"speech cut off: {exc}"
             utt.fail(message)
-            if utt.speaker is not None:
-                await _quietly(utt.speaker.send(Abort(id=utt.id)))
+            with anyio.CancelScope(shield=True):
+                await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))  # nobody consumes it any more
+                if utt.speaker is not None:
+                    await _quietly(utt.speaker.send(Abort(id=utt.id)))
         finally:
             utt.reply.close()
             if utt.speaker is None:
@@ -360,7 +393,7 @@ class Speech:
                     utt.ended_clock, utt.interrupted = message.clock, message.interrupted
                     break
                 elif isinstance(message, Dropped):
-                    if utt.error is None and message.reason != "stopped":
+                    if utt.error is None and message.reason != "stopped" and not utt.interrupted:
                         utt.error = f"playback dropped: {message.reason}"
                     utt.interrupted = message.reason == "stopped"
                     break
@@ -370,6 +403,9 @@ class Speech:
                                       f"the next call starts a new one")
         finally:
             utt.speaker_reply.close()
+            if utt.interrupted or utt.error:  # interrupted by anyone's stop, or the speaker died: free the engine
+                with anyio.CancelScope(shield=True):
+                    await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
             utt.started.set()
             with anyio.move_on_after(1):
                 await utt.synthesized.wait()
@@ -377,14 +413,16 @@ class Speech:
             utt.finished.set()
             self._active.pop(utt.id, None)
 
-    async def _cancel(self, utt: Utterance) -> None:
+    async def _cancel(self, utt: Utterance, error: str | None) -> None:
+        utt.interrupted = True
         await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
         if utt.speaker is not None:
             await _quietly(utt.speaker.send(Abort(id=utt.id)))
-        utt.interrupted = True
-        utt.fail("cancelled")
+        if error:
+            utt.fail(error)
 
     async def stop(self) -> StopResult:
+        self._stops += 1
         mine = list(self._active.values())
         for utt in mine:
             await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))

@@ -41,6 +41,9 @@ CASES = [
     ("say", {"text": "hi", "output": "file", "file_path": "/tmp"}, ["cannot write audio"]),
     ("say", {"text": "hi", "output": "file", "file_path": "/tmp/x.mp4"}, [".wav, .flac, .ogg"]),
     ("say", {"text": "hi", "output": "audio", "file_path": "/tmp/x.wav"}, ["file_path goes with output='file'"]),
+    ("say", {"text": "hi", "instruct": "x" * 1001}, ["instruct", "1000"]),
+    ("say", {"text": "hi", "language": "x" * 33}, ["language", "32"]),
+    ("say", {"text": "hi", "voice": "v" * 201}, ["voice", "200"]),
     ("design_voice", {"description": "", "name": "x"}, ["description is empty"]),
     ("design_voice", {"description": "   ", "name": "x"}, ["description is empty"]),
     ("design_voice", {"description": "a calm voice", "name": "../evil"}, ["not accepted", "'..'"]),
@@ -66,6 +69,15 @@ async def test_hostile_input_gives_clear_errors_and_server_keeps_serving(home, p
     assert not ok.is_error and ok.structured_content["audio_seconds"] > 0
     assert not os.path.exists("/tmp/x.mp4") and not os.path.exists("/tmp/x.wav")
     assert not (home / "data" / "voices").exists() or not any((home / "data" / "voices").iterdir())
+
+
+async def test_an_existing_file_is_never_overwritten_by_a_tool(home, pulse, tmp_path):
+    precious = tmp_path / "precious.wav"
+    precious.write_bytes(b"the user's own recording")
+    async with mcp_session(server_env(home, pulse)) as session:
+        result = await session.call_tool("say", {"text": "hi", "output": "file", "file_path": str(precious)})
+    assert "file exists" in error_text(result)
+    assert precious.read_bytes() == b"the user's own recording"
 
 
 async def test_unicode_and_odd_but_valid_text_is_spoken(home, pulse):

@@ -178,3 +178,63 @@ def test_server_side_never_imports_torch_and_engines_never_import_the_server():
             "assert not any(m.startswith('mcp_tts') or m.startswith('mcp') for m in sys.modules), "
             "sorted(m for m in sys.modules if m.startswith('mcp'))")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stdout_of_serve_carries_only_json_rpc(home, pulse, tmp_path):
+    """Raw JSON-RPC over the pipes, through every tool, failures and host starts included: every line the
+    server writes to stdout is a JSON-RPC message (a stray print would corrupt the protocol)."""
+    import json
+    import subprocess
+
+    from conftest import MCP_TTS
+
+    (tmp_path / "numpy.py").write_text("raise SystemExit('the project directory leaked onto sys.path')\n")
+    calls = [("say", {"text": "Hello."}), ("say", {"text": " "}), ("list_voices", {}),
+             ("design_voice", {"description": "a calm woman", "name": "calm"}), ("say", {"text": "x", "voice": "calm",
+                                                                                      "wait": "end"}),
+             ("switch_backend", {"backend": "qwen-base"}), ("add_voice", {"name": "n", "audio_path": "/etc/hostname",
+                                                                          "transcript": "x"}),
+             ("stop", {})]
+    requests = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    requests += [{"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": n, "arguments": a}}
+                 for i, (n, a) in enumerate(calls)]
+    process = subprocess.Popen([MCP_TTS, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=server_env(home, pulse), cwd=tmp_path, text=True)
+    answers = {}
+    for request in requests:
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+        while "id" in request and request["id"] not in answers:
+            line = process.stdout.readline()
+            assert line, "the server closed stdout"
+            message = json.loads(line)  # fails on anything that is not JSON
+            assert message.get("jsonrpc") == "2.0", line
+            if "id" in message and ("result" in message or "error" in message):
+                answers[message["id"]] = message
+    process.stdin.close()
+    rest = process.stdout.read()
+    process.wait(timeout=30)
+    for line in rest.splitlines():
+        assert json.loads(line).get("jsonrpc") == "2.0", line
+    results = [answers[i + 1]["result"] for i in range(len(calls))]
+    assert [r.get("isError", False) for r in results] == [False, True, False, False, False, True, True, False]
+
+
+def test_engine_side_imports_only_the_standard_library_numpy_and_its_family():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+before = set(sys.modules)
+import engines.host, engines.builtin, engines.speaker, engines.synthesis, engines.protocol, engines.espeak_design
+import engines.builtin, engines.espeak
+engines.builtin.BuiltinEngine().describe(None)
+allowed = set(sys.stdlib_module_names) | {"engines", "numpy", "espeakng_loader", "miniaudio", "_cffi_backend",
+                                         "_miniaudio"}
+extra = sorted({m.split(".")[0] for m in set(sys.modules) - before} - allowed)
+assert not extra, extra
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,6 +19,7 @@ from engines.protocol import (
 SAMPLE_VALUES = {
     "int": 7,
     "float": 1.5,
+    "float | None": 2.5,
     "bool": True,
     "str": "naïve «voix» 語 😀 \u200d\t\n end",
     "str | None": "maybe — ünïcode",
