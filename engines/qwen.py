@@ -298,10 +298,12 @@ class QwenEngine:
         return Prepared(sample_rate=SAMPLE_RATE, model=resident.model_id, voice=label, run=run, notes=notes)
 
     def _speaker(self, name: str, resident: _Resident) -> str:
-        known = {s.lower(): s for s in (resident.speakers or SPEAKERS)}
+        # the checkpoint names its speakers in lower case; we show and report them as Qwen spells them
+        spelled = {s.lower(): s for s in SPEAKERS}
+        known = {s.lower(): spelled.get(s.lower(), s) for s in (resident.speakers or SPEAKERS)}
         if name.lower() not in known:
             raise RequestError("unknown_voice", f"unknown qwen-custom speaker {name!r}; speakers: "
-                                                f"{', '.join(SPEAKERS)}")
+                                                f"{', '.join(known.values())}")
         return known[name.lower()]
 
     def _generate(self, resident: _Resident, generate, cancelled: threading.Event):

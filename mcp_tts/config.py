@@ -82,4 +82,7 @@ class Settings:
 
     @property
     def families_dir(self) -> Path:
+        """Family venvs (GBs each): MCP_TTS_FAMILIES_DIR, else under the data dir."""
+        if env := os.environ.get("MCP_TTS_FAMILIES_DIR"):
+            return Path(env)
         return self.data_dir / "families"

@@ -35,20 +35,42 @@ class Recipe:
     device: str  # "cpu" or "cuda"
     packages: tuple[str, ...]
     check: str  # python code that must run in the new venv
+    fixup: str = ""  # python code run in the new venv after pip, before the check
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
+TORCHAUDIO_FIXUP = """
+import importlib.util, pathlib
+try:
+    import torchaudio
+except OSError as exc:  # its compiled extension wants CUDA's libraries: without it, torchaudio runs pure Python
+    lib = pathlib.Path(importlib.util.find_spec("torchaudio").origin).parent / "lib"
+    for so in lib.glob("*.so"):
+        so.unlink()
+        print("removed", so.name, "(", str(exc).splitlines()[0][:80], ")")
+    import torchaudio
+"""
+
+# Importing qwen_tts and running librosa's resampler once compiles numba's cache now, not in the
+# first clone of a voice (11 s in a fresh venv).
+QWEN_CHECK = ("import numpy, torch, qwen_tts, librosa; "
+              "librosa.resample(numpy.zeros(4000, 'float32'), orig_sr=16000, target_sr=24000); "
+              "print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')")
+
+
 def recipe(family: str, device: str) -> Recipe:
     if family == "qwen":
-        # qwen-tts 0.1.1 leaves torch to torchaudio, whose newest release names no torch at all: pip
-        # then pairs the newest torch with a torchaudio built for another, and `import qwen_tts` fails.
+        # qwen-tts 0.1.1 leaves torch to torchaudio, whose 2.11.0 release names no torch at all: left
+        # alone, pip pairs the newest torch with it and `import qwen_tts` fails. CUDA: torch 2.11.0,
+        # the build torchaudio 2.11.0 was compiled against. CPU: torch 2.13.0's CPU build, and
+        # torchaudio's CUDA-linked extension removed (qwen-tts only uses its pure-Python kaldi code).
         torch = ("torch==2.13.0", "torchaudio==2.11.0") if device == "cpu" else ("torch==2.11.0",
                                                                                    "torchaudio==2.11.0")
-        return Recipe("qwen", device, ("qwen-tts==0.1.1", *torch, "numpy<2.5"),
-                      "import torch, qwen_tts; print(torch.__version__)")
+        return Recipe("qwen", device, ("qwen-tts==0.1.1", *torch), QWEN_CHECK,
+                      TORCHAUDIO_FIXUP if device == "cpu" else "")
     if family == "chatterbox":
         return Recipe("chatterbox", device, ("chatterbox-tts==0.1.7", "setuptools<81"),
                       "import torch, chatterbox; from perth import PerthImplicitWatermarker as P; "
@@ -102,6 +124,8 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
             command += ["--extra-index-url", index]
         say(f"{family}: installing {' '.join(plan.packages)} (several GB with torch; minutes)")
         _run(command, say, show=True)
+        if plan.fixup:
+            _run([str(python), "-c", plan.fixup], say, show=True)
         say(f"{family}: checking the packages import")
         _run([str(python), "-c", plan.check], say, show=True)
         freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout

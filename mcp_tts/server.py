@@ -87,6 +87,8 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                                       "(see list_voices); default: the backend's")] = None,
         backend: Annotated[str | None, Field(max_length=64, description="backend to use for this call; default: the "
                                                         "current one (see switch_backend)")] = None,
+        model: Annotated[str | None, Field(max_length=4096, description="model of the backend for this call; "
+                                                                       "default: the current one")] = None,
         language: Annotated[str | None, Field(max_length=32, description="language code such as 'en', 'de', 'ja', or "
                                                          "'auto'")] = None,
         instruct: Annotated[str | None, Field(max_length=1000, description="style or emotion, e.g. 'cheerful' (backends "
@@ -101,7 +103,8 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                                           "with output='file'")] = None,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, SayResult]:
-        request = SayRequest(text=text, voice=voice, backend=backend, language=language, instruct=instruct,
+        request = SayRequest(text=text, voice=voice, backend=backend, model=model, language=language,
+                             instruct=instruct,
                              speed=speed, output=None if output == "auto" else output, wait=wait,
                              file_path=file_path)
         try:

@@ -149,3 +149,51 @@ class Recorder:
         self.process.wait(timeout=10)
         data, rate = sf.read(self.path, dtype="float32")
         return np.asarray(data).reshape(-1), rate
+
+
+# --- the qwen family ---------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILIES_DIR = Path(os.environ.get("MCP_TTS_TEST_FAMILIES_DIR", REPO / ".cache" / "families"))
+QWEN_CHECKPOINTS = {  # hub id -> (kind, size) built by tests/qwen_tiny.py
+    "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice": ("custom_voice", "1b7"),
+    "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice": ("custom_voice", "0b6"),
+    "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign": ("voice_design", "1b7"),
+    "Qwen/Qwen3-TTS-12Hz-1.7B-Base": ("base", "1b7"),
+    "Qwen/Qwen3-TTS-12Hz-0.6B-Base": ("base", "0b6"),
+}
+
+
+@pytest.fixture(scope="session")
+def qwen_family() -> Path:
+    """The qwen family venv, made the way a user makes it (a no-op when .ci/run already did)."""
+    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "MCP_TTS_TORCH_INDEX_URL": ""}
+    result = subprocess.run([MCP_TTS, "install", "qwen", "--cpu"], env=env, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return FAMILIES_DIR / "qwen" / "venv" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def qwen_hub(qwen_family, tmp_path_factory) -> Path:
+    """A Hugging Face cache holding tiny random checkpoints under the published ids, in the hub's layout,
+    so the engine loads them by hub id through the cache, offline, exactly as it loads the real ones."""
+    hf_home = tmp_path_factory.mktemp("hf")
+    builds = []
+    for repo_id, (kind, size) in QWEN_CHECKPOINTS.items():
+        commit = f"{abs(hash(repo_id)) % 16**40:040x}"
+        repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        builds.append((kind, str(repo / "snapshots" / commit), size))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from qwen_tiny import build\n"
+            f"for kind, out, size in {builds!r}: build(kind, out, seed=0, size=size)\n")
+    subprocess.run([str(qwen_family), "-c", code, str(REPO / "tests")], check=True, capture_output=True,
+                   timeout=600)
+    return hf_home
+
+
+def qwen_env(home: Path, pulse: dict | None, qwen_hub: Path, **extra: str) -> dict[str, str]:
+    settings = {"MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "HF_HOME": str(qwen_hub), "HF_HUB_OFFLINE": "1",
+                "MCP_TTS_QWEN_MAX_NEW_TOKENS": "13"}
+    return server_env(home, pulse, **{**settings, **extra})

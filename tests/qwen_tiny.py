@@ -462,26 +462,40 @@ _MARK = 4.0  # value of the wired channels c and t: large enough that RMSNorm ba
 _EOS_GAIN = 1000.0  # slope of the EOS logit in the marked fraction: a sharp, seed-proof switch
 
 
-def _rescale_talker_inputs(model, seed: int) -> None:
-    """Give the talker's inputs unit-scale content, as a trained model has.
+def _rescale_talker(model, seed: int) -> None:
+    """Give the talker unit-scale activations, as a trained model has.
 
-    With the HF init (std 0.02) a text-projection output is ~3e-4 per channel and a codec
-    embedding 0.02, so the constant channel wired by ``_wire_eos`` would swamp them and the
-    talker would stop depending on the text and the instruct. Embeddings get std 0.25 (16 codec
-    embeddings sum to ~1 per channel) and the text projection a variance-preserving init.
+    With the HF init (std 0.02 everywhere) a text-projection output is ~3e-4 per channel, a
+    codec embedding 0.02, and attention and MLP outputs are tiny next to a position's own input:
+    the next code barely depends on the text, the speaker or the language (with one seed, two
+    speakers gave identical audio), and the constant channel wired by ``_wire_eos`` would swamp
+    the text. Embeddings get std 0.25 (16 codec embeddings sum to ~1 per channel), the text
+    projection and every talker layer a variance-preserving init (std 1/sqrt(fan_in)), and
+    codec_head std 2/sqrt(hidden) (logits of std ~2, so sampling follows the context).
     """
     import torch
 
     gen = torch.Generator().manual_seed(seed + 3)
+
+    def fill(weight, std):
+        weight.copy_(torch.randn(weight.shape, generator=gen) * std)
+
     talker = model.talker
     with torch.no_grad():
         tables = [talker.model.text_embedding, talker.model.codec_embedding,
                   *talker.code_predictor.model.codec_embedding]
         for emb in tables:
-            emb.weight.copy_(torch.randn(emb.weight.shape, generator=gen) * 0.25)
-        for lin in (talker.text_projection.linear_fc1, talker.text_projection.linear_fc2):
-            lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) / lin.weight.shape[1] ** 0.5)
-            lin.bias.zero_()
+            fill(emb.weight, 0.25)
+        linears = [talker.text_projection.linear_fc1, talker.text_projection.linear_fc2]
+        for layer in talker.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            linears += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
+                        mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        for lin in linears:
+            fill(lin.weight, lin.weight.shape[1] ** -0.5)
+            if lin.bias is not None:
+                lin.bias.zero_()
+        fill(talker.codec_head.weight, 2.0 * talker.config.hidden_size ** -0.5)
 
 
 def _wire_eos(model, base_vocab: int, frames_per_token: float | None) -> None:
@@ -489,22 +503,25 @@ def _wire_eos(model, base_vocab: int, frames_per_token: float | None) -> None:
 
     Left alone, the talker's EOS logit is just another random number: it lands in the top 50
     about 2% of steps and is sampled now and then, so a random model stops early at random (seen:
-    one run in six of 200 frames stopped at 30). Three residual dimensions of the talker are
-    reserved (every other writer into them is zeroed):
+    one run in six of 200 frames stopped at 30). Three residual channels of the talker are
+    reserved (every other writer into them is zeroed: embeddings, the x-vector projection,
+    attention and MLP outputs; no codec_head row but EOS reads them):
 
-    - c, a constant 1 at every position: every talker input carries exactly one text-projection
+    - c = _MARK at every position: every talker input carries exactly one text-projection
       output (text, tts_pad, tts_bos or the trailing text), whose fc2 bias supplies it;
-    - t, 1 at positions that carry an ordinary text token (byte-level BPE ids, not the special
-      tokens): one text-embedding dimension marks them and one fc1/fc2 unit copies it to t;
-    - e, the fraction of marked positions so far: layer 0's first query head has a zero query,
-      so it attends uniformly over the causal prefix, and reads t through value channel 0.
+    - t = _MARK at positions that carry an ordinary text token (byte-level BPE ids, not the
+      special tokens): one text-embedding channel marks them, one fc1/fc2 unit copies it to t;
+    - e ~ _MARK * the fraction of marked positions so far: layer 0's first query head has a zero
+      query, so it attends uniformly over the causal prefix, and reads t through value channel 0.
 
-    The EOS row of codec_head reads c and e only (no other row reads them): with
-    ``frames_per_token=None`` its logit is ``-20 * c`` after the final norm (-20 or lower, never
-    sampled, never the argmax); with F it is ``100 * (tau * c - e)``, tau = 1 / (1 + F), which
-    turns positive, steeply, once the generated frames dilute the text below tau: after about
-    F frames per marked token (the role words and the instruct count as text) minus the ~8
-    special prompt positions, then EOS is the argmax and is sampled with probability ~1.
+    ``frames_per_token=None``: the EOS row reads ``-100 / _MARK * c`` (logit below -30 after the
+    final norm; the other logits stay under ~10): never sampled, never the argmax, so N new
+    tokens give exactly N-1 frames. F: the EOS row reads ``_EOS_GAIN * (tau * c - e)`` with
+    tau = 1 / (1 + F); its sign flips once the generated frames dilute the marked text below
+    tau, after about F frames per marked token (the role words "assistant" and "\\n" and the
+    instruct count as text) minus the ~8 special prompt positions, and then EOS wins outright
+    (same length for every seed; a voice-clone prompt's reference frames dilute too, so ICL
+    clones stop sooner).
     """
     import torch
 
@@ -531,7 +548,7 @@ def _wire_eos(model, base_vocab: int, frames_per_token: float | None) -> None:
         head[:, reserved] = 0
         head[eos] = 0
         if frames_per_token is None:
-            head[eos, c_dim] = -20.0 / _MARK
+            head[eos, c_dim] = -100.0 / _MARK
             return
         tau = 1.0 / (1.0 + float(frames_per_token))
         text_emb = talker.model.text_embedding.weight
@@ -632,7 +649,7 @@ def build(kind: str, out_dir, seed: int = 0, size: str = "1b7",
 
         torch.manual_seed(seed)
         model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**cfg)).eval()
-        _rescale_talker_inputs(model, seed)
+        _rescale_talker(model, seed)
         _wire_eos(model, base_vocab=min(text_ids[t] for t in SPECIAL_TOKENS),
                   frames_per_token=eos_frames_per_token)
         _save_weights(model, out / "model.safetensors")

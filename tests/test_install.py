@@ -1,0 +1,43 @@
+"""`mcp-tts install`: a failed install leaves nothing that looks installed."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_tts import install
+from mcp_tts.config import Settings
+from mcp_tts.errors import TTSError
+from mcp_tts.families import FAMILIES
+
+
+def test_a_failed_install_leaves_no_venv(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data")
+    broken = install.Recipe("qwen", "cpu", ("mcp-tts-no-such-package-anywhere==0.0.1",), "print('never')")
+    monkeypatch.setattr(install, "recipe", lambda family, device: broken)
+    monkeypatch.setenv("MCP_TTS_TORCH_INDEX_URL", "")
+    lines: list[str] = []
+    with pytest.raises(TTSError, match="failed"):
+        install.install(settings, "qwen", "cpu", say=lines.append)
+    family_dir = settings.families_dir / "qwen"
+    assert not (family_dir / "venv").exists()
+    assert not list(family_dir.glob("venv.partial-*"))
+    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert any("installing" in line for line in lines)
+
+
+def test_a_venv_whose_check_fails_is_not_installed(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data")
+    broken = install.Recipe("qwen", "cpu", ("pip",), "import a_module_that_is_not_there")
+    monkeypatch.setattr(install, "recipe", lambda family, device: broken)
+    with pytest.raises(TTSError, match="a_module_that_is_not_there"):
+        install.install(settings, "qwen", "cpu", say=lambda line: None)
+    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert not list((settings.families_dir / "qwen").iterdir())
+
+
+def test_builtin_and_unknown_families():
+    settings = Settings()
+    with pytest.raises(TTSError, match="needs no install"):
+        install.install(settings, "builtin")
+    with pytest.raises(TTSError, match="families to install: qwen, chatterbox"):
+        install.recipe("festival", "cpu")

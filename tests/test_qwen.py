@@ -1,0 +1,205 @@
+"""The qwen family end to end: the real qwen-tts package in its own venv, loading tiny random checkpoints
+by their hub ids from a Hugging Face cache, driven through the MCP tools."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import time
+
+import anyio
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import FAMILIES_DIR, MCP_TTS, host_pids_of, mcp_session, qwen_env, server_env
+
+pytestmark = pytest.mark.anyio
+
+FRAMES = 12  # MCP_TTS_QWEN_MAX_NEW_TOKENS=13: random weights never stop, N tokens give N-1 frames
+SAMPLES = FRAMES * 1920
+
+
+def audio_of(result) -> tuple[np.ndarray, int]:
+    block = next(c for c in result.content if c.type == "audio")
+    data, rate = sf.read(io.BytesIO(base64.b64decode(block.data)), dtype="float32")
+    return data, rate
+
+
+def error_text(result) -> str:
+    assert result.is_error, result.structured_content
+    return result.content[0].text
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def __call__(self, progress, total, message) -> None:
+        self.messages.append(message or "")
+
+
+async def test_custom_voice_presets_instruct_and_languages(home, qwen_hub):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")
+    async with mcp_session(env) as session:
+        listed = (await session.call_tool("list_voices", {"backend": "qwen-custom"})).structured_content
+        loading = Progress()
+        styled = await session.call_tool("say", {"text": "The build is green.", "backend": "qwen-custom",
+                                                 "voice": "Vivian", "instruct": "cheerful and quick",
+                                                 "language": "en"}, progress_callback=loading)
+        plain = await session.call_tool("say", {"text": "The build is green.", "backend": "qwen-custom",
+                                                "voice": "vivian"})
+        other = await session.call_tool("say", {"text": "The build is green.", "backend": "qwen-custom",
+                                                "voice": "Ryan", "language": "auto"})
+        small = await session.call_tool("say", {"text": "Hi.", "backend": "qwen-custom", "instruct": "sad",
+                                                "model": "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"})
+        bad_speaker = await session.call_tool("say", {"text": "Hi.", "backend": "qwen-custom", "voice": "Bob"})
+        bad_language = await session.call_tool("say", {"text": "Hi.", "backend": "qwen-custom", "language": "xx"})
+        bad_model = await session.call_tool("say", {"text": "Hi.", "backend": "qwen-custom",
+                                                    "model": "Qwen/Qwen3-TTS-12Hz-1.7B-Base"})
+        base_dir = next((qwen_hub / "hub" / "models--Qwen--Qwen3-TTS-12Hz-1.7B-Base" / "snapshots").iterdir())
+        wrong_kind = await session.call_tool("say", {"text": "Hi.", "backend": "qwen-custom", "model": str(base_dir)})
+    entry = listed["backends"][0]
+    assert entry["installed"] and {v["name"] for v in entry["voices"]} >= {"Vivian", "Serena", "Uncle_Fu", "Sohee"}
+    out = styled.structured_content
+    assert out["backend"] == "qwen-custom" and out["model"] == "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"
+    assert out["voice"] == "Vivian" and out["notes"] == []
+    samples, rate = audio_of(styled)
+    assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    assert any("loading Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice" in m for m in loading.messages)
+    # instruct reaches the model: the same text and speaker sound different with and without it
+    assert not np.allclose(samples, audio_of(plain)[0])
+    assert plain.structured_content["voice"] == "Vivian"
+    assert not np.allclose(audio_of(plain)[0], audio_of(other)[0])
+    assert small.structured_content["model"] == "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
+    assert any("instruct ignored" in n and "0.6B" in n for n in small.structured_content["notes"])
+    assert "unknown qwen-custom speaker 'Bob'" in error_text(bad_speaker) and "Sohee" in error_text(bad_speaker)
+    assert "language 'xx'" in error_text(bad_language) and "ja" in error_text(bad_language)
+    assert "unknown model" in error_text(bad_model) and "0.6B-CustomVoice" in error_text(bad_model)
+    assert "is a base checkpoint" in error_text(wrong_kind) and "custom_voice" in error_text(wrong_kind)
+
+
+async def test_design_then_clone_with_a_cached_prompt(home, qwen_hub):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")
+    async with mcp_session(env) as session:
+        designed = await session.call_tool("design_voice", {
+            "description": "a warm, low female voice, calm and slow", "name": "narrator",
+            "backend": "qwen-design", "sample_text": "Once upon a time, in a quiet town."})
+        direct = await session.call_tool("say", {"text": "Hello.", "backend": "qwen-design",
+                                                 "instruct": "a bright young man"})
+        no_instruct = await session.call_tool("say", {"text": "Hello.", "backend": "qwen-design"})
+        first_progress, second_progress = Progress(), Progress()
+        first = await session.call_tool("say", {"text": "Chapter one.", "voice": "narrator"},
+                                        progress_callback=first_progress)
+        started = time.perf_counter()
+        second = await session.call_tool("say", {"text": "Chapter one.", "voice": "narrator"},
+                                         progress_callback=second_progress)
+        assert time.perf_counter() - started < 30
+    out = designed.structured_content
+    assert out["backend"] == "qwen-design" and out["model"] == "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign"
+    assert out["usable_with"][0] == "qwen-base"
+    manifest = (home / "data" / "voices" / "narrator" / "manifest.json").read_text()
+    assert '"kind": "reference"' in manifest and "Once upon a time" in manifest
+    assert sf.info(out["sample_path"]).samplerate == 24000
+    assert not direct.is_error and direct.structured_content["voice"] == "designed"
+    assert "instruct" in error_text(no_instruct)
+    # a designed voice is spoken by qwen-base, cloning its saved reference
+    assert first.structured_content["backend"] == "qwen-base"
+    assert first.structured_content["voice"] == "narrator"
+    assert any("preparing the voice narrator" in m for m in first_progress.messages)
+    assert not any("preparing the voice" in m for m in second_progress.messages)  # the prompt was cached
+    cached = list((home / "data" / "cache" / "clone-prompts").glob("*.pt"))
+    assert len(cached) == 1
+
+    # a new host finds the prompt on disk: no preparing again
+    subprocess.run([MCP_TTS, "hosts", "stop"], env=env, check=True, capture_output=True)
+    while host_pids_of(home / "run", "qwen"):
+        await anyio.sleep(0.1)
+    async with mcp_session(env) as session:
+        third_progress = Progress()
+        third = await session.call_tool("say", {"text": "Chapter two.", "voice": "narrator"},
+                                        progress_callback=third_progress)
+    assert not third.is_error, third.content
+    assert not any("preparing the voice" in m for m in third_progress.messages)
+    assert any("loading" in m for m in third_progress.messages)
+
+
+async def test_a_users_recording_becomes_a_cloned_voice(home, qwen_hub, tmp_path):
+    recording = tmp_path / "me.wav"
+    made = subprocess.run([MCP_TTS, "say", "This is my own voice, recorded for cloning. Hello there.",
+                           "-o", str(recording)], env=server_env(home, None), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")
+    added = subprocess.run([MCP_TTS, "voices", "add", "me", "--audio", str(recording), "--text",
+                            "This is my own voice, recorded for cloning. Hello there."], env=env,
+                           capture_output=True, text=True)
+    assert added.returncode == 0 and "qwen-base" in added.stdout, added.stderr
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(48000, dtype=np.float32), 16000)
+    refused = subprocess.run([MCP_TTS, "voices", "add", "quiet", "--audio", str(silent), "--text", "x"], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "silent" in refused.stderr
+    assert not (home / "data" / "voices" / "quiet").exists()
+    async with mcp_session(env) as session:
+        cloned = await session.call_tool("say", {"text": "Speaking as you.", "voice": "me"})
+        small = await session.call_tool("say", {"text": "Speaking as you.", "voice": "me", "backend": "qwen-base",
+                                                "model": "Qwen/Qwen3-TTS-12Hz-0.6B-Base"})
+        custom = await session.call_tool("say", {"text": "Hi.", "voice": "me", "backend": "qwen-custom"})
+    assert cloned.structured_content["backend"] == "qwen-base" and len(audio_of(cloned)[0]) > 0
+    assert small.structured_content["model"] == "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+    assert "works with qwen-base" in error_text(custom)
+
+
+async def test_hot_swap_among_the_three_and_eviction(home, qwen_hub):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")
+    async with mcp_session(env) as session:
+        steps = []
+        for backend in ("qwen-custom", "qwen-design", "qwen-base", "qwen-custom", "builtin", "qwen-design"):
+            result = await session.call_tool("switch_backend", {"backend": backend})
+            assert not result.is_error, result.content
+            steps.append(result.structured_content)
+        spoken = await session.call_tool("say", {"text": "Default backend now.", "instruct": "a calm old man"})
+    assert [s["switch"] for s in steps] == ["new_host", "hot_swap", "hot_swap", "already_loaded", "hot_swap",
+                                            "already_loaded"]
+    qwen_pids = {s["host_pid"] for s in steps if s["backend"].startswith("qwen")}
+    assert len(qwen_pids) == 1  # never restarted
+    assert steps[3]["total_seconds"] < 1.0  # a swap to a resident model is instant
+    assert spoken.structured_content["backend"] == "qwen-design"
+
+    # a budget that fits one tiny model: each switch evicts the other
+    tight = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_QWEN_MEMORY_GB="0.02")
+    subprocess.run([MCP_TTS, "hosts", "stop"], env=env, check=True, capture_output=True)
+    while host_pids_of(home / "run", "qwen"):
+        await anyio.sleep(0.1)
+    async with mcp_session(tight) as session:
+        swaps = [(await session.call_tool("switch_backend", {"backend": b})).structured_content["switch"]
+                 for b in ("qwen-custom", "qwen-design", "qwen-custom", "qwen-custom")]
+    assert swaps == ["new_host", "hot_swap", "hot_swap", "already_loaded"]
+    log = (home / "run" / "qwen.log").read_text()
+    assert "evicting Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice" in log
+
+
+async def test_cancel_stops_generation_between_frames(home, qwen_hub):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_QWEN_MAX_NEW_TOKENS="3000")
+    async with mcp_session(env) as session:
+        await session.call_tool("switch_backend", {"backend": "qwen-custom"})
+        with anyio.move_on_after(2):  # 3000 frames would take a minute or more on this machine
+            await session.call_tool("say", {"text": "A long story.", "backend": "qwen-custom"})
+        started = time.perf_counter()
+        with anyio.fail_after(30):
+            after = await session.call_tool("list_voices", {"backend": "qwen-custom"})
+        assert not after.is_error
+        assert time.perf_counter() - started < 10  # the host's one worker was freed, not busy for a minute
+    log = (home / "run" / "qwen.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_install_is_a_no_op_when_installed_and_doctor_reports_it(qwen_family, home):
+    env = server_env(home, None, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), MCP_TTS_TORCH_INDEX_URL="")
+    started = time.perf_counter()
+    again = subprocess.run([MCP_TTS, "install", "qwen", "--cpu"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already installed" in again.stdout
+    assert time.perf_counter() - started < 10
+    doctor = subprocess.run([MCP_TTS, "doctor"], env=env, capture_output=True, text=True)
+    assert "family qwen: installed" in doctor.stdout
