@@ -203,3 +203,14 @@ def test_install_is_a_no_op_when_installed_and_doctor_reports_it(qwen_family, ho
     assert time.perf_counter() - started < 10
     doctor = subprocess.run([MCP_TTS, "doctor"], env=env, capture_output=True, text=True)
     assert "family qwen: installed" in doctor.stdout
+
+
+async def test_qwen_speech_plays_after_builtin_speech(home, pulse, qwen_hub):
+    """24 kHz qwen audio after 22.05 kHz espeak audio: the speaker reopens its stream at the new rate."""
+    async with mcp_session(qwen_env(home, pulse, qwen_hub)) as session:
+        first = await session.call_tool("say", {"text": "Built in.", "wait": "end"})
+        second = await session.call_tool("say", {"text": "Neural.", "backend": "qwen-custom", "wait": "end"})
+    assert first.structured_content["status"] == "played"
+    assert second.structured_content["status"] == "played", second.content
+    assert second.structured_content["audio_seconds"] == pytest.approx(FRAMES * 0.08, abs=0.01)
+    assert second.structured_content["started_clock"] >= first.structured_content["ended_clock"] - 0.05
