@@ -39,6 +39,43 @@ DEFAULT_SPEAKER = "Ryan"
 LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "de": "german",
              "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish", "it": "italian"}
 SAMPLE_RATE = 24000  # the 12 Hz codec: 1920 samples per 80 ms frame
+SAMPLES_PER_FRAME = 1920
+LEFT_CONTEXT = 25  # frames of codes decoded again before each streamed chunk, so the joins are seamless
+FIRST_CHUNK, CHUNK = 4, 8  # frames: the first sound after 4 frames (320 ms of audio), then 640 ms pieces
+
+
+class StreamingDecoder:
+    """Decodes codec frames as they arrive: each chunk with LEFT_CONTEXT frames before it, keeping only
+    the new samples, so the chunks join into what one whole decode gives."""
+
+    def __init__(self, tokenizer, emit: Emit, prefix=None) -> None:
+        import torch
+
+        self.decode, self.emit = tokenizer.decode, emit  # bound now: the engine skips upstream's own decode
+        self.codes = prefix if prefix is not None else torch.zeros(0, 16, dtype=torch.long)
+        self.done = len(self.codes)  # frames already heard (a clone's reference frames are never spoken)
+        self.start = self.done
+
+    def push(self, frames) -> None:
+        import torch
+
+        self.codes = torch.cat([self.codes.to(frames.device), frames])
+        pending = len(self.codes) - self.done
+        if pending >= (FIRST_CHUNK if self.done == self.start else CHUNK):
+            self._decode(len(self.codes))
+
+    def finish(self, codes) -> None:
+        """Decodes what is left, given all the frames (the loop stops pushing at end of speech)."""
+        self.codes = codes
+        if len(self.codes) > self.done:
+            self._decode(len(self.codes))
+
+    def _decode(self, end: int) -> None:
+        begin = max(0, self.done - LEFT_CONTEXT)
+        wavs, _ = self.decode([{"audio_codes": self.codes[begin:end]}])
+        new = (end - self.done) * SAMPLES_PER_FRAME
+        self.emit(np.asarray(wavs[0][-new:], dtype=np.float32))
+        self.done = end
 
 
 @dataclass
@@ -51,6 +88,7 @@ class _Resident:
     speakers: tuple[str, ...]
     languages: tuple[str, ...]
     load_seconds: float
+    fast: Any = None  # engines.qwen_fast.FastTalker, when the fast path is on
 
 
 def _settings() -> tuple[str, Any, str]:
@@ -124,6 +162,8 @@ class QwenEngine:
         self.device, self.dtype, self.attention = _settings()
         self.budget = _budget_bytes(self.device)
         self.max_new_tokens = int(os.environ.get("MCP_TTS_QWEN_MAX_NEW_TOKENS", "2048"))
+        # the fast decode loop (static caches, CUDA graphs on GPU); "0" keeps upstream's generate
+        self.use_fast = os.environ.get("MCP_TTS_QWEN_FAST", "1") != "0"
         self.resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
         self.prompts: dict[str, Any] = {}  # clone prompts by key, in memory
         log.info("qwen engine on %s (%s, %s), memory budget %.1f GB", self.device, self.dtype, self.attention,
@@ -188,12 +228,35 @@ class QwenEngine:
             languages=tuple(wrapper.model.get_supported_languages() or ()),
             load_seconds=time.perf_counter() - started)
         self._evict_for(nbytes)
+        if self.use_fast:
+            from .qwen_fast import FastTalker
+
+            resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024)
+            resident.fast.install()
+            if resident.fast.use_graphs:
+                report(f"capturing CUDA graphs for {model_id}", 0, None)
+                self._warm(resident)
         self.resident[model_id] = resident
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
-        log.info("loaded %s (%s, %s, %.2f GB) in %.1f s", model_id, resident.kind, resident.size, nbytes / 2**30,
-                 resident.load_seconds)
+        resident.load_seconds = time.perf_counter() - started
+        log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
+                 nbytes / 2**30, resident.load_seconds,
+                 f", frame graph captured in {resident.fast.capture_seconds:.2f} s"
+                 if resident.fast and resident.fast.capture_seconds else "")
         return resident
+
+    def _warm(self, resident: _Resident) -> None:
+        """One short generation at load: compiles kernels and captures the frame graph before any say."""
+        model, kwargs = resident.model, {"max_new_tokens": 6}
+        if resident.kind == "custom_voice":
+            model.generate_custom_voice("Ready.", speaker=(resident.speakers or SPEAKERS)[0], **kwargs)
+        elif resident.kind == "voice_design":
+            model.generate_voice_design("Ready.", instruct="a calm voice", **kwargs)
+        else:
+            tone = (0.1 * np.sin(np.arange(SAMPLE_RATE * 2) / SAMPLE_RATE * 2 * np.pi * 150)).astype(np.float32)
+            prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
+            model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
 
     def _evict_for(self, nbytes: int) -> None:
         while self.resident and sum(r.nbytes for r in self.resident.values()) + nbytes > self.budget:
@@ -252,6 +315,7 @@ class QwenEngine:
             notes.append("speed ignored: Qwen3-TTS has no rate control (describe the pace in instruct)")
         kwargs: dict[str, Any] = {"language": language, "max_new_tokens": self.max_new_tokens}
         model = resident.model
+        prefix = None
         if request.backend == "qwen-custom":
             if request.voice_params:
                 raise RequestError("unknown_voice", "qwen-custom speaks its preset speakers only; saved voices "
@@ -285,11 +349,17 @@ class QwenEngine:
                 notes.append("instruct ignored: qwen-base takes its style from the reference recording")
             prompt = self._clone_prompt(resident, params, report)
             label = params.get("voice_name", "clone")
+            if prompt[0].ref_code is not None:
+                prefix = prompt[0].ref_code.detach().cpu()  # the reference frames: left context, never spoken
 
             def generate():
                 return model.generate_voice_clone(request.text, voice_clone_prompt=prompt, **kwargs)
 
+
         def run(emit: Emit, cancelled: threading.Event) -> None:
+            if resident.fast is not None:
+                self._generate_streaming(resident, generate, cancelled, emit, prefix)
+                return
             wavs, rate = self._generate(resident, generate, cancelled)
             if rate != SAMPLE_RATE:
                 raise RuntimeError(f"{resident.model_id} produced {rate} Hz audio, expected {SAMPLE_RATE}")
@@ -305,6 +375,33 @@ class QwenEngine:
             raise RequestError("unknown_voice", f"unknown qwen-custom speaker {name!r}; speakers: "
                                                 f"{', '.join(known.values())}")
         return known[name.lower()]
+
+    def _generate_streaming(self, resident: _Resident, generate, cancelled: threading.Event, emit: Emit,
+                            prefix) -> None:
+        """The fast path: frames are decoded and emitted as the loop confirms them; upstream's own decode
+        of the whole clip at the end is skipped (everything was heard by then)."""
+        tokenizer = resident.model.model.speech_tokenizer
+        decoder = StreamingDecoder(tokenizer, emit, prefix)
+        final = {}
+
+        def on_frames(frames) -> None:
+            if cancelled.is_set():
+                raise Cancelled()
+            decoder.push(frames.detach().cpu() if self.device == "cpu" else frames)
+
+        def skip_decode(items):
+            final["codes"] = items[0]["audio_codes"]
+            lengths = [len(item["audio_codes"]) for item in items]
+            return [np.zeros(n * SAMPLES_PER_FRAME, dtype=np.float32) for n in lengths], SAMPLE_RATE
+
+        resident.fast.on_frames = on_frames
+        tokenizer.decode = skip_decode  # an instance attribute, removed below
+        try:
+            self._generate(resident, generate, cancelled)
+        finally:
+            resident.fast.on_frames = None
+            del tokenizer.decode
+        decoder.finish(final["codes"])
 
     def _generate(self, resident: _Resident, generate, cancelled: threading.Event):
         """Runs one generate call; a hook on the talker ends it between frames once cancelled."""

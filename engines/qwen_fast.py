@@ -235,7 +235,7 @@ class FastTalker:
         frames = torch.empty(max_new_tokens, self.groups, dtype=torch.long, device=self.device)
         run = self._runner(s, p)
         check_every = 4
-        count = 0
+        count = reported = 0
         for k in range(max_new_tokens - 1):
             run()
             frames[k].copy_(s["frame"])
@@ -247,7 +247,8 @@ class FastTalker:
                     count = int(done[0, 0])
                     break
                 if self.on_frames is not None:
-                    self.on_frames(frames[count - check_every if count >= check_every else 0:count])
+                    self.on_frames(frames[reported:count])
+                    reported = count
         codes = frames[:count]
         steps = [((h,), None if i == 0 else codes[i - 1].view(1, -1)) for i, h in enumerate(hiddens[:count + 1])]
         return types.SimpleNamespace(hidden_states=steps, sequences=None)

@@ -214,3 +214,12 @@ async def test_qwen_speech_plays_after_builtin_speech(home, pulse, qwen_hub):
     assert second.structured_content["status"] == "played", second.content
     assert second.structured_content["audio_seconds"] == pytest.approx(FRAMES * 0.08, abs=0.01)
     assert second.structured_content["started_clock"] >= first.structured_content["ended_clock"] - 0.05
+
+
+async def test_upstream_generation_stays_available_behind_a_setting(home, qwen_hub):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_QWEN_FAST="0")
+    async with mcp_session(env) as session:
+        result = await session.call_tool("say", {"text": "Upstream path.", "backend": "qwen-custom"})
+    assert not result.is_error, result.content
+    samples, rate = audio_of(result)
+    assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3

@@ -1,0 +1,133 @@
+"""Runs inside the qwen family venv: the fast decode loop against upstream qwen-tts on tiny checkpoints.
+
+    python tests/qwen_fast_check.py CHECKPOINTS_DIR  ->  one JSON object on the last stdout line
+
+Greedy codes frame by frame in all three modes; the streamed chunks against one whole decode; and,
+with sampling, the distribution of sampled codes against upstream's (two-sample chi-square)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from qwen_tiny import build  # noqa: E402
+from qwen_tts import Qwen3TTSModel  # noqa: E402
+from scipy.stats import chi2_contingency  # noqa: E402
+
+from engines.qwen import StreamingDecoder  # noqa: E402
+from engines.qwen_fast import FastTalker  # noqa: E402
+
+TEXT = "Hello there, how are you today? The tests pass."
+
+
+def load(root: Path, kind: str):
+    if not (root / kind / "config.json").exists():
+        build(kind, root / kind, seed=0)
+    return Qwen3TTSModel.from_pretrained(str(root / kind), device_map="cpu", dtype=torch.float32)
+
+
+def recorder(model):
+    seen: list[torch.Tensor] = []
+    original = model.model.speech_tokenizer.decode
+
+    def decode(items):
+        seen.extend(item["audio_codes"].clone() for item in items)
+        return original(items)
+
+    model.model.speech_tokenizer.decode = decode
+    return seen
+
+
+def speak(model, kind: str, **kwargs):
+    if kind == "custom_voice":
+        return model.generate_custom_voice(TEXT, speaker="Vivian", instruct="happy", language="english", **kwargs)
+    if kind == "voice_design":
+        return model.generate_voice_design(TEXT, instruct="a deep calm voice", **kwargs)
+    tone = (0.3 * np.sin(np.arange(24000 * 3) / 24000 * 2 * np.pi * 200)).astype("float32")
+    prompt = model.create_voice_clone_prompt(ref_audio=(tone, 24000), ref_text="A reference sentence here.")
+    return model.generate_voice_clone(TEXT, voice_clone_prompt=prompt, **kwargs)
+
+
+def greedy(root: Path) -> dict:
+    out = {}
+    for kind in ("custom_voice", "voice_design", "base"):
+        model = load(root, kind)
+        codes = recorder(model)
+        greedy_args = {"max_new_tokens": 48, "do_sample": False, "subtalker_dosample": False}
+        speak(model, kind, **greedy_args)
+        fast = FastTalker(model.model, max_len=1024)
+        fast.install()
+        speak(model, kind, **greedy_args)
+        upstream, ours = codes
+        same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
+        out[kind] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()),
+                     "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
+    return out
+
+
+def streaming(root: Path) -> dict:
+    model = load(root, "custom_voice")
+    fast = FastTalker(model.model, max_len=1024)
+    fast.install()
+    chunks: list[np.ndarray] = []
+    decoder = StreamingDecoder(model.model.speech_tokenizer, chunks.append)
+    fast.on_frames = decoder.push
+    codes = recorder(model)
+    wavs, _ = speak(model, "custom_voice", max_new_tokens=61, do_sample=False, subtalker_dosample=False)
+    decoder.finish(codes[0])
+    joined = np.concatenate(chunks)
+    whole = np.asarray(wavs[0])
+    diff = np.abs(joined - whole)
+    joins = np.cumsum([len(c) for c in chunks])[:-1]
+    step = np.abs(np.diff(joined))
+    return {"chunks": [len(c) for c in chunks], "samples": len(joined), "whole_samples": len(whole),
+            "max_abs_diff": float(diff.max()), "signal_peak": float(np.abs(whole).max()),
+            "max_step_at_joins": float(step[joins - 1].max()), "median_step": float(np.median(step))}
+
+
+def first_codes(model, kind: str, seeds: range, temperature: float = 0.9) -> tuple[list[int], list[int]]:
+    """The second talker token and the first code-predictor code of each seeded sampled run."""
+    talker_codes, sub_codes = [], []
+    codes = recorder(model)
+    for seed in seeds:
+        torch.manual_seed(seed)
+        speak(model, kind, max_new_tokens=3, temperature=temperature, top_k=50, subtalker_top_k=50)
+        talker_codes.append(int(codes[-1][1, 0]))
+        sub_codes.append(int(codes[-1][0, 1]))
+    return talker_codes, sub_codes
+
+
+def chi_square(a: list[int], b: list[int]) -> float:
+    """p-value of 'a and b come from one distribution'; rare values pooled into one bin."""
+    values = sorted(set(a) | set(b))
+    table = np.array([[a.count(v) for v in values], [b.count(v) for v in values]])
+    common = table.sum(axis=0) >= 10
+    pooled = np.column_stack([table[:, common], table[:, ~common].sum(axis=1)]) if (~common).any() else table
+    pooled = pooled[:, pooled.sum(axis=0) > 0]
+    return float(chi2_contingency(pooled)[1])
+
+
+def sampling(root: Path, runs: int) -> dict:
+    model = load(root, "voice_design")
+    up_talker, up_sub = first_codes(model, "voice_design", range(runs))
+    fast = FastTalker(model.model, max_len=1024)
+    fast.install()
+    our_talker, our_sub = first_codes(model, "voice_design", range(10_000, 10_000 + runs))
+    cold_talker, cold_sub = first_codes(model, "voice_design", range(20_000, 20_000 + runs), temperature=0.25)
+    return {"runs": runs, "distinct_talker_codes": len(set(up_talker)),
+            "p_talker": chi_square(up_talker, our_talker), "p_sub": chi_square(up_sub, our_sub),
+            "p_talker_vs_other_temperature": chi_square(up_talker, cold_talker),
+            "p_sub_vs_other_temperature": chi_square(up_sub, cold_sub)}
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1])
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    print(json.dumps({"greedy": greedy(root), "streaming": streaming(root), "sampling": sampling(root, runs)}))

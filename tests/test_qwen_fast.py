@@ -1,0 +1,43 @@
+"""The fast decode loop against upstream qwen-tts, in the family venv, on tiny checkpoints (CPU: the same
+loop as on the GPU, without graph capture)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHECK = Path(__file__).resolve().parent / "qwen_fast_check.py"
+
+
+@pytest.fixture(scope="module")
+def report(qwen_family, tmp_path_factory) -> dict:
+    result = subprocess.run([str(qwen_family), str(CHECK), str(tmp_path_factory.mktemp("ck")), "300"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mode", ["custom_voice", "voice_design", "base"])
+def test_greedy_codes_equal_upstream_frame_by_frame(report, mode):
+    got = report["greedy"][mode]
+    assert got["frames"] >= 47 and got["ours"] == got["frames"]
+    assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"
+
+
+def test_streamed_chunks_join_into_the_whole_decode(report):
+    got = report["streaming"]
+    assert got["chunks"][0] == 4 * 1920 and len(got["chunks"]) > 3  # first sound after 4 frames
+    assert got["samples"] == got["whole_samples"]
+    assert got["max_abs_diff"] < 0.01 * got["signal_peak"]
+
+
+def test_sampling_has_upstreams_distribution(report):
+    got = report["sampling"]
+    assert got["distinct_talker_codes"] > 20
+    assert got["p_talker"] > 0.001, got
+    assert got["p_sub"] > 0.001, got
+    # the test can tell distributions apart: a different temperature is caught
+    assert got["p_talker_vs_other_temperature"] < 0.001, got
