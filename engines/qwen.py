@@ -41,7 +41,9 @@ LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese",
 SAMPLE_RATE = 24000  # the 12 Hz codec: 1920 samples per 80 ms frame
 SAMPLES_PER_FRAME = 1920
 LEFT_CONTEXT = 25  # frames of codes decoded again before each streamed chunk, so the joins are seamless
-FIRST_CHUNK, CHUNK = 4, 8  # frames: the first sound after 4 frames (320 ms of audio), then 640 ms pieces
+# frames per decoded chunk: the first sound after 4 frames (320 ms of audio); later chunks double up to
+# 48 frames, since generation runs ahead of playback and fewer, larger decodes cost less per frame
+FIRST_CHUNK, MAX_CHUNK = 4, 48
 
 
 class StreamingDecoder:
@@ -55,14 +57,15 @@ class StreamingDecoder:
         self.codes = prefix if prefix is not None else torch.zeros(0, 16, dtype=torch.long)
         self.done = len(self.codes)  # frames already heard (a clone's reference frames are never spoken)
         self.start = self.done
+        self.chunk = FIRST_CHUNK
 
     def push(self, frames) -> None:
         import torch
 
         self.codes = torch.cat([self.codes.to(frames.device), frames])
-        pending = len(self.codes) - self.done
-        if pending >= (FIRST_CHUNK if self.done == self.start else CHUNK):
+        if len(self.codes) - self.done >= self.chunk:
             self._decode(len(self.codes))
+            self.chunk = min(self.chunk * 2, MAX_CHUNK)
 
     def finish(self, codes) -> None:
         """Decodes what is left, given all the frames (the loop stops pushing at end of speech)."""
