@@ -467,7 +467,7 @@ class Speech:
         check_name(name)
         if not description or not description.strip():
             raise TTSError("description is empty: describe the voice, e.g. 'a calm, deep British male voice'")
-        if self.library.exists(name) or self.library.path(name).exists():
+        if self.library.path(name).exists():  # a folder without a manifest blocks the name too
             raise TTSError(f"a voice named {name!r} already exists; choose another name")
         backend = backend or ("builtin" if self.backend not in ("qwen-design",) else self.backend)
         if backend not in ("builtin", "qwen-design"):
