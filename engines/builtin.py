@@ -14,6 +14,7 @@ import numpy as np
 
 from .espeak import Espeak
 from .espeak_design import design_params
+from .pieces import piece_chars, speak_pieces
 from .protocol import Design, Synthesize
 from .synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
@@ -22,6 +23,8 @@ MODEL = "espeak-ng"
 DEFAULT_VOICE = "en-us"
 BASE_RATE = 175  # words per minute at speed 1.0: espeak's own default
 RATE_LIMITS = (80, 450)
+PIECE_CHARS = 1000
+SENTENCE_PAUSE = 0.3  # seconds espeak leaves between sentences at its base rate (measured, en-us)
 
 
 class BuiltinEngine:
@@ -112,12 +115,17 @@ class BuiltinEngine:
         label = f"{name}+{variant}" if variant else name
 
         def run(emit: Emit, cancelled: threading.Event) -> None:
-            def on_chunk(chunk: np.ndarray) -> bool:
-                emit(chunk.astype(np.float32) / 32768.0)
-                return not cancelled.is_set()
+            def piece(text: str, emit_piece: Emit) -> None:
+                def on_chunk(chunk: np.ndarray) -> bool:
+                    emit_piece(chunk.astype(np.float32) / 32768.0)
+                    return not cancelled.is_set()
 
-            self.espeak.synthesize(request.text, voice=voice, variant=variant, rate=rate, pitch=pitch,
-                                   pitch_range=pitch_range, on_chunk=on_chunk)
+                self.espeak.synthesize(text, voice=voice, variant=variant, rate=rate, pitch=pitch,
+                                       pitch_range=pitch_range, on_chunk=on_chunk)
+
+            # espeak streams within a piece already; the budget only bounds one call's work
+            speak_pieces(request.text, piece_chars(PIECE_CHARS), piece, emit, self.espeak.sample_rate, cancelled,
+                         report, pause=SENTENCE_PAUSE * BASE_RATE / rate)
 
         return Prepared(sample_rate=self.espeak.sample_rate, model=MODEL, voice=label, run=run, notes=notes)
 

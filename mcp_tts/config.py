@@ -53,6 +53,7 @@ class Settings:
     idle_timeout: float = 600.0
     speaker_idle_timeout: float = 300.0
     max_text_chars: int = 5000
+    phrase_cache_mb: float = 64.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +66,7 @@ class Settings:
             idle_timeout=_float("MCP_TTS_IDLE_TIMEOUT", 600.0),
             speaker_idle_timeout=_float("MCP_TTS_SPEAKER_IDLE_TIMEOUT", 300.0),
             max_text_chars=int(_float("MCP_TTS_MAX_TEXT_CHARS", 5000)),
+            phrase_cache_mb=_float("MCP_TTS_PHRASE_CACHE_MB", 64.0),
         )
         if data := env.get("MCP_TTS_DATA_DIR"):
             settings.data_dir = Path(data)

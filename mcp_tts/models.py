@@ -31,6 +31,7 @@ class SayResult(BaseModel):
     queue_position: int | None = Field(None, description="utterances ahead of this one when it was queued")
     started_clock: float | None = Field(None, description="monotonic clock of the machine when playback began")
     ended_clock: float | None = Field(None, description="monotonic clock of the machine when playback ended")
+    cache_hit: bool = Field(False, description="true when the audio came from the phrase cache (said before)")
     notes: list[str] = Field(default_factory=list, description="anything asked for that was not done as asked")
 
 

@@ -101,12 +101,15 @@ def create_server(settings: Settings | None = None) -> MCPServer:
                                                  "once")] = "start",
         file_path: Annotated[str | None, Field(max_length=4096, description="where to write the audio (.wav, .flac, .ogg) "
                                                           "with output='file'")] = None,
+        raw: Annotated[bool, Field(description="speak the text exactly as written; by default markdown, code "
+                                               "blocks, paths, URLs and identifiers are read as a person would "
+                                               "say them")] = False,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, SayResult]:
         request = SayRequest(text=text, voice=voice, backend=backend, model=model, language=language,
                              instruct=instruct,
                              speed=speed, output=None if output == "auto" else output, wait=wait,
-                             file_path=file_path)
+                             file_path=file_path, raw=raw)
         try:
             result, audio = await speech().say(request, _progress(ctx))
         except TTSError as exc:

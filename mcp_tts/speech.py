@@ -33,6 +33,9 @@ from .models import (
     AddVoiceResult, BackendVoices, DesignVoiceResult, LibraryVoice, ListVoicesResult, PresetVoice, SayResult, StopResult,
     SwitchBackendResult,
 )
+from .phrase_cache import MAX_CHARS as PHRASE_MAX_CHARS
+from .phrase_cache import PhraseCache, PhraseKey, voice_fingerprint
+from .speakable import speakable
 from .text import check_text
 from .voices import NAME_PATTERN, SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
@@ -62,6 +65,7 @@ class SayRequest:
     wait: str = "start"
     file_path: str | None = None
     overwrite: bool = False
+    raw: bool = False
 
 
 @dataclass
@@ -89,6 +93,9 @@ class Utterance:
     interrupted: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    cache_key: PhraseKey | None = None  # set: the audio goes into the phrase cache once complete
+    cache_hit: bool = False
+    progress: ProgressSink | None = None  # the say call's, while it waits
     started: anyio.Event = field(default_factory=anyio.Event)
     synthesized: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
@@ -121,7 +128,34 @@ class Utterance:
             time_to_first_audio_ms=round((first - self.arrived) * 1000, 2) if first else None,
             synthesis_seconds=round(self.synth_seconds, 4) if self.synth_seconds is not None else None,
             queue_position=self.queue_position, started_clock=self.started_clock, ended_clock=self.ended_clock,
-            notes=self.notes)
+            cache_hit=self.cache_hit, notes=self.notes)
+
+
+class _NoHost:
+    """Where a cached phrase's Cancel goes: no engine is working on it."""
+
+    async def send(self, message, payload: bytes = b"") -> None:
+        return None
+
+
+class CachedReply:
+    """A cached phrase, delivered in the messages a host would stream, so it plays, saves and stops
+    like any other utterance."""
+
+    CHUNK = 4096
+
+    def __init__(self, utt_id: str, samples: np.ndarray) -> None:
+        self.conn = _NoHost()
+        pcm = np.ascontiguousarray(samples, dtype=SAMPLE_FORMAT)
+        chunks = [pcm[i:i + self.CHUNK].tobytes() for i in range(0, len(pcm), self.CHUNK)]
+        self._frames = iter([*((AudioChunk(id=utt_id, seq=i), c) for i, c in enumerate(chunks)),
+                             (AudioEnd(id=utt_id, samples=len(pcm), synth_seconds=0.0), b"")])
+
+    async def next(self):
+        return next(self._frames)
+
+    def close(self) -> None:
+        return None
 
 
 def check_output_path(raw: str, default_suffix: str = ".wav", overwrite: bool = False) -> Path:
@@ -177,6 +211,7 @@ class Speech:
         self.backend = settings.backend
         self.model = settings.model
         self._active: dict[str, Utterance] = {}
+        self.phrases = PhraseCache(settings.data_dir / "cache" / "phrases", int(settings.phrase_cache_mb * 2**20))
         self._stops = 0  # stop() calls so far: a say that was still starting when one came is dropped
 
     # --- say ----------------------------------------------------------------------------------
@@ -189,6 +224,11 @@ class Speech:
         arrived = time.monotonic()
         stops_at_arrival = self._stops
         text = check_text(request.text, self.settings.max_text_chars)
+        if not request.raw:
+            text = speakable(text)
+            if not text.strip():
+                raise TTSError("nothing left to speak: the text is only emoji, markup or rules once shaped "
+                               "for speech; say it in words, or pass raw=true to speak it exactly as written")
         if not SPEED_LIMITS[0] <= request.speed <= SPEED_LIMITS[1]:
             raise TTSError(f"speed {request.speed} is outside {SPEED_LIMITS[0]}-{SPEED_LIMITS[1]} "
                            f"(1.0 is normal)")
@@ -208,37 +248,49 @@ class Speech:
 
         if output in ("auto", "play"):
             self._spawn(self.prepare_speaker, backend)  # starts alongside the synthesis
-        host = await self.hosts.get(family.service, python)
         utt_id = _new_id()
-        reply = await host.request(Synthesize(
-            id=utt_id, backend=backend, text=text, model=model, voice=voice, voice_params=voice_params,
-            language=request.language, instruct=request.instruct, speed=request.speed))
+        key = self._phrase_key(backend, model, voice, voice_params, request, text)
+        cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
+        if cached is not None:
+            samples, rate = cached
+            host = None
+            reply = CachedReply(utt_id, samples)
+            message = AudioStart(id=utt_id, sample_rate=rate, model=key.model, voice=key.voice,
+                                 notes=["from the phrase cache: said before in this voice"])
+        else:
+            host = await self.hosts.get(family.service, python)
+            reply = await host.request(Synthesize(
+                id=utt_id, backend=backend, text=text, model=model, voice=voice, voice_params=voice_params,
+                language=request.language, instruct=request.instruct, speed=request.speed))
         try:
-            message, _ = await reply.next()
-            while isinstance(message, Progress):
-                await progress(message.message, message.done, message.total)
+            if host is not None:
                 message, _ = await reply.next()
+                while isinstance(message, Progress):
+                    await progress(message.message, message.done, message.total)
+                    message, _ = await reply.next()
             if isinstance(message, Failed):
                 raise TTSError(_explain(message, backend))
             assert isinstance(message, AudioStart), message
             utt = Utterance(id=utt_id, backend=backend, model=message.model, voice=message.voice,
                             output=output, arrived=arrived, reply=reply, sample_rate=message.sample_rate,
-                            notes=[*notes, *message.notes])
+                            notes=[*notes, *message.notes], cache_hit=cached is not None,
+                            cache_key=key if cached is None else None, progress=progress)
             if output in ("auto", "play"):
                 await self._enqueue(utt, strict=output == "play")
             if utt.output == "file" and utt.file_path is None:
                 utt.file_path = file_path or self._recording_path(utt_id)
-            utt.keep_audio = utt.output in ("file", "audio")
+            utt.keep_audio = utt.output in ("file", "audio") or utt.cache_key is not None
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await _quietly(host.send(Cancel(id=utt_id)))
+                await _quietly(reply.conn.send(Cancel(id=utt_id)))
             reply.close()
             raise
         self._active[utt_id] = utt
-        self._spawn(self._pump, utt, host)
+        self._spawn(self._pump, utt)
         if utt.speaker_reply is not None:
             self._spawn(self._watch_speaker, utt)
         if self._stops != stops_at_arrival:  # stop() came while this one was starting: it is dropped too
+            utt.progress = None
             await self._cancel(utt, error=None)
             return utt.result(), None
 
@@ -254,10 +306,20 @@ class Speech:
             with anyio.CancelScope(shield=True):
                 await self._cancel(utt, error="cancelled")
             raise
+        finally:
+            utt.progress = None  # the result is on its way: progress after it would confuse the client
         if utt.error:
             raise TTSError(utt.error)
         audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
         return utt.result(), audio
+
+    def _phrase_key(self, backend: str, model: str | None, voice: str | None, voice_params: dict,
+                    request: SayRequest, text: str) -> PhraseKey | None:
+        if not self.phrases.enabled or len(text) > PHRASE_MAX_CHARS or families.backend(backend).family == "builtin":
+            return None  # espeak makes a phrase faster than the cache can read it back
+        return PhraseKey(backend=backend, model=model or self.model or "default", voice=voice or "",
+                         voice_params=voice_fingerprint(voice_params), language=request.language or "",
+                         instruct=request.instruct or "", speed=round(request.speed, 3), text=text)
 
     def _resolve_voice(self, voice: str | None, backend: str | None) -> tuple[str, str | None, dict, list[str]]:
         """(backend, preset voice, library voice parameters, notes) for the voice asked for."""
@@ -335,7 +397,7 @@ class Speech:
             stale.unlink(missing_ok=True)
         return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"
 
-    async def _pump(self, utt: Utterance, host: HostConnection) -> None:
+    async def _pump(self, utt: Utterance) -> None:
         """Carries the host's chunks to the speaker and/or memory as they come."""
         try:
             while True:
@@ -353,6 +415,9 @@ class Speech:
                     if utt.speaker is not None:
                         await utt.speaker.send(EndOfAudio(id=utt.id))
                     break
+                elif isinstance(message, Progress):  # a long text's parts, heard while the call waits
+                    if utt.progress is not None:
+                        await _quietly(utt.progress(message.message, message.done, message.total))
                 elif isinstance(message, Failed):
                     if message.code == "cancelled" and utt.interrupted:
                         break  # stopped on purpose: an interruption, not a failure
@@ -362,6 +427,8 @@ class Speech:
                     await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
                 except (OSError, RuntimeError) as exc:  # libsndfile's errors are RuntimeErrors
                     raise TTSError(f"could not write {utt.file_path}: {exc}") from exc
+            if utt.cache_key is not None and not utt.interrupted:
+                await anyio.to_thread.run_sync(self.phrases.put, utt.cache_key, utt.audio(), utt.sample_rate)
             utt.synthesized.set()
             if utt.speaker is None:
                 utt.started.set()
