@@ -52,7 +52,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import torch  # noqa: E402
 
 import qwen_tiny  # noqa: E402  (tests/qwen_tiny.py: configs in the published layout, tokenizer files)
-from engines.qwen_fast import FastTalker  # noqa: E402
+from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
 
 try:  # the engine's own streaming decoder (chunks with left context); a local fallback otherwise
     from engines.qwen import FIRST_CHUNK, StreamingDecoder
@@ -326,8 +326,20 @@ class Bench:
             seen["samples"] = len(samples)
             raise FirstAudio()
 
-        decoder = (StreamingDecoder or LocalStreamingDecoder)(types.SimpleNamespace(decode=timed.decode), emit)
-        fast.on_frames = decoder.push
+        decoder = self.streaming_decoder(emit)
+
+        def pushed(frames):
+            self.sync()
+            seen.setdefault("frames_t", time.perf_counter())
+            decoder.push(frames)
+
+        def entered(*a, **k):  # the prompt is built: the talker's generate starts (prefill, then frames)
+            self.sync()
+            seen["generate_t"] = time.perf_counter()
+            return fast.generate(*a, **k)
+
+        fast.on_frames = pushed
+        fast.talker.generate = entered
         timed.reset()
         self.sync()
         t = time.perf_counter()
@@ -339,10 +351,12 @@ class Bench:
             pass
         finally:
             fast.on_frames = None
+            fast.install()
         if "t" not in seen:
             return {"ttfa_ms": None, "error": "no chunk emitted"}
         return {"ttfa_ms": (seen["t"] - t) * 1e3, "first_chunk_decode_ms": timed.dec_calls[0] * 1e3,
-                "first_chunk_samples": seen["samples"]}
+                "first_chunk_samples": seen["samples"], "prompt_ms": (seen["generate_t"] - t) * 1e3,
+                "prefill_and_first_frames_ms": (seen["frames_t"] - seen["generate_t"]) * 1e3}
 
     def stream_once(self, n: int, **kwargs) -> dict:
         """Ours as the engine runs it: chunks decoded (with left context) as frames arrive, inline with
@@ -356,7 +370,7 @@ class Bench:
             marks["chunks"] += 1
             marks["samples"] += len(samples)
 
-        decoder = (StreamingDecoder or LocalStreamingDecoder)(types.SimpleNamespace(decode=timed.decode), emit)
+        decoder = self.streaming_decoder(emit)
         fast.on_frames = decoder.push
         timed.reset()
         timed.skip_final_decode = True
@@ -379,6 +393,24 @@ class Bench:
                 "codec_ms_per_frame": sum(calls) / n * 1e3, "chunk_decode_ms_max": max(calls) * 1e3,
                 "chunk_decode_ms_median": statistics.median(calls) * 1e3, "peak_gb": self.peak(),
                 "frames": len(timed.codes)}
+
+    def streaming_decoder(self, emit):
+        """The engine's streaming decoder; its chunks through CodecGraphs (as the engine does), timed."""
+        if StreamingDecoder is None:
+            return LocalStreamingDecoder(types.SimpleNamespace(decode=self.timed.decode), emit)
+        codec, timed = self.codec, self.timed
+
+        class Timed:
+            def decode(self_, codes, pad=None):
+                bench.sync()
+                t = time.perf_counter()
+                out = codec.decode(codes, pad)
+                bench.sync()
+                timed.dec_calls.append(time.perf_counter() - t)  # looked up now: reset() replaces the list
+                return out
+
+        bench = self
+        return StreamingDecoder(types.SimpleNamespace(decode=self.timed.decode), emit, codec=Timed())
 
     def warm_codec(self, lengths) -> dict:
         out = {}
@@ -462,8 +494,37 @@ class Bench:
             entry["upstream"] = s
             save()
 
-        # --- ours, greedy
+        # --- where bf16 parts us from upstream: logits of both, step by step (ours eager: hooks see it)
+        if up_lengths and args.divergence and elapsed() < args.deadline:
+            res["divergence"] = self.divergence(min(up_lengths))
+            save()
+
+        # --- ours without torch.compile (CUDA graph of the eager layers), for comparison
+        if args.no_compile_variant and elapsed() < args.deadline:
+            n = 256 if 256 in lengths else max(lengths)
+            os.environ["MCP_TTS_QWEN_COMPILE"] = "0"
+            try:
+                self.fast = FastTalker(model, max_len=args.max_len)
+                self.fast.install()
+                t = time.perf_counter()
+                self.call(8, do_sample=False, subtalker_dosample=False)
+                warm = time.perf_counter() - t
+                runs = [self.call(n, do_sample=False, subtalker_dosample=False) for _ in range(args.reps)]
+                entry = res["lengths"][str(n)]
+                entry["ours_no_compile"] = self.summarise(runs, n)
+                entry["ours_no_compile"]["warmup_s"] = warm
+                entry["ours_no_compile"]["match"] = self.compare(self.timed.codes, n, up_codes)
+                log(f"{name} n={n} ours without torch.compile: codes "
+                    f"{entry['ours_no_compile']['codes_ms_per_frame']:.3f} ms/frame (warm-up {warm:.1f} s)")
+            finally:
+                os.environ.pop("MCP_TTS_QWEN_COMPILE", None)
+                self.fast.uninstall()
+                del self.fast
+            save()
+
+        # --- ours, greedy (the engine's default: torch.compile'd layers in one CUDA graph on CUDA)
         self.fast = FastTalker(model, max_len=args.max_len)
+        res["compiled"] = self.fast.compiled
         fallbacks = []
         orig_upstream = self.fast.upstream_generate
 
@@ -473,6 +534,12 @@ class Bench:
 
         self.fast.upstream_generate = counted
         self.fast.install()
+        self.codec = CodecGraphs(model.speech_tokenizer.model.decoder, 1920)
+        self.codec.warm(self.fast.groups)
+        res["codec_graphs_capture_s"] = self.codec.capture_seconds
+        res["prefill_graphs_capture_s"] = self.fast.warm_prefills()
+        log(f"{name}: codec graphs captured in {self.codec.capture_seconds:.2f} s, prefill graphs in "
+            f"{res['prefill_graphs_capture_s']:.2f} s")
         res["max_len"] = args.max_len
         res["use_graphs"] = self.fast.use_graphs
         st = self.fast.talker_stack
@@ -545,9 +612,65 @@ class Bench:
             log(f"WARNING {name}: FastTalker fell back to upstream {len(fallbacks)} times (max_len too small?)")
         self.fast.uninstall()
         self.timed.remove()
-        del self.fast, self.timed, self.wrapper, model, st, counted, orig_upstream
+        del self.fast, self.codec, self.timed, self.wrapper, model, st, counted, orig_upstream
         if self.cuda:
             torch.cuda.empty_cache()
+
+    def divergence(self, n: int) -> dict:
+        """Greedy upstream and ours (eager: the same arithmetic the graph replays) with every head's
+        logits recorded; at the first frame whose codes differ, how far apart the logits were, and how
+        close upstream's top two were (a near-tie that bf16 rounding tips over)."""
+        model = self.wrapper.model
+        heads = {"talker": model.talker.codec_head,
+                 **{f"cp{i}": head for i, head in enumerate(model.talker.code_predictor.lm_head)}}
+        record: dict[str, list] = {}
+
+        def hook(name):
+            def grab(_module, _inputs, output):
+                record.setdefault(name, []).append(output.reshape(-1, output.shape[-1])[-1].float().clone())
+            return grab
+
+        handles = [m.register_forward_hook(hook(k)) for k, m in heads.items()]
+        greedy = {"do_sample": False, "subtalker_dosample": False}
+        try:
+            self.call(n, **greedy)
+            up_codes, up_logits = self.timed.codes, record.copy()
+            record.clear()
+            os.environ["MCP_TTS_QWEN_COMPILE"] = "0"
+            fast = FastTalker(model, max_len=self.args.max_len, use_graphs=False)
+            fast.install()
+            try:
+                self.call(n, **greedy)
+            finally:
+                fast.uninstall()
+                os.environ.pop("MCP_TTS_QWEN_COMPILE", None)
+            ours_codes, ours_logits = self.timed.codes, record.copy()
+            del fast
+        finally:
+            for h in handles:
+                h.remove()
+        match = self.compare(ours_codes, n, {n: up_codes})
+        out = {"frames": n, "matched": match["matched"], "compared": match["compared"],
+               "first_divergent": match["first_divergent"], "codebook": match["first_divergent_codebook"]}
+
+        def diff(name, step):
+            a, b = up_logits[name][step], ours_logits[name][step]
+            top = torch.topk(a, 2).values
+            return {"max_abs": float((a - b).abs().max()), "upstream_top2_margin": float(top[0] - top[1]),
+                    "logit_scale": float(a.abs().max()),
+                    "argmax_up_ours": [int(a.argmax()), int(b.argmax())]}
+
+        f, c = out["first_divergent"], out["codebook"]
+        steps = min(len(v) for v in [*up_logits.values(), *ours_logits.values()])
+        before = [max(float((up_logits[k][j] - ours_logits[k][j]).abs().max()) for k in heads)
+                  for j in range(min(steps, f if f is not None else steps))]
+        out["max_abs_logit_diff_before"] = max(before) if before else None
+        if f is not None:
+            out["at_divergence"] = diff("talker" if c == 0 else f"cp{c - 1}", f)
+        log(f"divergence, {n} frames bf16 greedy: {out['matched']}/{out['compared']} equal"
+            + (f"; first divergent frame {f} codebook {c}: {json.dumps(out['at_divergence'])}" if f is not None else "")
+            + f"; largest logit difference on the frames before: {out['max_abs_logit_diff_before']}")
+        return out
 
     def fp32_check(self, size: str, n: int) -> dict:
         """Greedy codes of upstream and ours on a float32 copy of the architecture (its own random
@@ -652,6 +775,14 @@ def table(out: dict) -> str:
                              f(og["codec_ms_per_frame"], ".3f"),
                              f(og.get("ttfa_ms"), ".1f"), f(og["rtf"], ".1f"), f(og["peak_gb"], ".2f"), rtxt, mtxt,
                              f(floor, ".3f")))
+            onc = e.get("ours_no_compile", {})
+            if "codes_ms_per_frame" in onc:
+                up_ms = up.get("codes_ms_per_frame")
+                m = onc.get("match", {})
+                rows.append((name, n, "ours greedy, no compile", f(onc["codes_ms_per_frame"], ".3f"),
+                             f(onc["codec_ms_per_frame"], ".3f"), "", f(onc["rtf"], ".1f"), f(onc["peak_gb"], ".2f"),
+                             "-" if up_ms is None else f"{up_ms / onc['codes_ms_per_frame']:.1f}x",
+                             "-" if m.get("matched") is None else f"{m['matched']}/{m['compared']}", f(floor, ".3f")))
             if "codes_ms_per_frame" in osm:
                 rows.append((name, n, "ours sampled", f(osm["codes_ms_per_frame"], ".3f"),
                              f(osm["codec_ms_per_frame"], ".3f"), f(osm.get("ttfa_ms"), ".1f"), f(osm["rtf"], ".1f"),
@@ -735,6 +866,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     ap.add_argument("--no-fp32-check", dest="fp32_check", action="store_false",
                     help="skip the float32 greedy comparison (run after each size when the dtype is not float32)")
+    ap.add_argument("--no-divergence", dest="divergence", action="store_false",
+                    help="skip recording both paths' logits to explain where bf16 greedy codes part")
+    ap.add_argument("--no-compile-variant", dest="no_compile_variant", action="store_false",
+                    help="skip timing ours without torch.compile")
     ap.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
                     help="weights' dtype (default: bf16 on CUDA, fp32 on CPU)")
     ap.add_argument("--no-cudnn-benchmark", action="store_true",
@@ -819,7 +954,7 @@ def main(argv=None) -> int:
             traceback.print_exc()
             out.setdefault("errors", []).append(f"{SIZES[size]}: {exc!r}")
             log(f"ERROR {SIZES[size]}: {exc!r}; continuing")
-            for name in ("fast", "timed", "wrapper"):
+            for name in ("fast", "codec", "timed", "wrapper"):
                 bench.__dict__.pop(name, None)
             if cuda:
                 torch.cuda.empty_cache()
@@ -844,6 +979,14 @@ def main(argv=None) -> int:
               f"{res['kv_cache_bytes'] / 1e9:.2f} GB); graph capture {cap}; build {res['build_s']:.1f} s"
               + (f"; first streaming run (cold chunk shapes): max chunk decode {cold['chunk_decode_ms_max']:.0f} ms"
                  if cold else ""), flush=True)
+        dv = res.get("divergence")
+        if dv:
+            at = dv.get("at_divergence")
+            print(f"{name}: bf16 greedy, ours eager against upstream: {dv['matched']}/{dv['compared']} frames equal"
+                  + (f"; first divergent frame {dv['first_divergent']} (codebook {dv['codebook']}): logits differ by "
+                     f"{at['max_abs']:.4f} at most there (scale {at['logit_scale']:.2f}), upstream's top two were "
+                     f"{at['upstream_top2_margin']:.4f} apart" if at else "")
+                  + f"; largest logit difference before it {dv['max_abs_logit_diff_before']}", flush=True)
         fc = res.get("fp32_check")
         if fc:
             print(f"{name}: float32 check (TF32 off, greedy): " + (fc["not_run"] if "not_run" in fc else

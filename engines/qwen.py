@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .pieces import piece_chars, speak_pieces
 from .protocol import Design, Synthesize
 from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
@@ -41,19 +42,25 @@ LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese",
 SAMPLE_RATE = 24000  # the 12 Hz codec: 1920 samples per 80 ms frame
 SAMPLES_PER_FRAME = 1920
 LEFT_CONTEXT = 25  # frames of codes decoded again before each streamed chunk, so the joins are seamless
-# frames per decoded chunk: the first sound after 4 frames (320 ms of audio); later chunks double up to
+# frames per decoded chunk: the first sound after 2 frames (160 ms of audio); later chunks double up to
 # 48 frames, since generation runs ahead of playback and fewer, larger decodes cost less per frame
-FIRST_CHUNK, MAX_CHUNK = 4, 48
+FIRST_CHUNK, MAX_CHUNK = 2, 48
+# characters per model call: ~25 s of speech, well inside the token limit (2048 frames, 164 s), and
+# a sentence boundary to continue from
+PIECE_CHARS = 400
+SENTENCE_PAUSE = 0.15  # seconds between pieces: each piece ends on its own short silence already
 
 
 class StreamingDecoder:
     """Decodes codec frames as they arrive: each chunk with LEFT_CONTEXT frames before it, keeping only
-    the new samples, so the chunks join into what one whole decode gives."""
+    the new samples, so the chunks join into what one whole decode gives. With `codec` (the fast
+    path's CodecGraphs) chunks go through its CUDA graphs; otherwise through the tokenizer."""
 
-    def __init__(self, tokenizer, emit: Emit, prefix=None) -> None:
+    def __init__(self, tokenizer, emit: Emit, prefix=None, codec=None) -> None:
         import torch
 
         self.decode, self.emit = tokenizer.decode, emit  # bound now: the engine skips upstream's own decode
+        self.codec = codec
         self.codes = prefix if prefix is not None else torch.zeros(0, 16, dtype=torch.long)
         self.done = len(self.codes)  # frames already heard (a clone's reference frames are never spoken)
         self.start = self.done
@@ -75,9 +82,13 @@ class StreamingDecoder:
 
     def _decode(self, end: int) -> None:
         begin = max(0, self.done - LEFT_CONTEXT)
-        wavs, _ = self.decode([{"audio_codes": self.codes[begin:end]}])
         new = (end - self.done) * SAMPLES_PER_FRAME
-        self.emit(np.asarray(wavs[0][-new:], dtype=np.float32))
+        if self.codec is not None:
+            samples = self.codec.decode(self.codes[begin:end])[-new:].cpu().numpy()
+        else:
+            wavs, _ = self.decode([{"audio_codes": self.codes[begin:end]}])
+            samples = np.asarray(wavs[0][-new:], dtype=np.float32)
+        self.emit(samples)
         self.done = end
 
 
@@ -92,6 +103,7 @@ class _Resident:
     languages: tuple[str, ...]
     load_seconds: float
     fast: Any = None  # engines.qwen_fast.FastTalker, when the fast path is on
+    codec: Any = None  # engines.qwen_fast.CodecGraphs, with it
 
 
 def _settings() -> tuple[str, Any, str]:
@@ -232,10 +244,11 @@ class QwenEngine:
             load_seconds=time.perf_counter() - started)
         self._evict_for(nbytes)
         if self.use_fast:
-            from .qwen_fast import FastTalker
+            from .qwen_fast import CodecGraphs, FastTalker
 
             resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024)
             resident.fast.install()
+            resident.codec = CodecGraphs(wrapper.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
             if resident.fast.use_graphs:
                 report(f"capturing CUDA graphs for {model_id}", 0, None)
                 self._warm(resident)
@@ -245,12 +258,13 @@ class QwenEngine:
         resident.load_seconds = time.perf_counter() - started
         log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
                  nbytes / 2**30, resident.load_seconds,
-                 f", frame graph captured in {resident.fast.capture_seconds:.2f} s"
-                 if resident.fast and resident.fast.capture_seconds else "")
+                 f", frame graph compiled and captured in {resident.fast.capture_seconds:.2f} s, codec graphs in "
+                 f"{resident.codec.capture_seconds:.2f} s" if resident.fast and resident.fast.capture_seconds else "")
         return resident
 
     def _warm(self, resident: _Resident) -> None:
-        """One short generation at load: compiles kernels and captures the frame graph before any say."""
+        """One short generation at load: compiles kernels and captures the frame, prefill and codec graphs
+        before any say."""
         model, kwargs = resident.model, {"max_new_tokens": 6}
         if resident.kind == "custom_voice":
             model.generate_custom_voice("Ready.", speaker=(resident.speakers or SPEAKERS)[0], **kwargs)
@@ -260,6 +274,8 @@ class QwenEngine:
             tone = (0.1 * np.sin(np.arange(SAMPLE_RATE * 2) / SAMPLE_RATE * 2 * np.pi * 150)).astype(np.float32)
             prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
             model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
+        resident.fast.warm_prefills()
+        resident.codec.warm(resident.fast.groups)
 
     def _evict_for(self, nbytes: int) -> None:
         while self.resident and sum(r.nbytes for r in self.resident.values()) + nbytes > self.budget:
@@ -330,8 +346,8 @@ class QwenEngine:
                 instruct = None
             label = speaker
 
-            def generate():
-                return model.generate_custom_voice(request.text, speaker=speaker, instruct=instruct, **kwargs)
+            def generate(text: str):
+                return model.generate_custom_voice(text, speaker=speaker, instruct=instruct, **kwargs)
         elif request.backend == "qwen-design":
             if not request.instruct or not request.instruct.strip():
                 raise RequestError("bad_request", "qwen-design speaks in the voice that `instruct` describes, "
@@ -341,8 +357,8 @@ class QwenEngine:
                              "spoken by qwen-base")
             label = "designed"
 
-            def generate():
-                return model.generate_voice_design(request.text, instruct=request.instruct, **kwargs)
+            def generate(text: str):
+                return model.generate_voice_design(text, instruct=request.instruct, **kwargs)
         else:
             params = request.voice_params
             if not params.get("reference_audio"):
@@ -355,18 +371,22 @@ class QwenEngine:
             if prompt[0].ref_code is not None:
                 prefix = prompt[0].ref_code.detach().cpu()  # the reference frames: left context, never spoken
 
-            def generate():
-                return model.generate_voice_clone(request.text, voice_clone_prompt=prompt, **kwargs)
+            def generate(text: str):
+                return model.generate_voice_clone(text, voice_clone_prompt=prompt, **kwargs)
 
 
         def run(emit: Emit, cancelled: threading.Event) -> None:
-            if resident.fast is not None:
-                self._generate_streaming(resident, generate, cancelled, emit, prefix)
-                return
-            wavs, rate = self._generate(resident, generate, cancelled)
-            if rate != SAMPLE_RATE:
-                raise RuntimeError(f"{resident.model_id} produced {rate} Hz audio, expected {SAMPLE_RATE}")
-            emit(np.asarray(wavs[0], dtype=np.float32))
+            def piece(text: str, emit_piece: Emit) -> None:
+                if resident.fast is not None:
+                    self._generate_streaming(resident, lambda: generate(text), cancelled, emit_piece, prefix)
+                    return
+                wavs, rate = self._generate(resident, lambda: generate(text), cancelled)
+                if rate != SAMPLE_RATE:
+                    raise RuntimeError(f"{resident.model_id} produced {rate} Hz audio, expected {SAMPLE_RATE}")
+                emit_piece(np.asarray(wavs[0], dtype=np.float32))
+
+            speak_pieces(request.text, piece_chars(PIECE_CHARS), piece, emit, SAMPLE_RATE, cancelled, report,
+                         pause=SENTENCE_PAUSE)
 
         return Prepared(sample_rate=SAMPLE_RATE, model=resident.model_id, voice=label, run=run, notes=notes)
 
@@ -384,7 +404,7 @@ class QwenEngine:
         """The fast path: frames are decoded and emitted as the loop confirms them; upstream's own decode
         of the whole clip at the end is skipped (everything was heard by then)."""
         tokenizer = resident.model.model.speech_tokenizer
-        decoder = StreamingDecoder(tokenizer, emit, prefix)
+        decoder = StreamingDecoder(tokenizer, emit, prefix, resident.codec)
         final = {}
 
         def on_frames(frames) -> None:

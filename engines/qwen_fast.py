@@ -29,57 +29,95 @@ log = logging.getLogger("mcp_tts.qwen_fast")
 FrameSink = Callable[[torch.Tensor], None]  # (n, 16) codes, as frames are confirmed
 
 
-def _rope_helpers():
-    from qwen_tts.core.models import modeling_qwen3_tts as m
+def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
+    """One weight for several projections of the same input (q|k|v, gate|up): one GEMM instead of three
+    or two. The modules keep their weights as views into it, so upstream's path reads the same memory."""
+    fused = torch.cat([m.weight.detach() for m in modules])
+    row = 0
+    for m in modules:
+        n = m.weight.shape[0]
+        m.weight = torch.nn.Parameter(fused[row:row + n], requires_grad=False)
+        row += n
+    return fused
 
-    return m.apply_multimodal_rotary_pos_emb, m.apply_rotary_pos_emb
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen3TTSRMSNorm, step for step (fp32 statistics, cast back, then the weight), so codes match."""
+    dtype = x.dtype
+    x32 = x.float()
+    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _layer(x, w, k_cache, v_cache, index, mask, cos, sin, eps: float, heads: int, kv_heads: int, scaling: float):
+    """One decoder layer over a static KV cache (x: [1, T, H] at positions `index`).
+
+    Grouped-query attention without repeating K and V: the query heads that share a KV head become
+    rows of one query block, and `mask` ([g*T, L], rows in (group, position) order) says which cache
+    positions each row sees."""
+    ln1, qkv, q_norm, k_norm, o, ln2, gate_up, down = w
+    length = x.shape[1]
+    head_dim = q_norm.shape[0]
+    group = heads // kv_heads
+    h = _rms(x, ln1, eps)
+    q, k, v = F.linear(h, qkv).split((heads * head_dim, kv_heads * head_dim, kv_heads * head_dim), dim=-1)
+    q = _rotate(_rms(q.view(1, length, heads, head_dim), q_norm, eps).transpose(1, 2), cos, sin)
+    k = _rotate(_rms(k.view(1, length, kv_heads, head_dim), k_norm, eps).transpose(1, 2), cos, sin)
+    k_cache.index_copy_(2, index, k)
+    v_cache.index_copy_(2, index, v.view(1, length, kv_heads, head_dim).transpose(1, 2))
+    rows = q.reshape(1, kv_heads, group * length, head_dim)
+    out = F.scaled_dot_product_attention(rows, k_cache, v_cache, attn_mask=mask, scale=scaling)
+    x = x + F.linear(out.reshape(1, heads, length, head_dim).transpose(1, 2).reshape(1, length, -1), o)
+    gate, up = F.linear(_rms(x, ln2, eps), gate_up).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, down)
 
 
 class _Decoder:
-    """One stack of decoder layers over a static KV cache, in the model's own modules."""
+    """One stack of decoder layers over a static KV cache, on the model's own weights (q|k|v and
+    gate|up fused). `layer` is `_layer`, or its torch.compile'd form shared by every layer of equal
+    shape."""
 
-    def __init__(self, layers, norm, max_len: int, device, dtype) -> None:
+    def __init__(self, layers, norm, cos: torch.Tensor, sin: torch.Tensor, max_len: int, layer=_layer) -> None:
         attn = layers[0].self_attn
-        self.layers = layers
-        self.norm = norm
+        for module in (attn, layers[0].mlp):
+            assert not getattr(module, "bias", None), "biased projections are not fused"
+        assert layers[0].mlp.act_fn.__class__.__name__ in ("SiLU", "SiLUActivation"), layers[0].mlp.act_fn
+        self.weights = [(l.input_layernorm.weight, _fuse([l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj]),
+                         l.self_attn.q_norm.weight, l.self_attn.k_norm.weight, l.self_attn.o_proj.weight,
+                         l.post_attention_layernorm.weight, _fuse([l.mlp.gate_proj, l.mlp.up_proj]),
+                         l.mlp.down_proj.weight) for l in layers]
+        self.weights = [tuple(t.detach() for t in w) for w in self.weights]
+        self.norm, self.eps = norm.weight.detach(), norm.variance_epsilon
         self.heads = attn.config.num_attention_heads
         self.kv_heads = attn.config.num_key_value_heads
-        self.head_dim = attn.head_dim
+        self.group = self.heads // self.kv_heads
         self.scaling = attn.scaling
-        shape = (len(layers), 1, self.kv_heads, max_len, self.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.positions = torch.arange(max_len, device=device)
+        self.cos, self.sin = cos, sin  # [L, head_dim]
+        param = self.norm
+        shape = (len(layers), 1, self.kv_heads, max_len, cos.shape[-1])
+        self.k = torch.zeros(shape, device=param.device, dtype=param.dtype)
+        self.v = torch.zeros(shape, device=param.device, dtype=param.dtype)
+        self.positions = torch.arange(max_len, device=param.device)
+        self.layer = layer
 
-    def forward(self, x: torch.Tensor, start: torch.Tensor | int, rope: Callable, prefill: bool) -> torch.Tensor:
-        # x: [1, T, H]; start: first position of x (a device scalar in decode, an int in prefill)
-        length = x.shape[1]
-        if prefill:
-            index = torch.arange(start, start + length, device=x.device)
-            mask = None
-        else:
-            index = start.view(1)
-            mask = (self.positions <= start).view(1, 1, 1, -1)
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_norm(attn.q_proj(h).view(1, length, -1, self.head_dim)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(h).view(1, length, -1, self.head_dim)).transpose(1, 2)
-            v = attn.v_proj(h).view(1, length, -1, self.head_dim).transpose(1, 2)
-            q, k = rope(q, k, index)
-            self.k[i].index_copy_(2, index, k)
-            self.v[i].index_copy_(2, index, v)
-            if prefill:
-                end = start + length
-                out = F.scaled_dot_product_attention(q, self.k[i][:, :, :end], self.v[i][:, :, :end],
-                                                     is_causal=start == 0, scale=self.scaling,
-                                                     enable_gqa=self.kv_heads != self.heads)
-            else:
-                out = F.scaled_dot_product_attention(q, self.k[i], self.v[i], attn_mask=mask, scale=self.scaling,
-                                                     enable_gqa=self.kv_heads != self.heads)
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(1, length, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.norm(x)
+    def mask(self, first: torch.Tensor) -> torch.Tensor:
+        """Which cache positions each query row sees, for a block of T queries at first..first+T-1."""
+        allowed = self.positions.view(1, -1) <= first.view(-1, 1)  # [T, L]
+        return allowed if len(allowed) == 1 else allowed.repeat(self.group, 1)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, layer=None) -> torch.Tensor:
+        """x: [1, T, H] at cache positions `index` ([T]); returns the normed hidden states."""
+        layer = layer or self.layer
+        cos = self.cos.index_select(0, index).view(1, 1, len(index), -1)
+        sin = self.sin.index_select(0, index).view(1, 1, len(index), -1)
+        for i, w in enumerate(self.weights):
+            x = layer(x, w, self.k[i], self.v[i], index, mask, cos, sin, self.eps, self.heads,
+                           self.kv_heads, self.scaling)
+        return _rms(x, self.norm, self.eps)
 
 
 def _sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float, temperature: float) -> torch.Tensor:
@@ -114,38 +152,44 @@ class FastTalker:
         self.max_len = max_len
         self.groups = self.config.num_code_groups
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
-        mrope, rope = _rope_helpers()
-        section = self.config.rope_scaling["mrope_section"]
-        interleaved = self.config.rope_scaling.get("interleaved", False)
+        # torch.compile fuses each layer's small kernels (norms, rope, cache writes, residuals) before
+        # the graph captures them; one compiled layer serves every layer of the same shape, so it
+        # compiles in seconds, and Inductor's cache on disk makes later loads cheaper still.
+        # MCP_TTS_QWEN_COMPILE: "1" on, "0" off; unset: on where graphs are (CUDA)
+        flag = os.environ.get("MCP_TTS_QWEN_COMPILE", "")
+        self.compiled = flag == "1" or (flag == "" and self.use_graphs)
+        compile_ = (lambda f: torch.compile(f, dynamic=False, fullgraph=True)) if self.compiled else (lambda f: f)
+        if self.compiled:
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True  # sampling draws from torch's generator, as upstream's does
+        layer = compile_(_layer)
+        self._sample_sub = compile_(_sample)
+        self._talker_token_fn = compile_(self._talker_token)
+        cp_len = self.groups + 1
         with torch.no_grad():
             probe = torch.zeros(1, 1, self.config.hidden_size, device=self.device, dtype=self.dtype)
+            # the talker's multimodal rope: for speech all three position streams are equal, so its
+            # sections merge back into one ordinary table
             positions = torch.arange(max_len, device=self.device).view(1, 1, -1).expand(3, 1, -1)
             t_cos, t_sin = self.talker.model.rotary_emb(probe, positions)  # [3, 1, L, D]
-            cp_len = self.groups + 1
             c_cos, c_sin = self.cp.model.rotary_emb(probe, torch.arange(cp_len, device=self.device).view(1, -1))
-
-        def talker_rope(q, k, index):
-            return mrope(q, k, t_cos.index_select(2, index), t_sin.index_select(2, index), section, interleaved)
-
-        def cp_rope(q, k, index):
-            return rope(q, k, c_cos.index_select(1, index), c_sin.index_select(1, index))
-
-        self.talker_rope, self.cp_rope = talker_rope, cp_rope
-        self.talker_stack = _Decoder(self.talker.model.layers, self.talker.model.norm, max_len, self.device,
-                                     self.dtype)
-        self.cp_stack = _Decoder(self.cp.model.layers[: self.cp.config.num_hidden_layers], self.cp.model.norm,
-                                 cp_len, self.device, self.dtype)
+            self.talker_stack = _Decoder(self.talker.model.layers, self.talker.model.norm, t_cos[0, 0], t_sin[0, 0],
+                                         max_len, layer)
+            self.cp_stack = _Decoder(self.cp.model.layers[: self.cp.config.num_hidden_layers], self.cp.model.norm,
+                                     c_cos[0], c_sin[0], cp_len, layer)
+        # the code predictor's positions are the same every frame: [0, 1] and then 2..15, one a step
+        steps = [torch.arange(2, device=self.device)] + [torch.tensor([i + 1], device=self.device)
+                                                        for i in range(1, self.groups - 1)]
+        self.cp_steps = [(index, self.cp_stack.mask(index)) for index in steps]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_key: tuple | None = None
         self.capture_seconds: float | None = None
         self.upstream_generate = self.talker.generate
         self.on_frames: FrameSink | None = None
-        # torch.compile fuses the frame's thousands of small kernels (norms, rope, sampling) before the
-        # graph captures them: without it a frame is bound by kernel count, not by memory bandwidth
-        # (H200, 1.7B: 17 -> 10.8 ms/frame) but costs ~2 minutes of compilation per sampling setting at load,
-        # so it is opt-in: MCP_TTS_QWEN_COMPILE=1
-        self.compiled = os.environ.get("MCP_TTS_QWEN_COMPILE", "0") == "1"
-        self._frame_fn = torch.compile(self._frame, dynamic=False) if self.compiled else self._frame
+        self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
+        self.pad_prefill = False  # pad prompts to a bucket without graphs too (tests check the padding on CPU)
+        self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
 
     def install(self) -> None:
         self.talker.generate = self.generate  # an instance attribute: upstream's method stays intact
@@ -161,30 +205,28 @@ class FastTalker:
 
         Reads and writes only the buffers in `s`, so that it can be captured as one CUDA graph."""
         cp = self.cp
-        # code predictor: prefill [talker hidden, embed(code0)] at positions 0, 1, then 14 single steps
+        # code predictor: [talker hidden, embed(code0)] at positions 0, 1, then 14 single steps
         last_id = self.talker.get_input_embeddings()(s["token"].view(1, 1))  # [1, 1, H]
         x = cp.small_to_mtp_projection(torch.cat((s["hidden"], last_id), dim=1))
-        h = self.cp_stack.forward(x, 0, self.cp_rope, prefill=True)
-        codes = []
-        embeds = [last_id]
-        code = _sample(cp.lm_head[0](h[:, -1]), p["sub_sample"], p["sub_top_k"], p["sub_top_p"], p["sub_temp"])
-        for i in range(1, self.groups - 1):
+        sub = (p["sub_sample"], p["sub_top_k"], p["sub_top_p"], p["sub_temp"])
+        codes, embeds = [], [last_id]
+        for i, (index, mask) in enumerate(self.cp_steps):
+            h = self.cp_stack.forward(x, index, mask)
+            code = self._sample_sub(cp.lm_head[i](h[:, -1]), *sub)
             codes.append(code)
-            e = cp.model.codec_embedding[i - 1](code.view(1, 1))
-            embeds.append(e)
-            h = self.cp_stack.forward(cp.small_to_mtp_projection(e), s["cp_pos"][i + 1], self.cp_rope, prefill=False)
-            code = _sample(cp.lm_head[i](h[:, -1]), p["sub_sample"], p["sub_top_k"], p["sub_top_p"], p["sub_temp"])
-        codes.append(code)
-        embeds.append(cp.model.codec_embedding[self.groups - 2](code.view(1, 1)))
+            embeds.append(cp.model.codec_embedding[i](code.view(1, 1)))
+            if i + 1 < len(self.cp_steps):
+                x = cp.small_to_mtp_projection(embeds[-1])
         s["frame"].copy_(torch.cat([s["token"].view(1), *[c.view(1) for c in codes]]))
         # talker step: the frame's summed embedding plus this step's text (or pad)
         step = s["step"]
         text = s["trailing"].index_select(1, step.clamp(max=s["trailing"].shape[1] - 1).view(1))
         text = torch.where(step < s["trailing_len"], text, s["pad"])
         x = torch.cat(embeds, dim=1).sum(1, keepdim=True) + text
-        hidden = self.talker_stack.forward(x, s["pos"], self.talker_rope, prefill=False)
+        index = s["pos"].view(1)
+        hidden = self.talker_stack.forward(x, index, self.talker_stack.mask(index))
         s["hidden"].copy_(hidden[:, -1:])
-        token = self._talker_token(self.talker.codec_head(hidden[:, -1]), s, p)
+        token = self._talker_token_fn(self.talker.codec_head(hidden[:, -1]), s, p)
         s["token"].copy_(token)
         s["pos"].add_(1)
         s["step"].add_(1)
@@ -233,12 +275,12 @@ class FastTalker:
              "min_new_tokens": int(min_new_tokens), "eos": int(eos)}
         s = self._state(trailing_text_hidden, tts_pad_embed, suppress_tokens, vocab)
         # prefill: the prompt at positions 0..P-1, and the first code0
-        hidden = self.talker_stack.forward(inputs_embeds.to(self.dtype), 0, self.talker_rope, prefill=True)
-        s["hidden"].copy_(hidden[:, -1:])
-        s["token"].copy_(self._talker_token(self.talker.codec_head(hidden[:, -1]), s, p))
+        last = self._prefill(inputs_embeds.to(self.dtype))
+        s["hidden"].copy_(last)
+        s["token"].copy_(self._talker_token_fn(self.talker.codec_head(last[:, -1]), s, p))
         s["pos"].fill_(prompt_len)
         s["generated"].fill_(1)
-        hiddens = [hidden[:, -1:]]
+        hiddens = [last.clone()]
         frames = torch.empty(max_new_tokens, self.groups, dtype=torch.long, device=self.device)
         run = self._runner(s, p)
         check_every = 4
@@ -248,7 +290,7 @@ class FastTalker:
             frames[k].copy_(s["frame"])
             hiddens.append(s["hidden"].clone())
             count = k + 1
-            if count % check_every == 0 or k == max_new_tokens - 2:
+            if count % check_every == 0 or count == self.first_report or k == max_new_tokens - 2:
                 done = (frames[:count, 0] == eos).nonzero()  # the one host sync, every few frames
                 if done.numel():
                     count = int(done[0, 0])
@@ -259,6 +301,56 @@ class FastTalker:
         codes = frames[:count]
         steps = [((h,), None if i == 0 else codes[i - 1].view(1, -1)) for i, h in enumerate(hiddens[:count + 1])]
         return types.SimpleNamespace(hidden_states=steps, sequences=None)
+
+    # prompts padded to these lengths replay a captured prefill: eager, the 28 layers' launches take
+    # ~30 ms of the first audio's wait. Padding at the end is harmless: attention is causal, and the
+    # cache positions it fills are masked in decode until a frame overwrites them.
+    PREFILL_BUCKETS = (32, 64, 128, 256, 512)
+
+    def _prefill(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The prompt through the talker at positions 0..P-1; its last hidden state, [1, 1, H]."""
+        length = embeds.shape[1]
+        size = next((b for b in self.PREFILL_BUCKETS if b >= length), None)
+        if size is not None and self.pad_prefill and not self.use_graphs:  # the padding, without graphs
+            embeds = torch.cat([embeds, embeds.new_zeros(1, size - length, embeds.shape[2])], dim=1)
+        if not self.use_graphs or size is None:
+            index = torch.arange(embeds.shape[1], device=self.device)
+            hidden = self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer)
+            return hidden[:, length - 1:length]
+        graph, static_in, static_out, *_ = self.prefills.get(size) or self._capture_prefill(size)
+        static_in.zero_()
+        static_in[:, :length].copy_(embeds)
+        graph.replay()
+        return static_out[:, length - 1:length]
+
+    def _capture_prefill(self, size: int) -> tuple:
+        started = time.perf_counter()
+        static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
+        index = torch.arange(size, device=self.device)
+        mask = self.talker_stack.mask(index)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.talker_stack.forward(static_in, index, mask, layer=_layer)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.talker_stack.forward(static_in, index, mask, layer=_layer)
+        # the graph reads index and mask where they are now: they must live as long as it does
+        self.prefills[size] = (graph, static_in, static_out, index, mask)
+        log.info("captured the prefill graph for %d positions in %.2f s", size, time.perf_counter() - started)
+        return self.prefills[size]
+
+    def warm_prefills(self) -> float:
+        """Captures every prefill bucket now (at load) rather than in someone's first request."""
+        started = time.perf_counter()
+        if self.use_graphs:
+            with torch.no_grad():  # not inference_mode: requests update these buffers in place
+                for size in self.PREFILL_BUCKETS:
+                    if size not in self.prefills:
+                        self._capture_prefill(size)
+        return time.perf_counter() - started
 
     def _state(self, trailing, pad, suppress, vocab: int) -> dict[str, torch.Tensor]:
         """The per-request buffers; under graphs they are one fixed set, refilled in place."""
@@ -294,7 +386,7 @@ class FastTalker:
 
     def _runner(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> Callable[[], None]:
         if not self.use_graphs:
-            return lambda: self._frame_fn(s, p)
+            return lambda: self._frame(s, p)
         key = tuple(sorted(p.items()))
         if self.graph is None or self.graph_key != key:
             self._capture(s, p)
@@ -310,11 +402,11 @@ class FastTalker:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(3):
-                self._frame_fn(s, p)
+                self._frame(s, p)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self._frame_fn(s, p)
+            self._frame(s, p)
         for key, value in saved.items():
             s[key].copy_(value)
         self.talker_stack.k.copy_(k_saved)
@@ -322,3 +414,74 @@ class FastTalker:
         torch.cuda.synchronize()
         self.capture_seconds = time.perf_counter() - started
         log.info("captured the frame graph in %.2f s", self.capture_seconds)
+
+
+class CodecGraphs:
+    """The 12 Hz codec's decoder for streamed chunks, one CUDA graph per chunk length bucket.
+
+    A chunk decode is a few hundred small kernels (40 ms eager on an H200, most of the first audio's
+    wait). The decoder is causal (causal convolutions, causal attention), so codes padded at the end
+    to a bucket's length give the same samples for the real frames: a few graphs serve every chunk."""
+
+    BUCKETS = (8, 16, 32, 48, 80)
+
+    def __init__(self, decoder, samples_per_frame: int, use_graphs: bool | None = None) -> None:
+        self.decoder = decoder  # Qwen3TTSTokenizerV2Decoder: codes [1, Q, T] -> wav [1, 1, T * samples]
+        self.samples = samples_per_frame
+        param = next(decoder.parameters())
+        self.device = param.device
+        self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.pool = None
+        self.capture_seconds = 0.0
+
+    def _eager(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes.clamp(min=0).t().unsqueeze(0)).reshape(-1)
+
+    def bucket(self, frames: int) -> int | None:
+        return next((b for b in self.BUCKETS if b >= frames), None)
+
+    def decode(self, codes: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
+        """Samples for codes [T, Q] (float32, on the codec's device). `pad` decodes through a padded
+        bucket without graphs (how tests check the padding on the CPU)."""
+        codes = codes.to(self.device)
+        frames = len(codes)
+        size = self.bucket(frames)
+        if size is None or not (self.use_graphs or pad):
+            with torch.no_grad():
+                return self._eager(codes).float()
+        padded = torch.zeros(size, codes.shape[1], dtype=codes.dtype, device=self.device)
+        padded[:frames] = codes
+        if not self.use_graphs:
+            with torch.no_grad():
+                return self._eager(padded)[:frames * self.samples].float()
+        graph, static_in, static_out = self.graphs.get(size) or self._capture(size, codes.shape[1], codes.dtype)
+        static_in.copy_(padded)
+        graph.replay()
+        return static_out[:frames * self.samples].float()
+
+    def _capture(self, size: int, groups: int, dtype) -> tuple:
+        started = time.perf_counter()
+        static_in = torch.zeros(size, groups, dtype=dtype, device=self.device)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.cuda.stream(stream):
+            for _ in range(2):
+                self._eager(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()  # one pool: chunks are decoded one at a time
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self.pool):
+            static_out = self._eager(static_in)
+        self.graphs[size] = (graph, static_in, static_out)
+        self.capture_seconds += time.perf_counter() - started
+        log.info("captured the codec graph for %d frames in %.2f s", size, time.perf_counter() - started)
+        return self.graphs[size]
+
+    def warm(self, groups: int) -> None:
+        """Captures every bucket now (at load) rather than in someone's first request."""
+        if self.use_graphs:
+            for size in self.BUCKETS:
+                if size not in self.graphs:
+                    self._capture(size, groups, torch.long)

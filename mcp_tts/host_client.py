@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import platformdirs
 from anyio.abc import ByteStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -32,6 +33,7 @@ from engines.protocol import (
     frame_sizes,
 )
 
+from .config import APP
 from .errors import HostError
 
 log = logging.getLogger("mcp_tts.hosts")
@@ -329,9 +331,16 @@ def start_host(service: str, python: Path, runtime_dir: Path, idle_timeout: floa
             [str(python), "-I", "-c", BOOTSTRAP, str(ENGINES_DIR), service, "--runtime-dir", str(runtime_dir),
              "--idle-timeout", str(idle_timeout)],
             stdin=subprocess.DEVNULL, stdout=log_out, stderr=log_out, close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=runtime_dir, **kwargs)
+            env=_host_env(), cwd=runtime_dir, **kwargs)
     threading.Thread(target=process.wait, daemon=True).start()  # reaps it if it exits before we do
     return process
+
+
+def _host_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # torch.compile's kernels, kept across host restarts and reboots (the default is in /tmp)
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(platformdirs.user_cache_dir(APP, appauthor=False)) / "inductor"))
+    return env
 
 
 def tail(path: Path, lines: int = 15) -> str:

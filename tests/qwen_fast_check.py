@@ -21,8 +21,8 @@ from qwen_tiny import build  # noqa: E402
 from qwen_tts import Qwen3TTSModel  # noqa: E402
 from scipy.stats import chi2_contingency  # noqa: E402
 
-from engines.qwen import StreamingDecoder  # noqa: E402
-from engines.qwen_fast import FastTalker  # noqa: E402
+from engines.qwen import FIRST_CHUNK, SAMPLES_PER_FRAME, StreamingDecoder  # noqa: E402
+from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
 
 TEXT = "Hello there, how are you today? The tests pass."
 
@@ -77,7 +77,8 @@ def streaming(root: Path) -> dict:
     fast = FastTalker(model.model, max_len=1024)
     fast.install()
     chunks: list[np.ndarray] = []
-    decoder = StreamingDecoder(model.model.speech_tokenizer, chunks.append)
+    codec = CodecGraphs(model.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
+    decoder = StreamingDecoder(model.model.speech_tokenizer, chunks.append, codec=codec)
     fast.on_frames = decoder.push
     codes = recorder(model)
     wavs, _ = speak(model, "custom_voice", max_new_tokens=61, do_sample=False, subtalker_dosample=False)
@@ -87,7 +88,11 @@ def streaming(root: Path) -> dict:
     diff = np.abs(joined - whole)
     joins = np.cumsum([len(c) for c in chunks])[:-1]
     step = np.abs(np.diff(joined))
-    return {"chunks": [len(c) for c in chunks], "samples": len(joined), "whole_samples": len(whole),
+    # the codec graphs pad chunks at the end to a few lengths: the real frames' samples must not change
+    padding = max(float((codec.decode(codes[0][:n], pad=True) - codec.decode(codes[0][:n])).abs().max())
+                  for n in (1, 2, 7, 20, 33, 60))
+    return {"chunks": [len(c) for c in chunks], "first_chunk_frames": FIRST_CHUNK,
+            "padding_max_abs_diff": padding, "samples": len(joined), "whole_samples": len(whole),
             "max_abs_diff": float(diff.max()), "signal_peak": float(np.abs(whole).max()),
             "max_step_at_joins": float(step[joins - 1].max()), "median_step": float(np.median(step))}
 

@@ -223,3 +223,22 @@ async def test_upstream_generation_stays_available_behind_a_setting(home, qwen_h
     assert not result.is_error, result.content
     samples, rate = audio_of(result)
     assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
+
+
+async def test_a_repeated_phrase_plays_from_the_phrase_cache(home, qwen_hub, tmp_path):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")
+    args = {"text": "Tests passed.", "backend": "qwen-custom", "voice": "Vivian"}
+    async with mcp_session(env) as session:
+        first = await session.call_tool("say", args)
+        again = await session.call_tool("say", args)
+        other_voice = await session.call_tool("say", {**args, "voice": "Ryan"})
+        raw = await session.call_tool("say", {**args, "raw": True})  # the same words: the same key
+    assert not first.is_error, first.content
+    assert first.structured_content["cache_hit"] is False
+    assert again.structured_content["cache_hit"] is True
+    assert any("phrase cache" in note for note in again.structured_content["notes"])
+    assert again.structured_content["time_to_first_audio_ms"] < first.structured_content["time_to_first_audio_ms"]
+    np.testing.assert_array_equal(audio_of(again)[0], audio_of(first)[0])  # sampled once, heard the same since
+    assert other_voice.structured_content["cache_hit"] is False  # the voice is part of the key
+    assert raw.structured_content["cache_hit"] is True
+    assert len(list((home / "data" / "cache" / "phrases").glob("*.wav"))) == 2
