@@ -1,0 +1,147 @@
+"""Qwen3-TTS time to first audio against text length, on the engine's own path (issue 6), GPU machine.
+
+    PYTHONUNBUFFERED=1 python3 bench/qwen_first_audio.py [--size 1.7B] [--frames 24] [--reps 3]
+
+Builds the full-size architecture with random weights (bench/qwen_speed.py's builder), installs
+the fast path as the engine does (FastTalker, CodecGraphs, prefill graphs), then speaks three texts
+(bench/first_audio.py's: one sentence, a paragraph, a 2,000-character markdown message, shaped by
+mcp_tts.speakable as the server would) through engines.pieces.speak_pieces with the engine's part
+budget and engines.qwen.StreamingDecoder, exactly the calls QwenEngine.prepare's run makes. Random
+weights never stop by themselves, so each part is capped at --frames frames: the total time is
+parts x frames, not what real speech of that text would take; the first audio is what matters here.
+Beside ours, upstream's first audio for the first part: one whole `generate_custom_voice` call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT), str(ROOT / "bench")]
+
+from agent_texts import TEXTS  # noqa: E402
+from qwen_speed import LANGUAGE, SPEAKER, build  # noqa: E402
+
+from engines.pieces import speak_pieces  # noqa: E402
+from engines.qwen import PIECE_CHARS, SAMPLE_RATE, SAMPLES_PER_FRAME, SENTENCE_PAUSE, StreamingDecoder  # noqa: E402
+from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
+from mcp_tts.speakable import speakable  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="1.7B", choices=("1.7B", "0.6B"))
+    ap.add_argument("--frames", type=int, default=24, help="frames per part (random weights never stop)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    size = {"1.7B": "1b7", "0.6B": "0b6"}[args.size]
+    with tempfile.TemporaryDirectory() as tokdir:
+        wrapper, _ = build(size, not cuda, device, dtype, Path(tokdir))
+    model = wrapper.model
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def upstream_first(text: str) -> float:
+        sync()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            wrapper.generate_custom_voice(text, speaker=SPEAKER, language=LANGUAGE, max_new_tokens=args.frames + 1)
+        sync()
+        return (time.perf_counter() - started) * 1e3
+
+    first_parts = {name: speakable(text)[:PIECE_CHARS] for name, text in TEXTS.items()}
+    upstream = {name: [upstream_first(text) for _ in range(2)][-1] for name, text in first_parts.items()}
+
+    fast = FastTalker(model, max_len=3072)
+    fast.install()
+    codec = CodecGraphs(model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        wrapper.generate_custom_voice("Ready.", speaker=SPEAKER, language=LANGUAGE, max_new_tokens=6)
+    fast.warm_prefills()
+    codec.warm(fast.groups)
+    warm_s = time.perf_counter() - started
+    tokenizer = model.speech_tokenizer
+
+    def speak(text: str) -> dict:
+        marks: dict = {"samples": 0}
+        cancelled = threading.Event()
+
+        def emit(samples):
+            marks.setdefault("first", time.perf_counter())
+            marks["samples"] += len(samples)
+
+        def piece(part: str, emit_part) -> None:
+            decoder = StreamingDecoder(tokenizer, emit_part, codec=codec)
+            fast.on_frames = decoder.push
+            final = {}
+
+            def skip_decode(items):  # what the engine does: every frame was decoded in chunks already
+                final["codes"] = items[0]["audio_codes"]
+                return [torch.zeros(len(items[0]["audio_codes"]) * SAMPLES_PER_FRAME).numpy()], SAMPLE_RATE
+
+            tokenizer.decode = skip_decode
+            try:
+                with torch.inference_mode():
+                    wrapper.generate_custom_voice(part, speaker=SPEAKER, language=LANGUAGE,
+                                                  max_new_tokens=args.frames + 1)
+            finally:
+                fast.on_frames = None
+                del tokenizer.decode
+            decoder.finish(final["codes"])
+
+        sync()
+        t = time.perf_counter()
+        parts = speak_pieces(speakable(text), PIECE_CHARS, piece, emit, SAMPLE_RATE, cancelled, lambda *a: None,
+                             pause=SENTENCE_PAUSE)
+        sync()
+        total = time.perf_counter() - t
+        return {"first_audio_ms": (marks["first"] - t) * 1e3, "total_ms": total * 1e3, "parts": parts,
+                "audio_s": marks["samples"] / SAMPLE_RATE}
+
+    rows = []
+    for name, text in TEXTS.items():
+        speak(text)  # warm
+        runs = [speak(text) for _ in range(args.reps)]
+        rows.append({"text": name, "chars": len(text), "shaped_chars": len(speakable(text)),
+                     "parts": runs[0]["parts"], "first_audio_ms": statistics.median(r["first_audio_ms"] for r in runs),
+                     "first_audio_all": [r["first_audio_ms"] for r in runs],
+                     "total_ms": statistics.median(r["total_ms"] for r in runs), "audio_s": runs[0]["audio_s"],
+                     "upstream_first_part_ms": upstream[name]})
+    device_name = torch.cuda.get_device_name() if cuda else "cpu"
+    print(f"\nQwen3-TTS {args.size} on {device_name}, first audio against text length, engine path "
+          f"(parts of <= {PIECE_CHARS} chars, {args.frames} frames each with random weights); warm-up {warm_s:.1f} s")
+    print(f"{'text':28} {'chars':>6} {'parts':>6} {'first audio ms':>15} {'total ms':>9} {'upstream 1st part ms':>21} "
+          f"{'ratio':>7}")
+    for r in rows:
+        print(f"{r['text']:28} {r['chars']:6} {r['parts']:6} {r['first_audio_ms']:15.1f} {r['total_ms']:9.0f} "
+              f"{r['upstream_first_part_ms']:21.0f} {r['upstream_first_part_ms'] / r['first_audio_ms']:6.0f}x")
+    out = Path(args.out) if args.out else Path(os.environ.get("OUT", "/tmp")) / "qwen_first_audio.json"
+    out.write_text(json.dumps({"size": args.size, "device": device_name, "frames_per_part": args.frames,
+                               "warm_s": warm_s, "rows": rows}, indent=1))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
