@@ -40,7 +40,10 @@ Conventions, chosen for how speech engines read, not for how text looks:
   e.g. -> "for example", -> -> "to", & -> "and". Acronyms engines already spell (API, CLI, JSON) stay.
 - Emoji go, with their joiners, variation selectors, skin tones and :shortcodes:.
 
-The result never holds a markdown symbol (# * _ ` > | ~ < [ ] { } \\ nor a run of - or =). An
+Chatterbox Turbo's tags ("[laugh]", "[sigh]", engines/tags.py) are kept as written, lowercased.
+
+The result never holds a markdown symbol (# * _ ` > | ~ < [ ] { } \\ nor a run of - or =), but for
+those tags. An
 input with nothing speakable in it (only emoji, only a rule) becomes "": the caller decides what to
 do then. A code block or a table alone still speaks its summary. No step raises on any string.
 Sentences are not split here.
@@ -52,6 +55,8 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
+
+from engines.tags import KNOWN_TAG
 
 __all__ = [
     "speakable", "summarize_code_blocks", "summarize_tables", "markdown_to_prose", "strip_inline_markdown",
@@ -238,6 +243,8 @@ _UNSPEAKABLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\U0
 _ATOM_BASE = 0xF0000
 _ATOM_LIMIT = 0xFFFD
 _ATOM = re.compile("[\U000f0000-\U000ffffd]")
+_TAG_BASE = 0x100000  # Turbo's tags, held for the whole pipeline (plane 16, apart from the atoms')
+_TAG_HELD = re.compile("[\U00100000-\U0010fffd]")
 
 _FENCE = re.compile(r"(?P<quote>[ \t]*(?:>[ \t]*)*)(`{3,}(?=[^`]*$)|~{3,})[ \t]*(.*)")  # a quote may hold one
 _CURSOR_CITATION = re.compile(r"\d+:\d+:(\S+)")
@@ -380,9 +387,19 @@ def speakable(text: str) -> str:
     """What a person should hear for an agent's message: markdown, code, paths, links, identifiers,
     numbers and emoji made speakable; "" when nothing speakable is left."""
     text = _clean(text)
+    tags: list[str] = []
+    if "[" in text:  # Turbo's sound and style tags stay as written, out of every step's reach
+        def hold(match: re.Match) -> str:
+            tags.append(match.group(0).lower())
+            return f" {chr(_TAG_BASE + len(tags) - 1)} "
+        text = KNOWN_TAG.sub(hold, text)
     text = summarize_code_blocks(text)
     text = summarize_tables(text)
-    return markdown_to_prose(text, inline=_speak_prose)
+    text = markdown_to_prose(text, inline=_speak_prose)
+    if tags:
+        text = _TAG_HELD.sub(lambda m: tags[ord(m.group(0)) - _TAG_BASE], text)
+        text = _SPACES.sub(" ", text).strip()
+    return text
 
 
 def _clean(text: str) -> str:

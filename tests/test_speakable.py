@@ -591,3 +591,14 @@ def test_a_long_message_is_spoken_whole():
     spoken = speakable(text)
     assert spoken.count("validate user input") >= 10
     assert not MARKDOWN_LEFT.search(spoken)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("That was close [laugh] but the build passed.", "That was close [laugh] but the build passed."),
+    ("**Done** [sigh]. Finally.", "Done [sigh]. Finally."),
+    ("[Clear Throat] Attention please: `deploy_prod` is running.", "[clear throat] Attention please: deploy prod is running."),
+    ("- [x] tests [chuckle]", "Done: tests [chuckle]."),
+    ("A [note] is not a tag.", "A note is not a tag."),
+])
+def test_turbo_tags_stay_as_written(text, expected):
+    assert speakable(text) == expected
