@@ -25,7 +25,7 @@ import numpy as np
 
 from .pieces import piece_chars, speak_pieces
 from .protocol import Design, Synthesize
-from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService, free_bytes
 
 log = logging.getLogger("mcp_tts.qwen")
 
@@ -288,6 +288,10 @@ class QwenEngine:
                 import torch
 
                 torch.cuda.empty_cache()
+
+    def memory(self) -> dict[str, Any]:
+        return {"device": self.device, "resident_bytes": sum(r.nbytes for r in list(self.resident.values())),
+                "free_bytes": free_bytes(self.device)}
 
     # --- the engine protocol -------------------------------------------------------------------
 

@@ -60,6 +60,22 @@ class DesignedVoice:
     sample: Synthesize
 
 
+def free_bytes(device: str) -> int | None:
+    """Memory still free where the models live: the GPU's, or the machine's available RAM."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class Engine(Protocol):
     """A family's models. Every method runs on the service's one worker thread, in request order."""
 
@@ -92,7 +108,11 @@ class SynthesisService:
         return len(self._jobs)
 
     def details(self) -> dict[str, Any]:
-        return {"queued_or_running": len(self._jobs)}
+        out: dict[str, Any] = {"queued_or_running": len(self._jobs)}
+        memory = getattr(self.engine, "memory", None)
+        if memory is not None:  # what the models hold and what is left: the server weighs switches by it
+            out.update(memory())
+        return out
 
     async def handle(self, conn: Connection, message: Message, payload: bytes) -> None:
         if isinstance(message, Cancel):

@@ -54,6 +54,7 @@ class Settings:
     speaker_idle_timeout: float = 300.0
     max_text_chars: int = 5000
     phrase_cache_mb: float = 64.0
+    memory_gb: float | None = None  # what all family hosts together may hold; None: as much as is free
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +68,7 @@ class Settings:
             speaker_idle_timeout=_float("MCP_TTS_SPEAKER_IDLE_TIMEOUT", 300.0),
             max_text_chars=int(_float("MCP_TTS_MAX_TEXT_CHARS", 5000)),
             phrase_cache_mb=_float("MCP_TTS_PHRASE_CACHE_MB", 64.0),
+            memory_gb=_float("MCP_TTS_MEMORY_GB", -1.0) if env.get("MCP_TTS_MEMORY_GB") else None,
         )
         if data := env.get("MCP_TTS_DATA_DIR"):
             settings.data_dir = Path(data)

@@ -23,6 +23,7 @@ class Backend:
     models: tuple[str, ...]
     presets: tuple[str, ...] = ()
     sample_rate: int = 24000
+    footprint_gb: float = 0.0  # memory its default model holds once loaded (GPU bf16 / Chatterbox fp32)
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,16 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("builtin", "builtin", "espeak-ng: instant, offline, 100+ languages, robotic timbre", ("espeak-ng",),
             sample_rate=22050),
     Backend("qwen-custom", "qwen", "Qwen3-TTS preset speakers, with emotion and style by instruct (1.7B)",
-            ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"), QWEN_SPEAKERS),
+            ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"), QWEN_SPEAKERS,
+            footprint_gb=4.5),
     Backend("qwen-design", "qwen", "Qwen3-TTS voices designed from a text description",
-            ("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",)),
+            ("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",), footprint_gb=4.5),
     Backend("qwen-base", "qwen", "Qwen3-TTS cloning of a library voice from its reference audio",
-            ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", "Qwen/Qwen3-TTS-12Hz-0.6B-Base")),
+            ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", "Qwen/Qwen3-TTS-12Hz-0.6B-Base"), footprint_gb=4.5),
     Backend("chatterbox", "chatterbox", "Chatterbox: expressive English, exaggeration and cfg controls, cloning",
-            ("ResembleAI/chatterbox",)),
+            ("ResembleAI/chatterbox",), footprint_gb=3.2),
     Backend("chatterbox-turbo", "chatterbox", "Chatterbox Turbo: fast, paralinguistic tags such as [laugh]",
-            ("ResembleAI/chatterbox-turbo",)),
+            ("ResembleAI/chatterbox-turbo",), footprint_gb=2.8),
 )}
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (

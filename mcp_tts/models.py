@@ -95,6 +95,9 @@ class SwitchBackendResult(BaseModel):
     host_start_seconds: float | None = None
     load_seconds: float
     total_seconds: float
+    stopped_families: list[str] = Field(
+        default_factory=list, description="other families' hosts stopped to make room for this one's model")
+    stop_seconds: float | None = Field(None, description="time spent stopping them")
 
 
 class StopResult(BaseModel):

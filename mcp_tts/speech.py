@@ -21,8 +21,8 @@ from anyio.abc import TaskGroup
 
 from engines.protocol import (
     SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
-    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Progress, Queued, StopPlayback,
-    Synthesize, Voices,
+    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Progress, Queued, Shutdown,
+    StopPlayback, Synthesize, Voices,
 )
 
 from . import families
@@ -603,15 +603,74 @@ class Speech:
         families.check_model(backend, model)
         family, python = families.installed_family(backend, self.settings)
         started = time.perf_counter()
+        stopped, stop_seconds = await self._make_room(family.name, backend, progress)
         running = await self.hosts.existing(family.service)
         host = running or await self.hosts.get(family.service, python)
-        message = await _ask(host, Load(id=_new_id(), backend=backend, model=model), backend, Loaded, progress)
+        load = Load(id=_new_id(), backend=backend, model=model)
+        try:
+            message = await _ask(host, load, backend, Loaded, progress)
+        except TTSError as exc:
+            if "out of memory" not in str(exc).lower() and "outofmemory" not in str(exc).lower():
+                raise
+            # the other families' models left too little room after all: they go, and the load is retried
+            more, seconds = await self._make_room(family.name, backend, progress, everything=True)
+            if not more:
+                raise
+            stopped, stop_seconds = stopped + more, (stop_seconds or 0) + seconds
+            message = await _ask(host, Load(id=_new_id(), backend=backend, model=model), backend, Loaded, progress)
         self.backend, self.model = backend, model
         switch = "new_host" if running is None else "already_loaded" if message.already_loaded else "hot_swap"
         return SwitchBackendResult(backend=backend, model=message.model, switch=switch, host_pid=host.pid,
                                    host_start_seconds=self.hosts.spawned.get(family.service) if running is None
                                    else None, load_seconds=round(message.seconds, 4),
-                                   total_seconds=round(time.perf_counter() - started, 4))
+                                   total_seconds=round(time.perf_counter() - started, 4),
+                                   stopped_families=stopped,
+                                   stop_seconds=round(stop_seconds, 4) if stop_seconds is not None else None)
+
+    async def _make_room(self, keep: str, backend: str, progress: ProgressSink,
+                         everything: bool = False) -> tuple[list[str], float | None]:
+        """Stops other neural families' hosts whose models leave too little memory for `backend`'s:
+        beyond MCP_TTS_MEMORY_GB for all of them together, or beyond what their device has free.
+        With room, they stay: a switch back is then a hot swap, not a reload."""
+        need = families.backend(backend).footprint_gb * 2**30
+        stopped, started = [], time.perf_counter()
+        for other in families.FAMILIES.values():
+            if other.name in ("builtin", keep):
+                continue
+            conn = await self.hosts.existing(other.service)
+            if conn is None:
+                continue
+            try:
+                details = (await conn.health()).details
+            except (HostLost, TimeoutError):
+                continue
+            held = int(details.get("resident_bytes") or 0)
+            free = details.get("free_bytes")
+            budget = self.settings.memory_gb
+            over_budget = budget is not None and held + need > budget * 2**30
+            no_room = free is not None and free < need
+            if held and (everything or over_budget or no_room):
+                await progress(f"stopping the {other.name} host to make room for {backend}", 0, None)
+                await self._stop_and_wait(conn, other.service)
+                stopped.append(other.name)
+        return stopped, (time.perf_counter() - started) if stopped else None
+
+    async def _stop_and_wait(self, conn: HostConnection, service: str) -> None:
+        """Shutdown, then wait for the process to go, so that its memory is free before the next load."""
+        await _quietly(conn.send(Shutdown()))
+        with anyio.move_on_after(30):
+            while _alive(conn.pid):
+                await anyio.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _new_id() -> str:
