@@ -32,6 +32,7 @@ SERVICES = {
     "builtin": "engines.builtin",
     "speaker": "engines.speaker",
     "qwen": "engines.qwen",
+    "chatterbox": "engines.chatterbox",
 }
 
 

@@ -10,7 +10,6 @@ service runs one request at a time; a hook on the talker stops generation betwee
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import logging
 import os
@@ -25,7 +24,8 @@ import numpy as np
 
 from .pieces import piece_chars, speak_pieces
 from .protocol import Design, Synthesize
-from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService, free_bytes
+from .residency import evict_for, memory_report
+from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
 log = logging.getLogger("mcp_tts.qwen")
 
@@ -278,20 +278,10 @@ class QwenEngine:
         resident.codec.warm(resident.fast.groups)
 
     def _evict_for(self, nbytes: int) -> None:
-        while self.resident and sum(r.nbytes for r in self.resident.values()) + nbytes > self.budget:
-            model_id, old = self.resident.popitem(last=False)
-            log.info("evicting %s (%.2f GB) to stay within %.1f GB", model_id, old.nbytes / 2**30,
-                     self.budget / 2**30)
-            del old
-            gc.collect()
-            if self.device.startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
+        evict_for(self.resident, nbytes, self.budget, self.device)
 
     def memory(self) -> dict[str, Any]:
-        return {"device": self.device, "resident_bytes": sum(r.nbytes for r in list(self.resident.values())),
-                "free_bytes": free_bytes(self.device)}
+        return memory_report(self.resident, self.device)
 
     # --- the engine protocol -------------------------------------------------------------------
 

@@ -61,6 +61,24 @@ QWEN_CHECK = ("import numpy, torch, qwen_tts, librosa; "
               "print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')")
 
 
+# Chatterbox marks its speech with Perth's neural watermark, but perth imports pkg_resources and
+# sets its watermarker to None when that fails: the venv only counts as installed once the real
+# watermarker loads and really changes a clip it marks.
+CHATTERBOX_CHECK = """
+import numpy, torch, perth
+from chatterbox.tts import ChatterboxTTS
+from chatterbox.tts_turbo import ChatterboxTurboTTS
+if perth.PerthImplicitWatermarker is None:
+    raise SystemExit("perth's watermarker did not import (it needs pkg_resources: setuptools<81); "
+                     "Chatterbox would speak without its watermark")
+clip = (0.3 * numpy.sin(numpy.arange(12000) * 2 * numpy.pi * 220 / 24000)).astype("float32")
+marked = perth.PerthImplicitWatermarker().apply_watermark(clip, sample_rate=24000)
+if marked.shape != clip.shape or float(numpy.abs(marked - clip).max()) < 1e-4:
+    raise SystemExit("perth's watermarker left a clip unchanged")
+print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu", "- perth watermark applied")
+"""
+
+
 def recipe(family: str, device: str) -> Recipe:
     if family == "qwen":
         # qwen-tts 0.1.1 leaves torch to torchaudio, whose 2.11.0 release names no torch at all: left
@@ -72,9 +90,9 @@ def recipe(family: str, device: str) -> Recipe:
         return Recipe("qwen", device, ("qwen-tts==0.1.1", *torch), QWEN_CHECK,
                       TORCHAUDIO_FIXUP if device == "cpu" else "")
     if family == "chatterbox":
-        return Recipe("chatterbox", device, ("chatterbox-tts==0.1.7", "setuptools<81"),
-                      "import torch, chatterbox; from perth import PerthImplicitWatermarker as P; "
-                      "assert P is not None; print(torch.__version__)")
+        # chatterbox-tts 0.1.7 pins torch 2.6.0 and torchaudio 2.6.0 itself (CPU builds of both exist).
+        # setuptools<81: perth imports pkg_resources and, without it, silently leaves its watermarker None.
+        return Recipe("chatterbox", device, ("chatterbox-tts==0.1.7", "setuptools<81"), CHATTERBOX_CHECK)
     raise TTSError(f"no family named {family!r}; families to install: "
                    f"{', '.join(f for f in FAMILIES if f != 'builtin')}")
 

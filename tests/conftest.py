@@ -197,3 +197,69 @@ def qwen_env(home: Path, pulse: dict | None, qwen_hub: Path, **extra: str) -> di
     settings = {"MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "HF_HOME": str(qwen_hub), "HF_HUB_OFFLINE": "1",
                 "MCP_TTS_QWEN_MAX_NEW_TOKENS": "13"}
     return server_env(home, pulse, **{**settings, **extra})
+
+
+# --- the chatterbox family ---------------------------------------------------------------------
+
+# Built checkpoints are kept between sessions (3 GB, 30-80 s to build): MCP_TTS_TEST_CHECKPOINTS_DIR
+CHECKPOINTS_DIR = Path(os.environ.get("MCP_TTS_TEST_CHECKPOINTS_DIR", REPO / ".cache" / "checkpoints"))
+CHATTERBOX_CHECKPOINTS = {"ResembleAI/chatterbox": "standard", "ResembleAI/chatterbox-turbo": "turbo"}
+
+
+@pytest.fixture(scope="session")
+def chatterbox_family() -> Path:
+    """The chatterbox family venv, made the way a user makes it (a no-op when .ci/run already did)."""
+    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "MCP_TTS_TORCH_INDEX_URL": ""}
+    result = subprocess.run([MCP_TTS, "install", "chatterbox", "--cpu"], env=env, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return FAMILIES_DIR / "chatterbox" / "venv" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def chatterbox_hub(chatterbox_family) -> Path:
+    """A Hugging Face cache holding random-weight Chatterbox checkpoints under the published ids, in the
+    hub's layout (built by tests/chatterbox_tiny.py once, reused while complete): the engine loads them
+    by hub id through the package's from_pretrained, offline, or by their snapshot directory."""
+    import hashlib
+
+    import chatterbox_tiny
+
+    hf_home = CHECKPOINTS_DIR / "chatterbox-hf"
+    for repo_id, kind in CHATTERBOX_CHECKPOINTS.items():
+        commit = hashlib.sha1(f"{repo_id} {chatterbox_tiny.BUILD_VERSION}".encode()).hexdigest()
+        repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+        snapshot = repo / "snapshots" / commit
+        if not chatterbox_tiny.complete(snapshot, kind):
+            build = subprocess.run([str(chatterbox_family), str(REPO / "tests" / "chatterbox_tiny.py"), kind,
+                                    str(snapshot)], capture_output=True, text=True, timeout=900)
+            assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-4000:]
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+    return hf_home
+
+
+def chatterbox_snapshot(hub: Path, repo_id: str) -> Path:
+    repo = hub / "hub" / f"models--{repo_id.replace('/', '--')}"
+    return repo / "snapshots" / (repo / "refs" / "main").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def shared_home():
+    """Runtime and data directories shared by one module's tests, so its hosts (and the models they
+    hold) serve every test in it; stopped at the module's end."""
+    root = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
+    (root / "run").mkdir(mode=0o700)
+    (root / "data").mkdir()
+    yield root
+    stop_hosts(root / "run")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def chatterbox_env(home: Path, pulse: dict | None, hub: Path, **extra: str) -> dict[str, str]:
+    """The standard model by its local directory is the default backend; turbo by its hub id."""
+    standard = chatterbox_snapshot(hub, "ResembleAI/chatterbox")
+    settings = {"MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "HF_HOME": str(hub), "HF_HUB_OFFLINE": "1",
+                "MCP_TTS_BACKEND": "chatterbox", "MCP_TTS_MODEL": str(standard), "MCP_TTS_IDLE_TIMEOUT": "600",
+                "MCP_TTS_PHRASE_CACHE_MB": "0"}  # every say reaches the engine
+    return server_env(home, pulse, **{**settings, **extra})

@@ -1,0 +1,533 @@
+"""The chatterbox family: Chatterbox and Chatterbox Turbo through the real `chatterbox-tts` package.
+
+Backends: chatterbox (ChatterboxTTS: expressive English, `exaggeration`, `cfg_weight`, `temperature`)
+and chatterbox-turbo (ChatterboxTurboTTS: faster, paralinguistic tags such as [laugh] in the text).
+Both speak the checkpoint's preset voice or clone a library voice from its reference recording;
+a voice's conditionals are computed once per model and kept in memory and on disk.
+
+Each model call is bounded: T3 stops at 1000 speech tokens (40 s), so text is split at sentence
+boundaries into pieces well below that, and each piece is sent on as soon as it is spoken. The
+package's own `generate()` runs every piece, so its Perth watermark is applied where it applies
+it; a venv without the watermarker refuses to load rather than speak unmarked audio.
+
+Parameters `exaggeration`, `cfg_weight`, `temperature` come from the request's `voice_params`: a
+saved voice's settings, with the ones given to `say` for this call merged over them by the server.
+
+`cfg_weight=0`: upstream's decode loop always builds the two rows of classifier-free guidance
+(conditional, then unconditional), while `generate()` only doubles the text when cfg_weight > 0,
+so with 0 the loop concatenates one text row with two start rows and fails. Here cfg_weight=0
+runs the loop with two conditional rows and a guidance weight of 0: the combined logits are
+`cond + 0 * (cond - cond) = cond`, exactly unguided sampling, not an approximation by a small
+weight. (It costs what guided decoding costs; a batch-1 loop would be a fast path of its own.)
+
+Tags on the standard model: its tokenizer has no tag tokens, so "[laugh]" would be read out
+letter by letter; Turbo's tags are removed from the text there, with a note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .pieces import Joiner, piece_chars
+from .protocol import Design, Synthesize
+from .residency import evict_for, memory_report
+from .sentences import split_sentences
+from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from .tags import KNOWN_TAG, TURBO_TAGS
+
+# tqdm reads its settings when imported: without this, every decode step writes a progress bar to the log
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+log = logging.getLogger("mcp_tts.chatterbox")
+
+MODELS = {"chatterbox": ("ResembleAI/chatterbox",), "chatterbox-turbo": ("ResembleAI/chatterbox-turbo",)}
+WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.safetensors"}
+SAMPLE_RATE = 24000
+DEFAULT_VOICE = "default"
+TURBO_MIN_REFERENCE_SECONDS = 5.0  # ChatterboxTurboTTS.prepare_conditionals asserts a longer clip
+# Turbo's tags are engines/tags.py's list, or a loaded model's own tokenizer's when it is resident;
+# anything else in brackets that looks like one is noted as read out.
+TAG_PATTERN = re.compile(r"\[[a-z][a-z ]{1,30}\]")
+# Piece budget: T3 stops at 1000 tokens = 40 s; English speech runs 12-16 characters a second, so
+# 300 characters are about 20 s (still under 40 s at a slow 8 characters a second). Chatterbox does
+# not stream within a piece, so the first piece's length is the wait for the first sound: it is
+# shorter, and later ones grow (doubling) while earlier ones play. MCP_TTS_PIECE_CHARS overrides 300.
+MAX_CHARS = 300
+FIRST_CHARS = 120
+# silence between pieces, the gap a sentence boundary gets inside one generate(); Turbo's pieces
+# already end on 3 silence tokens (120 ms) that generate() appends
+PIECE_PAUSE = {"chatterbox": 0.15, "chatterbox-turbo": 0.05}
+
+
+@dataclass(frozen=True)
+class Setting:
+    low: float
+    high: float
+    default: float
+    meaning: str
+
+
+SETTINGS = {
+    "chatterbox": {
+        "exaggeration": Setting(0.0, 2.0, 0.5, "emotional intensity; 0.5 is neutral, higher is more dramatic"),
+        "cfg_weight": Setting(0.0, 1.0, 0.5, "adherence to the voice and pacing; lower is slower and looser, "
+                                            "0 turns guidance off"),
+        "temperature": Setting(0.05, 5.0, 0.8, "sampling randomness"),
+    },
+    "chatterbox-turbo": {
+        "temperature": Setting(0.05, 5.0, 0.8, "sampling randomness"),
+    },
+}
+
+
+@dataclass
+class _Resident:
+    backend: str
+    model_id: str
+    model: Any  # chatterbox.tts.ChatterboxTTS or chatterbox.tts_turbo.ChatterboxTurboTTS
+    fingerprint: str  # identifies the weights, for the conditionals cache
+    nbytes: int
+    default_conds: Any  # the checkpoint's conds.pt (its preset voice), or None
+    tags: tuple[str, ...] = ()
+    load_seconds: float = 0.0
+
+
+@dataclass
+class _Voice:
+    label: str
+    conds: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def _settings() -> str:
+    import torch
+
+    device = os.environ.get("MCP_TTS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def _budget_bytes(device: str) -> int:
+    """Bytes the resident models may take: MCP_TTS_CHATTERBOX_MEMORY_GB, else 80% of the GPU or half the RAM."""
+    if raw := os.environ.get("MCP_TTS_CHATTERBOX_MEMORY_GB"):
+        return int(float(raw) * 2**30)
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.8)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _quiet():
+    """The package prints to stdout; in a host, that stays in the log (stderr), never anywhere else."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+class ChatterboxEngine:
+    def __init__(self) -> None:
+        self.device = _settings()
+        self.budget = _budget_bytes(self.device)
+        self.resident: OrderedDict[tuple[str, str], _Resident] = OrderedDict()  # least recently used first
+        self.conds: dict[str, Any] = {}  # a library voice's conditionals by key, in memory
+        log.info("chatterbox engine on %s, memory budget %.1f GB", self.device, self.budget / 2**30)
+
+    # --- models --------------------------------------------------------------------------------
+
+    def _model_id(self, backend: str, model: str | None) -> str:
+        if backend not in MODELS:
+            raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(MODELS)}, not {backend!r}")
+        if model is None:
+            return MODELS[backend][0]
+        if model in MODELS[backend]:
+            return model
+        if Path(model).is_dir():
+            if not (Path(model) / WEIGHTS[backend]).exists():
+                raise RequestError("unknown_model", f"{model} is not a {backend} checkpoint: it has no "
+                                                    f"{WEIGHTS[backend]}")
+            return model
+        raise RequestError("unknown_model", f"unknown model {model!r} for {backend}; models: "
+                                            f"{', '.join(MODELS[backend])}, or a local checkpoint directory")
+
+    def _get(self, backend: str, model: str | None, report: Report) -> tuple[_Resident, bool]:
+        key = (backend, self._model_id(backend, model))
+        if key in self.resident:
+            self.resident.move_to_end(key)
+            return self.resident[key], True
+        resident = self._load(backend, key[1], report)
+        self.resident[key] = resident
+        return resident, False
+
+    def _load(self, backend: str, model_id: str, report: Report) -> _Resident:
+        import torch
+
+        _check_watermarker()
+        if backend == "chatterbox":
+            from chatterbox.tts import ChatterboxTTS as cls
+        else:
+            from chatterbox.tts_turbo import ChatterboxTurboTTS as cls
+        started = time.perf_counter()
+        local = Path(model_id).is_dir()
+        report(f"loading {model_id} onto {self.device}" if local else
+               f"fetching and loading {model_id} onto {self.device} (a first download is about 3 GB; "
+               f"HF_HUB_OFFLINE=1 uses the cache only)", 0, None)
+        with _quiet():
+            if local:
+                model = cls.from_local(model_id, self.device)
+            else:
+                from huggingface_hub.errors import LocalEntryNotFoundError
+
+                try:
+                    model = cls.from_pretrained(self.device)  # the package's own download and load
+                except LocalEntryNotFoundError as exc:
+                    raise RequestError("unknown_model", f"{model_id} is not in the Hugging Face cache and cannot "
+                                                        f"be downloaded here ({exc}); download it once with "
+                                                        f"network access, or unset HF_HUB_OFFLINE") from None
+        _check_watermark(model)
+        if backend == "chatterbox-turbo" and int(np.__version__.split(".")[0]) >= 2:
+            _keep_loudness_float32(model)
+        modules = (model.t3, model.s3gen, model.ve)
+        nbytes = sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+        self._evict_for(nbytes)
+        tags: tuple[str, ...] = ()
+        if backend == "chatterbox-turbo":
+            added = sorted(model.tokenizer.get_added_vocab().items(), key=lambda item: item[1])
+            tags = tuple(token for token, _ in added if token.startswith("[") and token.endswith("]"))
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        resident = _Resident(backend=backend, model_id=model_id, model=model, fingerprint=_fingerprint(model_id),
+                             nbytes=nbytes, default_conds=model.conds, tags=tags,
+                             load_seconds=time.perf_counter() - started)
+        log.info("loaded %s for %s (%.2f GB) in %.1f s; preset voice: %s", model_id, backend, nbytes / 2**30,
+                 resident.load_seconds, "yes" if model.conds is not None else "none (no conds.pt)")
+        return resident
+
+    def _evict_for(self, nbytes: int) -> None:
+        evict_for(self.resident, nbytes, self.budget, self.device)
+
+    def memory(self) -> dict[str, Any]:
+        return memory_report(self.resident, self.device)
+
+    # --- the engine protocol -------------------------------------------------------------------
+
+    def describe(self, backend: str | None) -> dict[str, Any]:
+        out = {}
+        for name in ([backend] if backend else MODELS):
+            if name not in MODELS:
+                raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(MODELS)}, not {name!r}")
+            resident = [r for (b, _), r in self.resident.items() if b == name]
+            supports: dict[str, Any] = {
+                "instruct": False, "speed": False, "language": ["en"], "design": None, "clone": True,
+                "params": {k: {"min": s.low, "max": s.high, "default": s.default, "meaning": s.meaning}
+                           for k, s in SETTINGS[name].items()},
+            }
+            if name == "chatterbox":
+                description = ("Chatterbox: expressive English; exaggeration (emotion), cfg_weight (pacing, 0 turns "
+                               "guidance off) and temperature; clones saved voices")
+            else:
+                tags = next((r.tags for r in resident if r.tags), TURBO_TAGS)
+                supports["tags"] = list(tags)
+                supports["min_reference_seconds"] = TURBO_MIN_REFERENCE_SECONDS
+                description = ("Chatterbox Turbo: fast English; write paralinguistic tags in the text, e.g. "
+                               "'That worked [laugh]'. Tags: " + " ".join(tags) + f". Clones saved voices with a "
+                               f"reference over {TURBO_MIN_REFERENCE_SECONDS:.0f} s")
+            out[name] = {
+                "family": "chatterbox",
+                "description": description,
+                "models": list(MODELS[name]),
+                "default_model": MODELS[name][0],
+                "voices": [{"name": DEFAULT_VOICE, "label": "the checkpoint's preset voice", "languages": ["en"]}],
+                "resident": [r.model_id for r in resident],
+                "supports": supports,
+            }
+        return out
+
+    def load(self, backend: str, model: str | None, report: Report) -> tuple[str, bool]:
+        resident, already = self._get(backend, model, report)
+        return resident.model_id, already
+
+    def prepare(self, request: Synthesize, report: Report) -> Prepared:
+        self._model_id(request.backend, request.model)  # a bad request fails before any model loads
+        notes: list[str] = []
+        params = dict(request.voice_params)  # a saved voice's settings, with say's per-call ones merged over them
+        settings = _read_settings(request.backend, params, notes)
+        if request.language and request.language.lower() not in ("en", "english", "auto"):
+            raise RequestError("bad_request", f"{request.backend} speaks English only, not {request.language!r}; "
+                                              f"languages: en")
+        resident, _ = self._get(request.backend, request.model, report)
+        if request.instruct:
+            notes.append(f"instruct ignored: {request.backend} takes no instructions"
+                         + (" (exaggeration sets the emotion)" if request.backend == "chatterbox" else
+                            " (write tags such as [sigh] in the text)"))
+        if request.speed != 1.0:
+            notes.append(f"speed ignored: {request.backend} has no rate control")
+        text = _shape_text(request.text, resident, notes)
+        voice = self._voice(resident, request, params, report)
+        notes.extend(voice.notes)
+        budget = piece_chars(MAX_CHARS)
+        pieces = split_sentences(text, budget, first_max_chars=min(FIRST_CHARS, budget)) or [text]
+        log.info("%s/%s (%s): %d characters in %d piece(s) of %s characters", request.backend, voice.label,
+                 ", ".join(f"{k} {v}" for k, v in settings.items()), len(text), len(pieces),
+                 ", ".join(str(len(p)) for p in pieces))
+
+        pause = np.zeros(int(PIECE_PAUSE[request.backend] * SAMPLE_RATE), dtype=np.float32)
+
+        def run(emit: Emit, cancelled: threading.Event) -> None:
+            joiner = Joiner(emit, SAMPLE_RATE)  # fades each piece's edges, as engines/pieces.py does
+            for number, piece in enumerate(pieces, 1):
+                if cancelled.is_set():
+                    raise Cancelled()
+                started = time.perf_counter()
+                wav = self._generate(resident, voice.conds, piece, settings, cancelled)
+                log.info("piece %d/%d: %.2f s of audio in %.2f s", number, len(pieces), len(wav) / SAMPLE_RATE,
+                         time.perf_counter() - started)
+                joiner.push(wav)
+                last = number == len(pieces)
+                joiner.end_piece(last)
+                if not last:
+                    emit(pause)
+                if len(pieces) > 1:
+                    report(f"synthesized part {number} of {len(pieces)}", number, len(pieces))
+
+        return Prepared(sample_rate=SAMPLE_RATE, model=resident.model_id, voice=voice.label, run=run, notes=notes)
+
+    def design(self, request: Design, report: Report) -> DesignedVoice:
+        raise RequestError("unknown_backend", "chatterbox designs no voices: design one with qwen-design (or builtin), "
+                                              "then speak it here with voice=<its name>")
+
+    # --- voices --------------------------------------------------------------------------------
+
+    def _voice(self, resident: _Resident, request: Synthesize, params: dict[str, Any], report: Report) -> _Voice:
+        if params.get("reference_audio"):
+            name = params.get("voice_name") or "clone"
+            notes = [f"voice {request.voice!r} ignored: the saved voice {name!r} is spoken"] if request.voice else []
+            return _Voice(name, self._library_conds(resident, params, report), notes)
+        if request.voice is not None and request.voice.lower() != DEFAULT_VOICE:
+            raise RequestError("unknown_voice", f"unknown {resident.backend} voice {request.voice!r}: its preset voice "
+                                                f"is {DEFAULT_VOICE!r}; saved voices (design_voice, add_voice) are "
+                                                f"cloned from their recordings")
+        if resident.default_conds is None:
+            raise RequestError("unknown_voice", f"{resident.model_id} has no preset voice (no conds.pt): pass a saved "
+                                                f"voice's name as voice")
+        return _Voice(DEFAULT_VOICE, resident.default_conds)
+
+    def _library_conds(self, resident: _Resident, params: dict[str, Any], report: Report):
+        """A saved voice's conditionals for this model: from memory, else disk, else computed (and kept)."""
+        import soundfile as sf
+        import torch
+
+        name = params.get("voice_name") or "the voice"
+        path = Path(params["reference_audio"])
+        try:
+            audio = path.read_bytes()
+            seconds = sf.info(str(path)).duration
+        except (OSError, RuntimeError) as exc:
+            raise RequestError("unknown_voice", f"the reference audio of {name} is unreadable: {exc}") from None
+        if resident.backend == "chatterbox-turbo" and seconds <= TURBO_MIN_REFERENCE_SECONDS:
+            raise RequestError("bad_request", f"{name}'s reference recording is {seconds:.1f} s long; chatterbox-turbo "
+                                              f"needs more than {TURBO_MIN_REFERENCE_SECONDS:.0f} s (5-10 s of one "
+                                              f"speaker is best). Record a longer one (add_voice), or speak this "
+                                              f"voice with chatterbox or qwen-base")
+        key = hashlib.sha256(b"\0".join([resident.backend.encode(), resident.fingerprint.encode(), audio])).hexdigest()
+        if key in self.conds:
+            return self.conds[key]
+        model = resident.model
+        conds_class = type(resident.default_conds) if resident.default_conds is not None else _conds_class(resident)
+        cache_dir = Path(params["prompt_cache_dir"]) if params.get("prompt_cache_dir") else None
+        cached = cache_dir / f"chatterbox-{key[:32]}.pt" if cache_dir else None
+        if cached is not None and cached.exists():
+            try:
+                conds = conds_class.load(cached, map_location="cpu").to(self.device)
+                self.conds[key] = conds
+                return conds
+            except Exception as exc:  # a damaged cache file is rebuilt, not fatal
+                log.warning("conditionals cache %s unreadable (%s); rebuilding it", cached, exc)
+        report(f"preparing the voice {name} for {resident.model_id}", 0, None)
+        previous = model.conds
+        try:
+            with _quiet(), torch.inference_mode():
+                model.prepare_conditionals(str(path))
+            conds = model.conds
+        finally:
+            model.conds = previous
+        self.conds[key] = conds
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            conds.save(tmp)
+            os.replace(tmp, cached)
+        return conds
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def _generate(self, resident: _Resident, conds, text: str, settings: dict[str, float],
+                  cancelled: threading.Event) -> np.ndarray:
+        """One piece through the package's own generate(); a hook on T3's transformer ends it between
+        tokens once cancelled."""
+        import torch
+
+        model = resident.model
+        t3 = model.t3
+
+        def check(*_):
+            if cancelled.is_set():
+                raise Cancelled()
+
+        handle = t3.tfmr.register_forward_pre_hook(check)
+        unguided = resident.backend == "chatterbox" and settings["cfg_weight"] == 0.0
+        if unguided:
+            t3.inference = _unguided(t3.inference)  # an instance attribute, removed below
+        model.conds = conds
+        try:
+            with _quiet(), torch.inference_mode():
+                if resident.backend == "chatterbox":
+                    wav = model.generate(text, exaggeration=settings["exaggeration"],
+                                         cfg_weight=settings["cfg_weight"], temperature=settings["temperature"])
+                else:
+                    wav = model.generate(text, temperature=settings["temperature"])
+        finally:
+            handle.remove()
+            if unguided:
+                del t3.inference
+        return np.asarray(wav.reshape(-1).cpu().numpy(), dtype=np.float32)
+
+
+def _unguided(inference):
+    """T3's decode loop without guidance: two conditional rows, weight 0 (see the module docstring)."""
+    import torch
+
+    def run(*, text_tokens, cfg_weight, **kwargs):
+        rows = torch.atleast_2d(text_tokens)
+        return inference(text_tokens=torch.cat([rows, rows]), cfg_weight=0.0, **kwargs)
+
+    return run
+
+
+def _read_settings(backend: str, params: dict[str, Any], notes: list[str]) -> dict[str, float]:
+    out = {}
+    for name, setting in SETTINGS[backend].items():
+        value = params.get(name, setting.default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise RequestError("bad_request", f"{name} must be a number from {setting.low} to {setting.high}, "
+                                              f"not {value!r}")
+        if not setting.low <= value <= setting.high:
+            raise RequestError("bad_request", f"{name} {value} is outside {setting.low}-{setting.high} "
+                                              f"({setting.meaning}; default {setting.default})")
+        out[name] = float(value)
+    ignored = sorted(k for k in ("exaggeration", "cfg_weight", "temperature") if k in params
+                     and k not in SETTINGS[backend])
+    if ignored:
+        notes.append(f"{', '.join(ignored)} ignored: {backend} does not take {'them' if len(ignored) > 1 else 'it'}")
+    return out
+
+
+def _shape_text(text: str, resident: _Resident, notes: list[str]) -> str:
+    """Tags: kept for Turbo (unknown ones noted), removed for the standard model, which would read them out."""
+    if resident.backend == "chatterbox-turbo":
+        known = set(resident.tags or TURBO_TAGS)
+        unknown = sorted({t for t in TAG_PATTERN.findall(text) if t not in known})
+        if unknown:
+            notes.append(f"{' '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among chatterbox-turbo's "
+                         f"tags and will be read as text; tags: {' '.join(resident.tags or TURBO_TAGS)}")
+        return text
+    tags = KNOWN_TAG.findall(text)
+    if not tags:
+        return text
+    text = KNOWN_TAG.sub(" ", text)
+    text = re.sub(r"[ \t]+", " ", text).strip()
+    text = re.sub(r" ([,.!?;:])", r"\1", text)
+    notes.append(f"{' '.join(dict.fromkeys(tags))} removed: paralinguistic tags are spoken by chatterbox-turbo; "
+                 f"the standard model would read them out")
+    if not text:
+        raise RequestError("bad_request", "nothing to say once the tags are removed: chatterbox speaks no tags "
+                                          "(chatterbox-turbo does)")
+    return text
+
+
+def _conds_class(resident: _Resident):
+    if resident.backend == "chatterbox":
+        from chatterbox.tts import Conditionals
+    else:
+        from chatterbox.tts_turbo import Conditionals
+    return Conditionals
+
+
+def _fingerprint(model_id: str) -> str:
+    """Identifies the weights: a hub id at its cached revision, or a local directory with its files'
+    sizes and times."""
+    path = Path(model_id)
+    if not path.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "conds.pt")
+        return f"{model_id}@{Path(found).parent.name}" if isinstance(found, str) else model_id
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json", ".pt"))
+    return model_id + "|" + "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def _check_watermarker() -> None:
+    """Chatterbox marks its speech with Perth; without the watermarker the package would speak unmarked
+    audio (or fail obscurely), so the family refuses to load."""
+    import perth
+
+    if getattr(perth, "PerthImplicitWatermarker", None) is not None:
+        return
+    try:
+        import pkg_resources  # noqa: F401  # perth imports it; setuptools 81 removed it
+
+        reason = "perth's neural watermarker failed to import"
+    except ImportError:
+        reason = "perth imports pkg_resources, which setuptools 81 and later no longer ship"
+    raise RequestError("engine_error", f"the Perth watermarker is missing in this venv ({reason}), and Chatterbox "
+                                       f"does not speak without its watermark. Fix: `mcp-tts install chatterbox "
+                                       f"--force` (it pins setuptools<81), or `{sys.executable} -m pip install "
+                                       f"'setuptools<81'`")
+
+
+def _check_watermark(model) -> None:
+    """The loaded model's watermarker is the real one and changes a clip it marks."""
+    import perth
+
+    marker = getattr(model, "watermarker", None)
+    if perth.PerthImplicitWatermarker is None or not isinstance(marker, perth.PerthImplicitWatermarker):
+        raise RequestError("engine_error", f"the model's watermarker is {type(marker).__name__}, not Perth's; "
+                                           f"reinstall with `mcp-tts install chatterbox --force`")
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    with _quiet():
+        marked = np.asarray(marker.apply_watermark(tone, sample_rate=SAMPLE_RATE), dtype=np.float32)
+    if marked.shape != tone.shape or float(np.max(np.abs(marked - tone))) < 1e-4:
+        raise RequestError("engine_error", "Perth's watermarker left a test clip unchanged; reinstall with "
+                                           "`mcp-tts install chatterbox --force`")
+
+
+def _keep_loudness_float32(model) -> None:
+    """Under numpy>=2, Turbo's norm_loudness turns a float32 clip into float64 (a numpy float64 gain),
+    and the S3 tokenizer then fails on the double tensor; its result is cast back."""
+    original = model.norm_loudness
+
+    def norm_loudness(wav, sr, *args, **kwargs):
+        return np.asarray(original(wav, sr, *args, **kwargs), dtype=np.float32)
+
+    model.norm_loudness = norm_loudness
+
+
+def create_service() -> SynthesisService:
+    return SynthesisService("chatterbox", ChatterboxEngine())
