@@ -104,12 +104,21 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         raw: Annotated[bool, Field(description="speak the text exactly as written; by default markdown, code "
                                                "blocks, paths, URLs and identifiers are read as a person would "
                                                "say them")] = False,
+        exaggeration: Annotated[float | None, Field(ge=0.0, le=2.0, description="chatterbox: emotional "
+                                                    "intensity, 0.5 neutral, higher more dramatic")] = None,
+        cfg_weight: Annotated[float | None, Field(ge=0.0, le=1.0, description="chatterbox: adherence to the "
+                                                  "voice and pacing, lower is slower and looser; 0 turns "
+                                                  "guidance off")] = None,
+        temperature: Annotated[float | None, Field(ge=0.05, le=5.0, description="chatterbox backends: "
+                                                   "sampling randomness (0.8 by default)")] = None,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, SayResult]:
+        expression = {k: v for k, v in (("exaggeration", exaggeration), ("cfg_weight", cfg_weight),
+                                        ("temperature", temperature)) if v is not None}
         request = SayRequest(text=text, voice=voice, backend=backend, model=model, language=language,
                              instruct=instruct,
                              speed=speed, output=None if output == "auto" else output, wait=wait,
-                             file_path=file_path, raw=raw)
+                             file_path=file_path, raw=raw, expression=expression)
         try:
             result, audio = await speech().say(request, _progress(ctx))
         except TTSError as exc:

@@ -66,6 +66,7 @@ class SayRequest:
     file_path: str | None = None
     overwrite: bool = False
     raw: bool = False
+    expression: dict[str, float] = field(default_factory=dict)  # Chatterbox: exaggeration, cfg_weight, temperature
 
 
 @dataclass
@@ -237,6 +238,12 @@ class Speech:
         family, python = families.installed_family(backend, self.settings)
         model = request.model or (self.model if backend == self.backend else None)
         families.check_model(backend, model)
+        if request.expression:
+            if family.name == "chatterbox":  # the engine reads them with the voice's own settings
+                voice_params = {**voice_params, **request.expression}
+            else:
+                notes.append(f"{', '.join(sorted(request.expression))} ignored: only the chatterbox backends take "
+                             f"them")
         output = request.output or self.settings.output
         file_path = check_output_path(request.file_path, overwrite=request.overwrite) if request.file_path else None
         if file_path and output in ("auto", "play"):
