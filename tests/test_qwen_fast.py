@@ -45,5 +45,7 @@ def test_sampling_has_upstreams_distribution(report):
     assert got["distinct_talker_codes"] > 20
     assert got["p_talker"] > 0.001, got
     assert got["p_sub"] > 0.001, got
-    # the test can tell distributions apart: a different temperature is caught
+    # the test can tell distributions apart: another temperature (talker) or top-k (code predictor) is caught
     assert got["p_talker_vs_other_temperature"] < 0.001, got
+    assert 4 <= got["distinct_sub_codes"] <= 8, got
+    assert got["p_sub_vs_other_top_k"] < 0.001, got
