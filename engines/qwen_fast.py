@@ -290,7 +290,8 @@ class FastTalker:
             frames[k].copy_(s["frame"])
             hiddens.append(s["hidden"].clone())
             count = k + 1
-            if count % check_every == 0 or count == self.first_report or k == max_new_tokens - 2:
+            # frames 2, 6, 10, ...: the first chunk after 2, the next 4 later, as the decoder wants them
+            if (count - self.first_report) % check_every == 0 or k == max_new_tokens - 2:
                 done = (frames[:count, 0] == eos).nonzero()  # the one host sync, every few frames
                 if done.numel():
                     count = int(done[0, 0])
@@ -458,7 +459,7 @@ class CodecGraphs:
         graph, static_in, static_out = self.graphs.get(size) or self._capture(size, codes.shape[1], codes.dtype)
         static_in.copy_(padded)
         graph.replay()
-        return static_out[:frames * self.samples].float()
+        return static_out[:frames * self.samples].float().clone()  # the next replay overwrites static_out
 
     def _capture(self, size: int, groups: int, dtype) -> tuple:
         started = time.perf_counter()

@@ -9,6 +9,7 @@ size bound (MCP_TTS_PHRASE_CACHE_MB, 0 turns the cache off).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -68,35 +69,42 @@ class PhraseCache:
     def _path(self, key: PhraseKey) -> Path:
         return self.folder / f"{key.digest}.wav"
 
-    def get(self, key: PhraseKey) -> tuple[np.ndarray, int] | None:
+    def get(self, key: PhraseKey) -> tuple[np.ndarray, int, dict] | None:
+        """(samples, sample rate, what the engine said of them: model, voice, notes), or None."""
         if not self.enabled:
             return None
         path = self._path(key)
         try:
+            meta = json.loads(path.with_suffix(".json").read_text())
             samples, rate = sf.read(path, dtype="float32")
-        except (OSError, RuntimeError, sf.LibsndfileError):  # absent, or damaged: synthesized anew
+        except (OSError, ValueError, RuntimeError, sf.LibsndfileError):  # absent, or damaged: made anew
             return None
         try:
             os.utime(path)  # recently used: the last to go
         except OSError:
             pass
-        return samples, int(rate)
+        return samples, int(rate), meta
 
-    def put(self, key: PhraseKey, samples: np.ndarray, sample_rate: int) -> None:
+    def put(self, key: PhraseKey, samples: np.ndarray, sample_rate: int, meta: dict) -> None:
+        """Keeps a phrase; a cache that cannot be written is logged, never an error of the speech."""
         if not self.enabled or not len(samples):
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tag = uuid.uuid4().hex[:8]
+        tmp, tmp_meta = path.with_name(f".{path.name}.{tag}.tmp"), path.with_name(f".{path.stem}.{tag}.json.tmp")
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp_meta.write_text(json.dumps(meta))
+            os.replace(tmp_meta, path.with_suffix(".json"))  # the metadata first: a WAV alone is never read
             sf.write(tmp, samples, sample_rate, format="WAV", subtype="FLOAT")
             os.replace(tmp, path)
+            self._trim()
         except (OSError, RuntimeError) as exc:
             log.warning("phrase not cached: %s", exc)
-            return
         finally:
-            tmp.unlink(missing_ok=True)
-        self._trim()
+            for leftover in (tmp, tmp_meta):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
 
     def _trim(self) -> None:
         entries = []
@@ -111,4 +119,5 @@ class PhraseCache:
             if total <= self.max_bytes:
                 break
             path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
             total -= size

@@ -95,6 +95,7 @@ class Utterance:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     cache_key: PhraseKey | None = None  # set: the audio goes into the phrase cache once complete
+    engine_notes: list[str] = field(default_factory=list)  # what the engine said of it, kept with a cached phrase
     cache_hit: bool = False
     progress: ProgressSink | None = None  # the say call's, while it waits
     started: anyio.Event = field(default_factory=anyio.Event)
@@ -259,11 +260,12 @@ class Speech:
         key = self._phrase_key(backend, model, voice, voice_params, request, text)
         cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
         if cached is not None:
-            samples, rate = cached
+            samples, rate, meta = cached
             host = None
             reply = CachedReply(utt_id, samples)
-            message = AudioStart(id=utt_id, sample_rate=rate, model=key.model, voice=key.voice,
-                                 notes=["from the phrase cache: said before in this voice"])
+            message = AudioStart(id=utt_id, sample_rate=rate, model=meta.get("model", key.model),
+                                 voice=meta.get("voice", key.voice),
+                                 notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
         else:
             host = await self.hosts.get(family.service, python)
             reply = await host.request(Synthesize(
@@ -280,7 +282,8 @@ class Speech:
             assert isinstance(message, AudioStart), message
             utt = Utterance(id=utt_id, backend=backend, model=message.model, voice=message.voice,
                             output=output, arrived=arrived, reply=reply, sample_rate=message.sample_rate,
-                            notes=[*notes, *message.notes], cache_hit=cached is not None,
+                            notes=[*notes, *message.notes], engine_notes=list(message.notes),
+                            cache_hit=cached is not None,
                             cache_key=key if cached is None else None, progress=progress)
             if output in ("auto", "play"):
                 await self._enqueue(utt, strict=output == "play")
@@ -434,12 +437,13 @@ class Speech:
                     await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
                 except (OSError, RuntimeError) as exc:  # libsndfile's errors are RuntimeErrors
                     raise TTSError(f"could not write {utt.file_path}: {exc}") from exc
-            if utt.cache_key is not None and not utt.interrupted:
-                await anyio.to_thread.run_sync(self.phrases.put, utt.cache_key, utt.audio(), utt.sample_rate)
             utt.synthesized.set()
             if utt.speaker is None:
                 utt.started.set()
                 utt.finished.set()
+            if utt.cache_key is not None and not utt.interrupted:  # after the events: no one waits on it
+                meta = {"model": utt.model, "voice": utt.voice, "notes": utt.engine_notes}
+                await anyio.to_thread.run_sync(self.phrases.put, utt.cache_key, utt.audio(), utt.sample_rate, meta)
         except (TTSError, OSError) as exc:
             message = str(exc)
             if isinstance(exc, HostLost):
@@ -640,6 +644,10 @@ class Speech:
         beyond MCP_TTS_MEMORY_GB for all of them together, or beyond what their device has free.
         With room, they stay: a switch back is then a hot swap, not a reload."""
         need = families.backend(backend).footprint_gb * 2**30
+        if not need:
+            return [], None
+        if not everything and await self.hosts.existing(families.FAMILIES[keep].service) is not None:
+            return [], None  # its host runs: the model may be loaded already; a load that runs short retries
         stopped, started = [], time.perf_counter()
         for other in families.FAMILIES.values():
             if other.name in ("builtin", keep):
@@ -656,21 +664,30 @@ class Speech:
             budget = self.settings.memory_gb
             over_budget = budget is not None and held + need > budget * 2**30
             no_room = free is not None and free < need
-            if held and (everything or over_budget or no_room):
+            busy = int(details.get("queued_or_running") or 0) > 0  # someone's speech: not cut for a guess
+            if held and (everything or ((over_budget or no_room) and not busy)):
                 await progress(f"stopping the {other.name} host to make room for {backend}", 0, None)
-                await self._stop_and_wait(conn, other.service)
-                stopped.append(other.name)
+                if await self._stop_and_wait(conn):
+                    stopped.append(other.name)
+                else:
+                    log.warning("the %s host (pid %d) did not exit within 30 s", other.name, conn.pid)
         return stopped, (time.perf_counter() - started) if stopped else None
 
-    async def _stop_and_wait(self, conn: HostConnection, service: str) -> None:
-        """Shutdown, then wait for the process to go, so that its memory is free before the next load."""
+    async def _stop_and_wait(self, conn: HostConnection) -> bool:
+        """Shutdown, then wait for the connection to close (the host is gone, its memory free)."""
         await _quietly(conn.send(Shutdown()))
         with anyio.move_on_after(30):
-            while _alive(conn.pid):
+            while conn.alive:
                 await anyio.sleep(0.05)
+            while _alive(conn.pid):  # the socket closes a moment before the process ends
+                await anyio.sleep(0.05)
+            return True
+        return False
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # signal 0 would end the process there; the closed connection says enough
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

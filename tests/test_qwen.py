@@ -237,6 +237,8 @@ async def test_a_repeated_phrase_plays_from_the_phrase_cache(home, qwen_hub, tmp
     assert first.structured_content["cache_hit"] is False
     assert again.structured_content["cache_hit"] is True
     assert any("phrase cache" in note for note in again.structured_content["notes"])
+    for field in ("model", "voice", "backend"):  # reported as the engine first reported them
+        assert again.structured_content[field] == first.structured_content[field]
     assert again.structured_content["time_to_first_audio_ms"] < first.structured_content["time_to_first_audio_ms"]
     np.testing.assert_array_equal(audio_of(again)[0], audio_of(first)[0])  # sampled once, heard the same since
     assert other_voice.structured_content["cache_hit"] is False  # the voice is part of the key

@@ -82,10 +82,19 @@ def test_phrase_cache_keeps_within_its_size_bound(tmp_path):
     cache = PhraseCache(tmp_path, max_bytes=3 * 4 * 22050 + 3000)  # room for about three 1 s phrases
     keys = [PhraseKey("builtin", "espeak-ng", "en-us", "{}", "", "", 1.0, f"phrase {i}") for i in range(5)]
     for i, key in enumerate(keys):
-        cache.put(key, np.full(22050, 0.1 * (i + 1), dtype=np.float32), 22050)
+        cache.put(key, np.full(22050, 0.1 * (i + 1), dtype=np.float32), 22050, {"model": "m", "voice": f"v{i}"})
     assert sum(p.stat().st_size for p in tmp_path.glob("*.wav")) <= cache.max_bytes
-    assert cache.get(keys[0]) is None  # the oldest went first
-    samples, rate = cache.get(keys[4])
-    assert rate == 22050 and samples[0] == pytest.approx(0.5)
+    assert cache.get(keys[0]) is None and not (tmp_path / f"{keys[0].digest}.json").exists()  # the oldest went
+    samples, rate, meta = cache.get(keys[4])
+    assert rate == 22050 and samples[0] == pytest.approx(0.5) and meta == {"model": "m", "voice": "v4"}
     (tmp_path / f"{keys[4].digest}.wav").write_bytes(b"not a wav")  # damaged: a miss, not a crash
     assert cache.get(keys[4]) is None
+
+
+def test_a_phrase_cache_that_cannot_be_written_is_no_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache's folder should be")
+    cache = PhraseCache(blocker / "phrases", max_bytes=10**6)
+    key = PhraseKey("qwen-custom", "m", "v", "{}", "", "", 1.0, "Tests passed.")
+    cache.put(key, np.zeros(100, dtype=np.float32), 24000, {})  # logged, not raised
+    assert cache.get(key) is None
