@@ -92,7 +92,7 @@ def main() -> int:
             marks["samples"] += len(samples)
 
         def piece(part: str, emit_part) -> None:
-            decoder = StreamingDecoder(tokenizer, emit_part, codec=codec)
+            decoder = StreamingDecoder(codec, emit_part)
             fast.on_frames = decoder.push
             final = {}
 

@@ -410,7 +410,7 @@ class Bench:
                 return out
 
         bench = self
-        return StreamingDecoder(types.SimpleNamespace(decode=self.timed.decode), emit, codec=Timed())
+        return StreamingDecoder(Timed(), emit)
 
     def warm_codec(self, lengths) -> dict:
         out = {}

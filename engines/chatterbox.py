@@ -43,7 +43,7 @@ import numpy as np
 
 from .pieces import Joiner, piece_chars
 from .protocol import Design, Synthesize
-from .residency import evict_for, memory_report
+from .residency import budget_bytes, evict_for, memory_report, prepared
 from .sentences import split_sentences
 from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 from .tags import KNOWN_TAG, TURBO_TAGS
@@ -122,20 +122,6 @@ def _settings() -> str:
     return device
 
 
-def _budget_bytes(device: str) -> int:
-    """Bytes the resident models may take: MCP_TTS_CHATTERBOX_MEMORY_GB, else 80% of the GPU or half the RAM."""
-    if raw := os.environ.get("MCP_TTS_CHATTERBOX_MEMORY_GB"):
-        return int(float(raw) * 2**30)
-    import torch
-
-    if device.startswith("cuda"):
-        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.8)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
 def _quiet():
     """The package prints to stdout; in a host, that stays in the log (stderr), never anywhere else."""
     return contextlib.redirect_stdout(sys.stderr)
@@ -144,7 +130,7 @@ def _quiet():
 class ChatterboxEngine:
     def __init__(self) -> None:
         self.device = _settings()
-        self.budget = _budget_bytes(self.device)
+        self.budget = budget_bytes("MCP_TTS_CHATTERBOX_MEMORY_GB", self.device)
         self.resident: OrderedDict[tuple[str, str], _Resident] = OrderedDict()  # least recently used first
         self.conds: dict[str, Any] = {}  # a library voice's conditionals by key, in memory
         log.info("chatterbox engine on %s, memory budget %.1f GB", self.device, self.budget / 2**30)
@@ -346,34 +332,23 @@ class ChatterboxEngine:
                                               f"speaker is best). Record a longer one (add_voice), or speak this "
                                               f"voice with chatterbox or qwen-base")
         key = hashlib.sha256(b"\0".join([resident.backend.encode(), resident.fingerprint.encode(), audio])).hexdigest()
-        if key in self.conds:
-            return self.conds[key]
         model = resident.model
         conds_class = type(resident.default_conds) if resident.default_conds is not None else _conds_class(resident)
         cache_dir = Path(params["prompt_cache_dir"]) if params.get("prompt_cache_dir") else None
-        cached = cache_dir / f"chatterbox-{key[:32]}.pt" if cache_dir else None
-        if cached is not None and cached.exists():
+
+        def compute():
+            report(f"preparing the voice {name} for {resident.model_id}", 0, None)
+            previous = model.conds
             try:
-                conds = conds_class.load(cached, map_location="cpu").to(self.device)
-                self.conds[key] = conds
-                return conds
-            except Exception as exc:  # a damaged cache file is rebuilt, not fatal
-                log.warning("conditionals cache %s unreadable (%s); rebuilding it", cached, exc)
-        report(f"preparing the voice {name} for {resident.model_id}", 0, None)
-        previous = model.conds
-        try:
-            with _quiet(), torch.inference_mode():
-                model.prepare_conditionals(str(path))
-            conds = model.conds
-        finally:
-            model.conds = previous
-        self.conds[key] = conds
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            conds.save(tmp)
-            os.replace(tmp, cached)
-        return conds
+                with _quiet(), torch.inference_mode():
+                    model.prepare_conditionals(str(path))
+                return model.conds
+            finally:
+                model.conds = previous
+
+        return prepared(self.conds, key, cache_dir / f"chatterbox-{key[:32]}.pt" if cache_dir else None,
+                        load=lambda file: conds_class.load(file, map_location="cpu").to(self.device),
+                        compute=compute, save=lambda conds, file: conds.save(file))
 
     # --- generation ----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .pieces import piece_chars, speak_pieces
 from .protocol import Design, Synthesize
-from .residency import evict_for, memory_report
+from .residency import budget_bytes, evict_for, memory_report, prepared
 from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
 log = logging.getLogger("mcp_tts.qwen")
@@ -53,14 +53,13 @@ SENTENCE_PAUSE = 0.15  # seconds between pieces: each piece ends on its own shor
 
 class StreamingDecoder:
     """Decodes codec frames as they arrive: each chunk with LEFT_CONTEXT frames before it, keeping only
-    the new samples, so the chunks join into what one whole decode gives. With `codec` (the fast
-    path's CodecGraphs) chunks go through its CUDA graphs; otherwise through the tokenizer."""
+    the new samples, so the chunks join into what one whole decode gives. `codec` is the fast path's
+    CodecGraphs (CUDA graphs on a GPU, the decoder itself on a CPU)."""
 
-    def __init__(self, tokenizer, emit: Emit, prefix=None, codec=None) -> None:
+    def __init__(self, codec, emit: Emit, prefix=None) -> None:
         import torch
 
-        self.decode, self.emit = tokenizer.decode, emit  # bound now: the engine skips upstream's own decode
-        self.codec = codec
+        self.codec, self.emit = codec, emit
         self.codes = prefix if prefix is not None else torch.zeros(0, 16, dtype=torch.long)
         self.done = len(self.codes)  # frames already heard (a clone's reference frames are never spoken)
         self.start = self.done
@@ -83,12 +82,7 @@ class StreamingDecoder:
     def _decode(self, end: int) -> None:
         begin = max(0, self.done - LEFT_CONTEXT)
         new = (end - self.done) * SAMPLES_PER_FRAME
-        if self.codec is not None:
-            samples = self.codec.decode(self.codes[begin:end])[-new:].cpu().numpy()
-        else:
-            wavs, _ = self.decode([{"audio_codes": self.codes[begin:end]}])
-            samples = np.asarray(wavs[0][-new:], dtype=np.float32)
-        self.emit(samples)
+        self.emit(self.codec.decode(self.codes[begin:end])[-new:].cpu().numpy())
         self.done = end
 
 
@@ -122,20 +116,6 @@ def _settings() -> tuple[str, Any, str]:
             attention = "sdpa"
         return device, torch.bfloat16, attention
     return device, torch.float32, "sdpa"
-
-
-def _budget_bytes(device: str) -> int:
-    """Bytes the resident models may take: MCP_TTS_QWEN_MEMORY_GB, else 80% of the GPU or half the RAM."""
-    if raw := os.environ.get("MCP_TTS_QWEN_MEMORY_GB"):
-        return int(float(raw) * 2**30)
-    import torch
-
-    if device.startswith("cuda"):
-        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.8)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
 
 
 class _Progress:
@@ -175,7 +155,7 @@ class _Progress:
 class QwenEngine:
     def __init__(self) -> None:
         self.device, self.dtype, self.attention = _settings()
-        self.budget = _budget_bytes(self.device)
+        self.budget = budget_bytes("MCP_TTS_QWEN_MEMORY_GB", self.device)
         self.max_new_tokens = int(os.environ.get("MCP_TTS_QWEN_MAX_NEW_TOKENS", "2048"))
         # the fast decode loop (static caches, CUDA graphs on GPU); "0" keeps upstream's generate
         self.use_fast = os.environ.get("MCP_TTS_QWEN_FAST", "1") != "0"
@@ -398,7 +378,7 @@ class QwenEngine:
         """The fast path: frames are decoded and emitted as the loop confirms them; upstream's own decode
         of the whole clip at the end is skipped (everything was heard by then)."""
         tokenizer = resident.model.model.speech_tokenizer
-        decoder = StreamingDecoder(tokenizer, emit, prefix, resident.codec)
+        decoder = StreamingDecoder(resident.codec, emit, prefix)
         final = {}
 
         def on_frames(frames) -> None:
@@ -446,31 +426,23 @@ class QwenEngine:
         except OSError as exc:
             raise RequestError("unknown_voice", f"the voice's reference audio is unreadable: {exc}") from None
         key = hashlib.sha256(b"\0".join([resident.model_id.encode(), audio_bytes, transcript.encode()])).hexdigest()
-        if key in self.prompts:
-            return self.prompts[key]
         cache_dir = Path(params["prompt_cache_dir"]) if params.get("prompt_cache_dir") else None
-        cached = cache_dir / f"{key[:32]}.pt" if cache_dir else None
-        if cached is not None and cached.exists():
-            try:
-                items = [self._item(resident, fields) for fields in torch.load(cached, weights_only=True)]
-                self.prompts[key] = items
-                return items
-            except Exception as exc:  # a damaged cache file is rebuilt, not fatal
-                log.warning("clone prompt cache %s unreadable (%s); rebuilding it", cached, exc)
-        import soundfile as sf
 
-        report(f"preparing the voice {params.get('voice_name', '')} for {resident.model_id}", 0, None)
-        samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
-        items = resident.model.create_voice_clone_prompt(ref_audio=(samples.mean(axis=1), rate),
-                                                         ref_text=transcript or None,
-                                                         x_vector_only_mode=not transcript)
-        self.prompts[key] = items
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            torch.save([{f.name: _cpu(getattr(it, f.name)) for f in dataclasses.fields(it)} for it in items], tmp)
-            os.replace(tmp, cached)
-        return items
+        def compute():
+            import soundfile as sf
+
+            report(f"preparing the voice {params.get('voice_name', '')} for {resident.model_id}", 0, None)
+            samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
+            return resident.model.create_voice_clone_prompt(ref_audio=(samples.mean(axis=1), rate),
+                                                            ref_text=transcript or None,
+                                                            x_vector_only_mode=not transcript)
+
+        return prepared(
+            self.prompts, key, cache_dir / f"{key[:32]}.pt" if cache_dir else None,
+            load=lambda file: [self._item(resident, fields) for fields in torch.load(file, weights_only=True)],
+            compute=compute,
+            save=lambda items, file: torch.save(
+                [{f.name: _cpu(getattr(it, f.name)) for f in dataclasses.fields(it)} for it in items], file))
 
     @staticmethod
     def _item(resident: _Resident, fields: dict[str, Any]):

@@ -188,7 +188,6 @@ class FastTalker:
         self.upstream_generate = self.talker.generate
         self.on_frames: FrameSink | None = None
         self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
-        self.pad_prefill = False  # pad prompts to a bucket without graphs too (tests check the padding on CPU)
         self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
 
     def install(self) -> None:
@@ -312,12 +311,9 @@ class FastTalker:
         """The prompt through the talker at positions 0..P-1; its last hidden state, [1, 1, H]."""
         length = embeds.shape[1]
         size = next((b for b in self.PREFILL_BUCKETS if b >= length), None)
-        if size is not None and self.pad_prefill and not self.use_graphs:  # the padding, without graphs
-            embeds = torch.cat([embeds, embeds.new_zeros(1, size - length, embeds.shape[2])], dim=1)
         if not self.use_graphs or size is None:
-            index = torch.arange(embeds.shape[1], device=self.device)
-            hidden = self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer)
-            return hidden[:, length - 1:length]
+            index = torch.arange(length, device=self.device)
+            return self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer)[:, -1:]
         graph, static_in, static_out, *_ = self.prefills.get(size) or self._capture_prefill(size)
         static_in.zero_()
         static_in[:, :length].copy_(embeds)

@@ -6,6 +6,8 @@ every host it started is stopped afterwards.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 import signal
@@ -16,7 +18,9 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -164,14 +168,41 @@ QWEN_CHECKPOINTS = {  # hub id -> (kind, size) built by tests/qwen_tiny.py
 }
 
 
+def install_family(name: str) -> Path:
+    """`mcp-tts install NAME --cpu` into the test families dir; the venv's python."""
+    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "MCP_TTS_TORCH_INDEX_URL": ""}
+    result = subprocess.run([MCP_TTS, "install", name, "--cpu"], env=env, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return FAMILIES_DIR / name / "venv" / "bin" / "python"
+
+
+def audio_of(result) -> tuple[np.ndarray, int]:
+    """The MCP audio content of a tool result, decoded."""
+    block = next(c for c in result.content if c.type == "audio")
+    data, rate = sf.read(io.BytesIO(base64.b64decode(block.data)), dtype="float32")
+    return data, rate
+
+
+def error_text(result) -> str:
+    assert result.is_error, result.structured_content
+    return result.content[0].text
+
+
+class Progress:
+    """A progress callback for call_tool that keeps the messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def __call__(self, progress, total, message) -> None:
+        self.messages.append(message or "")
+
+
 @pytest.fixture(scope="session")
 def qwen_family() -> Path:
     """The qwen family venv, made the way a user makes it (a no-op when .ci/run already did)."""
-    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "MCP_TTS_TORCH_INDEX_URL": ""}
-    result = subprocess.run([MCP_TTS, "install", "qwen", "--cpu"], env=env, capture_output=True, text=True,
-                            timeout=1200)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return FAMILIES_DIR / "qwen" / "venv" / "bin" / "python"
+    return install_family("qwen")
 
 
 @pytest.fixture(scope="session")
@@ -209,11 +240,7 @@ CHATTERBOX_CHECKPOINTS = {"ResembleAI/chatterbox": "standard", "ResembleAI/chatt
 @pytest.fixture(scope="session")
 def chatterbox_family() -> Path:
     """The chatterbox family venv, made the way a user makes it (a no-op when .ci/run already did)."""
-    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "MCP_TTS_TORCH_INDEX_URL": ""}
-    result = subprocess.run([MCP_TTS, "install", "chatterbox", "--cpu"], env=env, capture_output=True, text=True,
-                            timeout=1200)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return FAMILIES_DIR / "chatterbox" / "venv" / "bin" / "python"
+    return install_family("chatterbox")
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def streaming(root: Path) -> dict:
     fast.install()
     chunks: list[np.ndarray] = []
     codec = CodecGraphs(model.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
-    decoder = StreamingDecoder(model.model.speech_tokenizer, chunks.append, codec=codec)
+    decoder = StreamingDecoder(codec, chunks.append)
     fast.on_frames = decoder.push
     codes = recorder(model)
     wavs, _ = speak(model, "custom_voice", max_new_tokens=61, do_sample=False, subtalker_dosample=False)

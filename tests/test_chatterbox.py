@@ -9,8 +9,6 @@ about 0.8 s of audio (turbo: 1.1 s, with its 3 silence tokens), whatever the tex
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import subprocess
 import time
@@ -21,7 +19,8 @@ import pytest
 import soundfile as sf
 
 from conftest import (
-    FAMILIES_DIR, MCP_TTS, REPO, chatterbox_env, chatterbox_snapshot, host_pids_of, mcp_session, server_env,
+    FAMILIES_DIR, MCP_TTS, REPO, Progress, audio_of, chatterbox_env, chatterbox_snapshot, error_text, host_pids_of,
+    mcp_session, server_env,
 )
 from engines.chatterbox import FIRST_CHARS, MAX_CHARS, PIECE_PAUSE
 from engines.sentences import split_sentences
@@ -38,30 +37,11 @@ TURBO_PIECE_SECONDS = (0.8, 1.3)
 RAW = {"raw": True}
 
 
-def audio_of(result) -> tuple[np.ndarray, int]:
-    block = next(c for c in result.content if c.type == "audio")
-    data, rate = sf.read(io.BytesIO(base64.b64decode(block.data)), dtype="float32")
-    return data, rate
-
-
-def error_text(result) -> str:
-    assert result.is_error, result.structured_content
-    return result.content[0].text
-
-
 def spoken(result) -> np.ndarray:
     assert not result.is_error, result.content
     samples, rate = audio_of(result)
     assert rate == 24000 and np.sqrt(np.mean(samples ** 2)) > 1e-4
     return samples
-
-
-class Progress:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def __call__(self, progress, total, message) -> None:
-        self.messages.append(message or "")
 
 
 def voice_wav(path, seconds: float, seed: int = 0):

@@ -3,8 +3,6 @@ by their hub ids from a Hugging Face cache, driven through the MCP tools."""
 
 from __future__ import annotations
 
-import base64
-import io
 import subprocess
 import time
 
@@ -13,31 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import FAMILIES_DIR, MCP_TTS, host_pids_of, mcp_session, qwen_env, server_env
+from conftest import (
+    FAMILIES_DIR, MCP_TTS, Progress, audio_of, error_text, host_pids_of, mcp_session, qwen_env, server_env,
+)
 
 pytestmark = pytest.mark.anyio
 
 FRAMES = 12  # MCP_TTS_QWEN_MAX_NEW_TOKENS=13: random weights never stop, N tokens give N-1 frames
 SAMPLES = FRAMES * 1920
-
-
-def audio_of(result) -> tuple[np.ndarray, int]:
-    block = next(c for c in result.content if c.type == "audio")
-    data, rate = sf.read(io.BytesIO(base64.b64decode(block.data)), dtype="float32")
-    return data, rate
-
-
-def error_text(result) -> str:
-    assert result.is_error, result.structured_content
-    return result.content[0].text
-
-
-class Progress:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def __call__(self, progress, total, message) -> None:
-        self.messages.append(message or "")
 
 
 async def test_custom_voice_presets_instruct_and_languages(home, qwen_hub):
