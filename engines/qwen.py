@@ -238,8 +238,9 @@ class QwenEngine:
         resident.load_seconds = time.perf_counter() - started
         log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
                  nbytes / 2**30, resident.load_seconds,
-                 f", frame graph compiled and captured in {resident.fast.capture_seconds:.2f} s, codec graphs in "
-                 f"{resident.codec.capture_seconds:.2f} s" if resident.fast and resident.fast.capture_seconds else "")
+                 f", decoding with {resident.fast.describe()}: frame graph captured in "
+                 f"{resident.fast.capture_seconds:.2f} s, codec graphs in {resident.codec.capture_seconds:.2f} s"
+                 if resident.fast and resident.fast.capture_seconds else "")
         return resident
 
     def _warm(self, resident: _Resident) -> None:

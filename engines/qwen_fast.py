@@ -6,6 +6,11 @@ syncs per 80 ms frame. Here one frame (code predictor's 15 steps, the embedding 
 step, sampling) is a single function over preallocated buffers; on CUDA it is captured once as a
 CUDA graph and replayed per frame, with no host sync until the end-of-speech check.
 
+On CUDA each one-position step runs through the Triton kernels of engines/qwen_kernels.py (five or
+six kernels a layer, chained with programmatic dependent launch); elsewhere, or with
+MCP_TTS_QWEN_KERNELS=0, through `_layer`, torch.compile'd on CUDA. The prompt's prefill always runs
+through `_layer`.
+
 It plugs in where upstream calls `talker.generate(...)`: the prompt is still built by qwen-tts's
 own code, and the result has the shape upstream reads, so all three modes (custom voice, design,
 clone) go through it. It reuses the model's own modules and rope helpers, so with greedy decoding
@@ -103,6 +108,33 @@ class _Decoder:
         self.v = torch.zeros(shape, device=param.device, dtype=param.dtype)
         self.positions = torch.arange(max_len, device=param.device)
         self.layer = layer
+        self.kernels = None
+
+    def use_kernels(self, splits: int) -> None:
+        """Decode steps (one position) through engines.qwen_kernels: five or six kernels a layer."""
+        from engines import qwen_kernels
+
+        self.kernels = qwen_kernels
+        head_dim = self.cos.shape[-1]
+        param = self.norm
+        self.cos, self.sin = self.cos.contiguous(), self.sin.contiguous()
+        self.attention = qwen_kernels.Attention(self.heads, self.kv_heads, head_dim, self.k.shape[3], param.device,
+                                                splits)
+        new = lambda n: torch.zeros(n, device=param.device, dtype=param.dtype)  # noqa: E731
+        self.qkv = new(self.weights[0][1].shape[0])
+        self.attended = new(self.heads * head_dim)
+        self.gated = new(self.weights[0][6].shape[0] // 2)
+
+    def step(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """x: [H], one position at `index` ([1]); updated in place through every layer (not normed)."""
+        gemv, eps = self.kernels.gemv, self.eps
+        for i, (ln1, qkv, q_norm, k_norm, o, ln2, gate_up, down) in enumerate(self.weights):
+            gemv(x, qkv, self.qkv, norm=ln1, eps=eps)
+            self.attention(self.qkv, q_norm, k_norm, self.cos, self.sin, self.k[i], self.v[i], index, self.attended,
+                           eps, self.scaling)
+            gemv(self.attended, o, x, residual=x)
+            gemv(x, gate_up, self.gated, norm=ln2, eps=eps, glu=True)
+            gemv(self.gated, down, x, residual=x)
 
     def mask(self, first: torch.Tensor) -> torch.Tensor:
         """Which cache positions each query row sees, for a block of T queries at first..first+T-1."""
@@ -182,6 +214,9 @@ class FastTalker:
         steps = [torch.arange(2, device=self.device)] + [torch.tensor([i + 1], device=self.device)
                                                         for i in range(1, self.groups - 1)]
         self.cp_steps = [(index, self.cp_stack.mask(index)) for index in steps]
+        self.kernels = self._kernels_wanted()
+        if self.kernels:
+            self._use_kernels(compile_)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_key: tuple | None = None
         self.capture_seconds: float | None = None
@@ -189,6 +224,47 @@ class FastTalker:
         self.on_frames: FrameSink | None = None
         self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
         self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
+
+    def _kernels_wanted(self) -> bool:
+        """MCP_TTS_QWEN_KERNELS: "1" on, "0" off; unset: on where graphs are (CUDA) and Triton imports."""
+        flag = os.environ.get("MCP_TTS_QWEN_KERNELS", "")
+        if flag == "0" or (flag == "" and not self.use_graphs):
+            return False
+        try:
+            import engines.qwen_kernels  # noqa: F401
+        except Exception as exc:  # no Triton (it comes with torch's CUDA wheels on Linux)
+            if flag == "1":
+                raise
+            log.warning("Triton kernels unavailable (%s); decoding with torch.compile'd layers", exc)
+            return False
+        return True
+
+    def _use_kernels(self, compile_) -> None:
+        from engines import qwen_kernels
+
+        self.talker_stack.use_kernels(splits=16)
+        self.cp_stack.use_kernels(splits=1)
+        cp = self.cp
+        # the code predictor's codec embeddings as one table (modules keep views): one gather for the sum
+        self.cp_table = _fuse(list(cp.model.codec_embedding))
+        vocab = cp.model.codec_embedding[0].weight.shape[0]
+        self.cp_offsets = torch.arange(self.groups - 1, device=self.device) * vocab
+        self.cp_index = [torch.tensor([i], device=self.device) for i in range(self.groups + 1)]
+        new = lambda n: torch.zeros(n, device=self.device, dtype=self.dtype)  # noqa: E731
+        self.cp_x = new(self.cp.config.hidden_size)
+        self.cp_logits = new(cp.lm_head[0].weight.shape[0])
+        self.talker_x = new(self.config.hidden_size)
+        self.talker_logits = new(self.talker.codec_head.weight.shape[0])
+        self._talker_input_fn = compile_(self._talker_input)
+        self.qk, self.gemv = qwen_kernels, qwen_kernels.gemv
+
+    def describe(self) -> str:
+        """How frames are decoded, for the load log and `doctor`."""
+        if self.kernels:
+            step = "Triton kernels (engines/qwen_kernels.py)"
+        else:
+            step = "torch.compile'd layers" if self.compiled else "eager layers"
+        return f"{step}, {'one CUDA graph a frame' if self.use_graphs else 'no CUDA graphs'}"
 
     def install(self) -> None:
         self.talker.generate = self.generate  # an instance attribute: upstream's method stays intact
@@ -230,6 +306,53 @@ class FastTalker:
         s["pos"].add_(1)
         s["step"].add_(1)
         s["generated"].add_(1)
+
+    def _project(self, source: torch.Tensor, row: torch.Tensor | None = None) -> None:
+        """cp_x = small_to_mtp_projection(source, or its row `row`)."""
+        proj = self.cp.small_to_mtp_projection
+        if isinstance(proj, torch.nn.Linear):
+            self.gemv(source, proj.weight, self.cp_x, bias=proj.bias, row=row)
+        else:
+            self.qk.copy(source.view(-1) if row is None else source, self.cp_x, row=row)
+
+    def _frame_kernels(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
+        """`_frame` with every one-position step, head and code predictor draw through
+        engines.qwen_kernels; the code predictor's first two positions run one after the other (the
+        same causal attention as both at once). Codes go straight into s["frame"]."""
+        cp, stack, frame = self.cp, self.cp_stack, s["frame"]
+        sub = (p["sub_sample"], p["sub_top_k"], p["sub_top_p"], p["sub_temp"])
+        frame[:1].copy_(s["token"])
+        self._project(s["hidden"].view(-1))
+        stack.step(self.cp_x, self.cp_index[0])
+        self._project(self.talker.get_input_embeddings().weight, s["token"])
+        stack.step(self.cp_x, self.cp_index[1])
+        for i in range(self.groups - 1):
+            head = cp.lm_head[i]
+            self.gemv(self.cp_x, head.weight, self.cp_logits, norm=stack.norm, eps=stack.eps, bias=head.bias)
+            code = frame[i + 1:i + 2]
+            self.qk.sample(self.cp_logits, code, s["seed"], *sub)
+            if i + 1 < self.groups - 1:
+                self._project(cp.model.codec_embedding[i].weight, code)
+                stack.step(self.cp_x, self.cp_index[i + 2])
+        # talker step: the frame's summed embedding plus this step's text (or pad)
+        self.talker_x.copy_(self._talker_input_fn(frame[1:], s))
+        index = s["pos"].view(1)
+        self.talker_stack.step(self.talker_x, index)
+        self.qk.rms(self.talker_x, self.talker_stack.norm, self.talker_stack.eps, s["hidden"].view(-1))
+        self.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
+        s["token"].copy_(self._talker_token_fn(self.talker_logits.view(1, -1), s, p))
+        s["pos"].add_(1)
+        s["step"].add_(1)
+        s["generated"].add_(1)
+
+    def _talker_input(self, codes: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
+        """code0's talker embedding + codes 1..15's embeddings + this step's text (or pad), [H]."""
+        step = s["step"]
+        text = s["trailing"].index_select(1, step.clamp(max=s["trailing"].shape[1] - 1).view(1))
+        text = torch.where(step < s["trailing_len"], text, s["pad"]).view(-1)
+        embeds = self.cp_table.index_select(0, codes + self.cp_offsets)
+        first = self.talker.get_input_embeddings().weight.index_select(0, s["token"].view(1))
+        return torch.cat((first, embeds)).sum(0) + text
 
     def _talker_token(self, logits: torch.Tensor, s: dict[str, torch.Tensor], p: dict[str, Any]) -> torch.Tensor:
         """HF's processors for the talker (repetition penalty, suppressed band, min_new_tokens), then
@@ -367,6 +490,7 @@ class FastTalker:
                  "trailing_len": torch.zeros((), dtype=torch.long, device=dev),
                  "pad": torch.zeros(1, 1, h, dtype=dt, device=dev),
                  "seen": torch.zeros(1, vocab, dtype=torch.bool, device=dev),
+                 "seed": torch.zeros(1, dtype=torch.long, device=dev),
                  "suppress": torch.zeros(1, vocab, dtype=torch.bool, device=dev)}
             if self.use_graphs:
                 self._static = s
@@ -379,11 +503,16 @@ class FastTalker:
         if len(suppress):
             s["suppress"][0, torch.as_tensor(list(suppress), device=self.device)] = True
         s["step"].zero_()
+        if self.kernels:
+            s["seed"].fill_(int(torch.randint(0, 2**62, (1,))))  # the kernels' draws follow torch's seed
         return s
+
+    def _run_frame(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
+        (self._frame_kernels if self.kernels else self._frame)(s, p)
 
     def _runner(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> Callable[[], None]:
         if not self.use_graphs:
-            return lambda: self._frame(s, p)
+            return lambda: self._run_frame(s, p)
         key = tuple(sorted(p.items()))
         if self.graph is None or self.graph_key != key:
             self._capture(s, p)
@@ -394,16 +523,16 @@ class FastTalker:
         """Warms up and captures one frame; the buffers' values are saved around it."""
         started = time.perf_counter()
         saved = {k: v.clone() for k, v in s.items()}
-        k_saved, v_saved = self.talker_stack.k.clone(), self.talker_stack.v.clone()
+        k_saved, v_saved = self.talker_stack.k.clone(), self.talker_stack.v.clone()  # warm-up frames write them
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(3):
-                self._frame(s, p)
+                self._run_frame(s, p)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self._frame(s, p)
+            self._run_frame(s, p)
         for key, value in saved.items():
             s[key].copy_(value)
         self.talker_stack.k.copy_(k_saved)

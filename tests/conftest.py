@@ -205,6 +205,21 @@ def qwen_family() -> Path:
     return install_family("qwen")
 
 
+TRITON = "triton==3.6.0"  # what torch 2.11.0's CUDA wheels, the qwen family's on a GPU, require on Linux
+
+
+@pytest.fixture(scope="session")
+def qwen_triton(qwen_family) -> Path:
+    """Triton for the qwen family's python, in a folder of its own on PYTHONPATH: torch's CUDA wheels
+    bring it, the CPU wheel CI installs does not; the family venv itself stays as a user's CPU one is.
+    The decode kernels then run on the CPU in Triton's interpreter."""
+    target = REPO / ".cache" / TRITON.replace("==", "-")
+    if not (target / "triton").is_dir():
+        subprocess.run([str(qwen_family), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--target", str(target), TRITON], check=True, capture_output=True, timeout=900)
+    return target
+
+
 @pytest.fixture(scope="session")
 def qwen_hub(qwen_family, tmp_path_factory) -> Path:
     """A Hugging Face cache holding tiny random checkpoints under the published ids, in the hub's layout,

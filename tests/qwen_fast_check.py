@@ -55,19 +55,19 @@ def speak(model, kind: str, **kwargs):
     return model.generate_voice_clone(TEXT, voice_clone_prompt=prompt, **kwargs)
 
 
-def greedy(root: Path) -> dict:
+def greedy(root: Path, frames: int = 48, fast_args: dict | None = None) -> dict:
     out = {}
     for kind in ("custom_voice", "voice_design", "base"):
         model = load(root, kind)
         codes = recorder(model)
-        greedy_args = {"max_new_tokens": 48, "do_sample": False, "subtalker_dosample": False}
+        greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
         speak(model, kind, **greedy_args)
-        fast = FastTalker(model.model, max_len=1024)
+        fast = FastTalker(model.model, max_len=1024, **(fast_args or {}))
         fast.install()
         speak(model, kind, **greedy_args)
         upstream, ours = codes
         same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
-        out[kind] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()),
+        out[kind] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()), "kernels": fast.kernels,
                      "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
     return out
 

@@ -1,0 +1,56 @@
+"""The GPU decode kernels (engines/qwen_kernels.py) on the CPU, in Triton's interpreter, in the qwen
+family's python: each kernel against torch and HF, one position through real layer stacks against the
+reference layer, and FastTalker's greedy codes through them against upstream's in all three modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHECK = Path(__file__).resolve().parent / "qwen_kernels_check.py"
+
+
+@pytest.fixture(scope="module")
+def report(qwen_family, qwen_triton, tmp_path_factory) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(qwen_triton), "TRITON_INTERPRET": "1"}
+    result = subprocess.run([str(qwen_family), str(CHECK), str(tmp_path_factory.mktemp("ck"))], env=env,
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_gemv_form_matches_torch(report):
+    for case, error in report["gemv"].items():
+        assert error < (1e-5 if case.startswith("float32") else 0.05), (case, error)
+
+
+@pytest.mark.parametrize("stack", ["talker", "code predictor"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_one_position_through_the_layers_matches_the_reference_layer(report, stack, dtype):
+    got = report["stacks"][f"{dtype} {stack}"]
+    tolerance = 1e-5 if dtype == "float32" else 0.03
+    assert got["out"] < tolerance and got["k"] < tolerance and got["v"] < tolerance, got
+    assert got["earlier_rows_kept"]
+
+
+def test_sampling_kernel_draws_from_hf_warpers_distribution(report):
+    got = report["sampler"]
+    for setting in ("top-k 8, temperature 0.9", "top-p 0.8, temperature 0.7", "temperature 1.3"):
+        assert got[setting]["p"] > 0.001, (setting, got[setting])
+        # the same draws against another setting's distribution are rejected: the test has power
+        assert got[setting]["p_other"] < 0.001, (setting, got[setting])
+    assert got["temperature 1.3"]["distinct"] > 20
+    assert got["greedy_is_argmax"]
+    assert got["seed_advanced_by"] == 900  # one Philox seed per draw: no two draws share random numbers
+
+
+@pytest.mark.parametrize("mode", ["custom_voice", "voice_design", "base"])
+def test_greedy_codes_through_the_kernels_equal_upstream(report, mode):
+    got = report["greedy"][mode]
+    assert got["kernels"], "FastTalker did not take the kernel path"
+    assert got["frames"] >= 20 and got["ours"] == got["frames"]
+    assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"
