@@ -281,11 +281,11 @@ def frame_table(size: str, out: dict, replays: int) -> None:
         start = {k: v.clone() for k, v in s.items()}
     log(f"{size}: captured; prompt at {int(start['pos'])} positions")
 
-    def timed(label: str) -> float:
+    def timed(label: str, params: dict | None = None) -> float:
         with torch.inference_mode():  # the state was made in inference mode, as generate runs
-            return _timed(label)
+            return _timed(label, params or p)
 
-    def _timed(label: str) -> float:
+    def _timed(label: str, p: dict) -> float:
         fast._capture(s, p)
         for k, v in start.items():
             s[k].copy_(v)
@@ -326,6 +326,8 @@ def frame_table(size: str, out: dict, replays: int) -> None:
             attention.l = torch.empty(splits, attention.heads, device="cuda")
             attention.acc = torch.empty(splits, attention.heads, attention.head_dim, device="cuda")
         rows[f"{best}, talker splits {splits}"] = timed(f"{best}, talker splits {splits}")
+    sampled = dict(p, do_sample=True, sub_sample=True, top_k=50, sub_top_k=50, temperature=0.9, sub_temp=0.9)
+    rows[f"{best}, sampled (top-k 50, temperature 0.9)"] = timed("sampled (top-k 50, temperature 0.9)", sampled)
     out.setdefault("frames", {})[size] = {"ms_per_frame": rows, "best": best, "default": base,
                                           "replays": replays, "prompt_positions": int(start["pos"])}
     # the kernels of one frame (the graph's kernels, as CUPTI reports them)

@@ -256,6 +256,7 @@ class FastTalker:
         self.talker_x = new(self.config.hidden_size)
         self.talker_logits = new(self.talker.codec_head.weight.shape[0])
         self._talker_input_fn = compile_(self._talker_input)
+        self._talker_advance_fn = compile_(self._talker_advance)
         self.qk, self.gemv = qwen_kernels, qwen_kernels.gemv
 
     def describe(self) -> str:
@@ -340,7 +341,11 @@ class FastTalker:
         self.talker_stack.step(self.talker_x, index)
         self.qk.rms(self.talker_x, self.talker_stack.norm, self.talker_stack.eps, s["hidden"].view(-1))
         self.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
-        s["token"].copy_(self._talker_token_fn(self.talker_logits.view(1, -1), s, p))
+        self._talker_advance_fn(self.talker_logits.view(1, -1), s, p)
+
+    def _talker_advance(self, logits: torch.Tensor, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
+        """The next code0 and the position counters, as one compiled step (a few kernels, not six)."""
+        s["token"].copy_(self._talker_token(logits, s, p))
         s["pos"].add_(1)
         s["step"].add_(1)
         s["generated"].add_(1)

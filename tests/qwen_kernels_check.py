@@ -162,13 +162,43 @@ def sampler(device: str, draws: int = 300) -> dict:
     return report
 
 
+def kth_largest(device: str) -> dict:
+    """The top-k threshold the sampling kernel finds by bisection, against torch.topk: several sizes
+    and scales, and values with ties at the k-th."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kth(x_ptr, out_ptr, V: tl.constexpr, VP: tl.constexpr, K: tl.constexpr):
+        offs = tl.arange(0, VP)
+        ok = offs < V
+        x = tl.load(x_ptr + offs, mask=ok, other=float("-inf"))
+        tl.store(out_ptr, qwen_kernels._kth_largest(x, ok, K))
+
+    wrong, cases = [], 0
+    for trial in range(40):
+        gen = torch.Generator().manual_seed(trial)
+        size = (64, 50, 2048, 37)[trial % 4]
+        x = torch.randn(size, generator=gen) * (1.0, 100.0, 0.01, 5.0)[trial % 3]
+        if trial % 5 == 0:
+            x = torch.round(x * 3) / 3  # ties
+        for k in {1, 3, min(20, size - 1), size - 1}:
+            out = torch.zeros(1, device=device)
+            kth[(1,)](x.to(device), out, size, triton.next_power_of_2(size), k)
+            cases += 1
+            if float(out) != float(torch.topk(x, k).values[-1]):
+                wrong.append((trial, size, k, float(out)))
+    return {"cases": cases, "wrong": wrong}
+
+
 def greedy(root: Path) -> dict:
     return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False})
 
 
 if __name__ == "__main__":
     root, device = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "cpu")
-    report = {"gemv": gemv_forms(device), "stacks": stacks(root, device), "sampler": sampler(device)}
+    report = {"gemv": gemv_forms(device), "stacks": stacks(root, device), "sampler": sampler(device),
+              "kth_largest": kth_largest(device)}
     if device == "cpu":
         report["greedy"] = greedy(root)
     print(json.dumps(report))

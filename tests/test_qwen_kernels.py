@@ -37,6 +37,11 @@ def test_one_position_through_the_layers_matches_the_reference_layer(report, sta
     assert got["earlier_rows_kept"]
 
 
+def test_top_k_threshold_is_the_kth_largest_even_with_ties(report):
+    got = report["kth_largest"]
+    assert got["cases"] >= 150 and got["wrong"] == []
+
+
 def test_sampling_kernel_draws_from_hf_warpers_distribution(report):
     got = report["sampler"]
     for setting in ("top-k 8, temperature 0.9", "top-p 0.8, temperature 0.7", "temperature 1.3"):
