@@ -384,7 +384,8 @@ class FastTalker:
                  eos_token_id: int | None = None, repetition_penalty: float = 1.0, suppress_tokens=(),
                  **kwargs):
         prompt_len = inputs_embeds.shape[1]
-        if inputs_embeds.shape[0] != 1 or prompt_len + max_new_tokens > self.max_len:
+        # capturing a frame graph runs four frames at positions prompt_len.. (undone after)
+        if inputs_embeds.shape[0] != 1 or prompt_len + max(max_new_tokens, 4) > self.max_len:
             return self.upstream_generate(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, trailing_text_hidden=trailing_text_hidden,
                 tts_pad_embed=tts_pad_embed, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,

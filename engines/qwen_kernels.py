@@ -10,7 +10,8 @@ q/k norms, rope and the cache write itself.
 
 Each kernel keeps the reference layer's rounding points (`qwen_fast._layer`: norms in float32,
 rounded to the weights' dtype before the norm weight; GEMV outputs rounded before the residual add
-and SiLU), so in float32 the codes equal upstream's.
+and SiLU; rope rounded once, as the compiled layer does, where eager bf16 rounds each product), so
+in float32 the codes equal upstream's.
 
 Triton's interpreter (TRITON_INTERPRET=1) runs these on the CPU, which is how CI tests them.
 """
@@ -272,21 +273,40 @@ class Attention:
 @triton.jit
 def _kth_largest(x, ok, k: tl.constexpr):
     """The k-th largest of x by bisection on its values (a sort of 2048 in one program took 30 us on
-    the H200; this takes a dozen counts): count(x >= lo) >= k and count(x > hi) < k throughout, so the
-    k-th largest lies in [lo, hi]; done when exactly k are >= lo, or when lo and hi are adjacent
-    floats (ties at the k-th), where it is hi if k are >= hi, else lo."""
-    lo = tl.min(tl.where(ok, x, float("inf")), 0)
-    hi = tl.max(x, 0)
-    count = tl.sum(ok.to(tl.int32), 0)
+    the H200; this takes a dozen counts). count(x >= lo) >= k throughout and, once hi has moved,
+    count(x >= hi) < k, so the k-th largest lies in [lo, hi]; done when exactly k are >= lo, or when
+    lo and hi are adjacent floats (ties at the k-th, common in bf16), where it is hi if k are >= hi,
+    else lo. Bisects over the finite values; with fewer than k of them the answer is -inf."""
+    finite = ok & (x > float("-inf")) & (x < float("inf"))
+    lo = tl.min(tl.where(finite, x, float("inf")), 0)
+    hi = tl.max(tl.where(finite, x, float("-inf")), 0)
+    enough = tl.sum((x >= lo).to(tl.int32), 0) >= k
+    count = k + 1
+    mid = lo + (hi - lo) * 0.5
     steps = 0
-    while (count != k) & (steps < 64):
-        mid = lo + (hi - lo) * 0.5
+    while (count != k) & (mid > lo) & (mid < hi) & (steps < 64):
         count = tl.sum((x >= mid).to(tl.int32), 0)
         lo = tl.where(count >= k, mid, lo)
         hi = tl.where(count >= k, hi, mid)
+        mid = lo + (hi - lo) * 0.5
         steps += 1
     at_least = tl.where(tl.sum((x >= hi).to(tl.int32), 0) >= k, hi, lo)  # the k largest are >= this
-    return tl.min(tl.where(x >= at_least, x, float("inf")), 0)
+    return tl.where(enough, tl.min(tl.where(x >= at_least, x, float("inf")), 0), float("-inf"))
+
+
+@triton.jit
+def _top_p_keep(p, offs, top_p):
+    """Which of the probabilities p HF's TopPLogitsWarper keeps: in ascending order, the tokens whose
+    cumulative sum is at most 1 - top_p go, never the last. Among tokens tied at the cut, the ones
+    of lower index go first, as a stable ascending sort would put them."""
+    ascending = tl.sort(p)
+    gone = tl.cumsum(ascending, 0) <= 1 - top_p
+    removed = tl.minimum(tl.sum(gone.to(tl.int32), 0), p.shape[0] - 1)  # how many go
+    cut = tl.max(tl.where(gone, ascending, 0.0), 0)  # the largest probability that goes
+    below = tl.sum((p < cut).to(tl.int32), 0)
+    tied = p == cut
+    tie_rank = tl.cumsum(tied.to(tl.int32), 0) - 1  # among the tied, by index
+    return (p > cut) | (tied & (tie_rank >= removed - below)) | (removed == 0)
 
 
 @triton.jit
@@ -306,11 +326,9 @@ def _sample_kernel(logits_ptr, out_ptr, seed_ptr, top_p, temperature, V: tl.cons
         if TOP_K > 0:  # keep scores at or above the k-th largest (ties kept, as HF does)
             x = tl.where(x < _kth_largest(x, ok, TOP_K), float("-inf"), x)
         p = tl.exp(x - tl.max(x, 0))
-        if TOP_P:  # drop the least likely whose probabilities sum to at most 1 - top_p; never the top one
+        if TOP_P:  # drop the least likely whose probabilities sum to at most 1 - top_p
             p = p / tl.sum(p, 0)
-            ascending = tl.sort(p)
-            cut = tl.max(tl.where(tl.cumsum(ascending, 0) <= 1 - top_p, ascending, 0.0), 0)
-            p = tl.where((p <= cut) & (p < tl.max(p, 0)), 0.0, p)
+            p = tl.where(_top_p_keep(p, offs, top_p), p, 0.0)
         race = p / -tl.log(tl.rand(seed, offs))
         token = tl.argmax(race, 0)
         tl.store(seed_ptr, seed + 1)

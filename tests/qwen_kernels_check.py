@@ -135,30 +135,43 @@ def sampler(device: str, draws: int = 300) -> dict:
                                                         TopPLogitsWarper)
 
     logits = torch.randn(64, generator=torch.Generator().manual_seed(5)) * 1.5
+    # many ties, the cut of top-p among them: which tied tokens go is then HF's sort order
+    tied = torch.round(torch.randn(64, generator=torch.Generator().manual_seed(6)) * 2) / 2
 
-    def hf(temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    def hf(temperature: float, top_k: int, top_p: float, logits=logits) -> torch.Tensor:
         scores = TemperatureLogitsWarper(temperature)(None, logits.view(1, -1).clone())
         if top_k:
             scores = TopKLogitsWarper(top_k)(None, scores)
-        if top_p < 1.0:
+        if top_p < 1.0 and len(set(logits.tolist())) == len(logits):
             scores = TopPLogitsWarper(top_p)(None, scores)
+        elif top_p < 1.0:
+            # tied at the cut, which tokens go depends on torch.sort's order (it is not stable); the
+            # kernel takes lower indices first: TopPLogitsWarper's steps with a stable sort
+            ordered, order = torch.sort(scores, descending=False, stable=True)
+            gone = ordered.softmax(-1).cumsum(-1) <= 1 - top_p
+            gone[..., -1:] = False
+            scores = scores.masked_fill(gone.scatter(1, order, gone), float("-inf"))
         return scores.softmax(-1).view(-1)
 
-    settings = {"top-k 8, temperature 0.9": ((0.9, 8, 1.0), (0.9, 6, 1.0)),
-                "top-p 0.8, temperature 0.7": ((0.7, 0, 0.8), (0.7, 0, 0.6)),
-                "temperature 1.3": ((1.3, 0, 1.0), (0.9, 0, 1.0))}
+    settings = {"top-k 8, temperature 0.9": ((0.9, 8, 1.0), (0.9, 6, 1.0), logits),
+                "top-p 0.8, temperature 0.7": ((0.7, 0, 0.8), (0.7, 0, 0.6), logits),
+                "temperature 1.3": ((1.3, 0, 1.0), (0.9, 0, 1.0), logits),
+                "top-p 0.5 over tied logits": ((1.0, 0, 0.5), (1.0, 0, 0.4), tied),
+                "top-k 5 over tied logits": ((1.0, 5, 1.0), (1.0, 3, 1.0), tied)}
     out, seed = torch.zeros(1, dtype=torch.long, device=device), torch.tensor([7], device=device)
     report = {}
-    for name, (setting, other) in settings.items():
+    for name, (setting, other, values) in settings.items():
         counts = torch.zeros(64)
         for _ in range(draws):
-            qwen_kernels.sample(logits.to(device), out, seed, True, setting[1], setting[2], setting[0])
+            qwen_kernels.sample(values.to(device), out, seed, True, setting[1], setting[2], setting[0])
             counts[int(out)] += 1
-        report[name] = {"p": goodness_of_fit(counts, hf(*setting)), "p_other": goodness_of_fit(counts, hf(*other)),
+        report[name] = {"p": goodness_of_fit(counts, hf(*setting, logits=values)),
+                        "p_other": goodness_of_fit(counts, hf(*other, logits=values)),
                         "distinct": int((counts > 0).sum())}
     greedy = qwen_kernels.sample(logits.to(device), out, seed, False, 50, 1.0, 0.9)
     report["greedy_is_argmax"] = int(greedy) == int(logits.argmax())
     report["seed_advanced_by"] = int(seed) - 7
+    report["draws"] = draws
     return report
 
 
@@ -182,11 +195,15 @@ def kth_largest(device: str) -> dict:
         x = torch.randn(size, generator=gen) * (1.0, 100.0, 0.01, 5.0)[trial % 3]
         if trial % 5 == 0:
             x = torch.round(x * 3) / 3  # ties
+        if trial % 5 == 1:
+            x = x.to(torch.bfloat16).float()  # ties as bf16 logits have them
+        if trial % 7 == 3:
+            x[torch.randperm(size, generator=gen)[:4]] = float("-inf")  # masked entries
         for k in {1, 3, min(20, size - 1), size - 1}:
             out = torch.zeros(1, device=device)
             kth[(1,)](x.to(device), out, size, triton.next_power_of_2(size), k)
             cases += 1
-            if float(out) != float(torch.topk(x, k).values[-1]):
+            if float(out) != float(torch.topk(x, k).values[-1]):  # -inf when fewer than k are finite
                 wrong.append((trial, size, k, float(out)))
     return {"cases": cases, "wrong": wrong}
 
