@@ -56,9 +56,14 @@ except OSError as exc:  # its compiled extension wants CUDA's libraries: without
 
 # Importing qwen_tts and running librosa's resampler once compiles numba's cache now, not in the
 # first clone of a voice (11 s in a fresh venv).
-QWEN_CHECK = ("import numpy, torch, qwen_tts, librosa; "
+# On CUDA the engine decodes through Triton kernels (engines/qwen_kernels.py), which torch's CUDA
+# wheels bring on Linux; without Triton it falls back to slower torch.compile'd layers: say which.
+QWEN_CHECK = ("import importlib.util, numpy, torch, qwen_tts, librosa; "
               "librosa.resample(numpy.zeros(4000, 'float32'), orig_sr=16000, target_sr=24000); "
-              "print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')")
+              "cuda = torch.cuda.is_available(); "
+              "print('torch', torch.__version__, 'cuda' if cuda else 'cpu', "
+              "('- Triton decode kernels' if importlib.util.find_spec('triton') else "
+              "'- no Triton: decoding through torch.compile layers, about 3x slower') if cuda else '')")
 
 
 # Chatterbox marks its speech with Perth's neural watermark, but perth imports pkg_resources and
