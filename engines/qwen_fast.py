@@ -257,7 +257,7 @@ class FastTalker:
         self.talker_logits = new(self.talker.codec_head.weight.shape[0])
         self._talker_input_fn = compile_(self._talker_input)
         self._talker_advance_fn = compile_(self._talker_advance)
-        self.qk, self.gemv = qwen_kernels, qwen_kernels.gemv
+        self.qk = qwen_kernels
 
     def describe(self) -> str:
         """How frames are decoded, for the load log and `doctor`."""
@@ -312,7 +312,7 @@ class FastTalker:
         """cp_x = small_to_mtp_projection(source, or its row `row`)."""
         proj = self.cp.small_to_mtp_projection
         if isinstance(proj, torch.nn.Linear):
-            self.gemv(source, proj.weight, self.cp_x, bias=proj.bias, row=row)
+            self.qk.gemv(source, proj.weight, self.cp_x, bias=proj.bias, row=row)
         else:
             self.qk.copy(source.view(-1) if row is None else source, self.cp_x, row=row)
 
@@ -329,7 +329,7 @@ class FastTalker:
         stack.step(self.cp_x, self.cp_index[1])
         for i in range(self.groups - 1):
             head = cp.lm_head[i]
-            self.gemv(self.cp_x, head.weight, self.cp_logits, norm=stack.norm, eps=stack.eps, bias=head.bias)
+            self.qk.gemv(self.cp_x, head.weight, self.cp_logits, norm=stack.norm, eps=stack.eps, bias=head.bias)
             code = frame[i + 1:i + 2]
             self.qk.sample(self.cp_logits, code, s["seed"], *sub)
             if i + 1 < self.groups - 1:
@@ -340,7 +340,7 @@ class FastTalker:
         index = s["pos"].view(1)
         self.talker_stack.step(self.talker_x, index)
         self.qk.rms(self.talker_x, self.talker_stack.norm, self.talker_stack.eps, s["hidden"].view(-1))
-        self.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
+        self.qk.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
         self._talker_advance_fn(self.talker_logits.view(1, -1), s, p)
 
     def _talker_advance(self, logits: torch.Tensor, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:

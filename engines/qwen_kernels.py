@@ -295,7 +295,7 @@ def _kth_largest(x, ok, k: tl.constexpr):
 
 
 @triton.jit
-def _top_p_keep(p, offs, top_p):
+def _top_p_keep(p, top_p):
     """Which of the probabilities p HF's TopPLogitsWarper keeps: in ascending order, the tokens whose
     cumulative sum is at most 1 - top_p go, never the last. Among tokens tied at the cut, the ones
     of lower index go first, as a stable ascending sort would put them."""
@@ -306,7 +306,7 @@ def _top_p_keep(p, offs, top_p):
     below = tl.sum((p < cut).to(tl.int32), 0)
     tied = p == cut
     tie_rank = tl.cumsum(tied.to(tl.int32), 0) - 1  # among the tied, by index
-    return (p > cut) | (tied & (tie_rank >= removed - below)) | (removed == 0)
+    return (p > cut) | (tied & (tie_rank >= removed - below))
 
 
 @triton.jit
@@ -328,7 +328,7 @@ def _sample_kernel(logits_ptr, out_ptr, seed_ptr, top_p, temperature, V: tl.cons
         p = tl.exp(x - tl.max(x, 0))
         if TOP_P:  # drop the least likely whose probabilities sum to at most 1 - top_p
             p = p / tl.sum(p, 0)
-            p = tl.where(_top_p_keep(p, offs, top_p), p, 0.0)
+            p = tl.where(_top_p_keep(p, top_p), p, 0.0)
         race = p / -tl.log(tl.rand(seed, offs))
         token = tl.argmax(race, 0)
         tl.store(seed_ptr, seed + 1)

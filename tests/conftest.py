@@ -58,15 +58,21 @@ def pulse():
     shutil.rmtree(runtime, ignore_errors=True)
 
 
-@pytest.fixture
-def home():
-    """Runtime and data directories of one test (short paths: Unix socket names are limited)."""
-    root = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+def _temporary_home(prefix: str):
+    """Runtime and data directories under /tmp (short paths: Unix socket names are limited); its
+    hosts stopped and the directories removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     (root / "run").mkdir(mode=0o700)
     (root / "data").mkdir()
     yield root
     stop_hosts(root / "run")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def home():
+    """Runtime and data directories of one test."""
+    yield from _temporary_home("t")
 
 
 def stop_hosts(runtime_dir: Path) -> None:
@@ -175,6 +181,17 @@ def install_family(name: str) -> Path:
                             timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     return FAMILIES_DIR / name / "venv" / "bin" / "python"
+
+
+def assert_install_is_a_no_op_and_doctor_reports(name: str, home: Path) -> None:
+    """A second `mcp-tts install NAME` finds the family installed at once, and `doctor` lists it."""
+    env = server_env(home, None, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), MCP_TTS_TORCH_INDEX_URL="")
+    started = time.perf_counter()
+    again = subprocess.run([MCP_TTS, "install", name, "--cpu"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already installed" in again.stdout
+    assert time.perf_counter() - started < 10
+    doctor = subprocess.run([MCP_TTS, "doctor"], env=env, capture_output=True, text=True)
+    assert f"family {name}: installed" in doctor.stdout
 
 
 def audio_of(result) -> tuple[np.ndarray, int]:
@@ -290,12 +307,7 @@ def chatterbox_snapshot(hub: Path, repo_id: str) -> Path:
 def shared_home():
     """Runtime and data directories shared by one module's tests, so its hosts (and the models they
     hold) serve every test in it; stopped at the module's end."""
-    root = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
-    (root / "run").mkdir(mode=0o700)
-    (root / "data").mkdir()
-    yield root
-    stop_hosts(root / "run")
-    shutil.rmtree(root, ignore_errors=True)
+    yield from _temporary_home("m")
 
 
 def chatterbox_env(home: Path, pulse: dict | None, hub: Path, **extra: str) -> dict[str, str]:

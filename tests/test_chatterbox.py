@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from conftest import (
-    FAMILIES_DIR, MCP_TTS, REPO, Progress, audio_of, chatterbox_env, chatterbox_snapshot, error_text, host_pids_of,
-    mcp_session, server_env,
+    MCP_TTS, REPO, Progress, assert_install_is_a_no_op_and_doctor_reports, audio_of, chatterbox_env,
+    chatterbox_snapshot, error_text, host_pids_of, mcp_session,
 )
 from engines.chatterbox import FIRST_CHARS, MAX_CHARS, PIECE_PAUSE
 from engines.sentences import split_sentences
@@ -234,10 +234,4 @@ def test_a_missing_watermarker_is_reported_never_skipped(chatterbox_family):
 
 
 def test_install_is_a_no_op_when_installed_and_doctor_reports_it(chatterbox_family, home):
-    env = server_env(home, None, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), MCP_TTS_TORCH_INDEX_URL="")
-    started = time.perf_counter()
-    again = subprocess.run([MCP_TTS, "install", "chatterbox", "--cpu"], env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and "already installed" in again.stdout
-    assert time.perf_counter() - started < 10
-    doctor = subprocess.run([MCP_TTS, "doctor"], env=env, capture_output=True, text=True)
-    assert "family chatterbox: installed" in doctor.stdout
+    assert_install_is_a_no_op_and_doctor_reports("chatterbox", home)

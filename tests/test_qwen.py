@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from conftest import (
-    FAMILIES_DIR, MCP_TTS, Progress, audio_of, error_text, host_pids_of, mcp_session, qwen_env, server_env,
+    MCP_TTS, Progress, assert_install_is_a_no_op_and_doctor_reports, audio_of, error_text, host_pids_of, mcp_session,
+    qwen_env, server_env,
 )
 
 pytestmark = pytest.mark.anyio
@@ -177,13 +178,7 @@ async def test_cancel_stops_generation_between_frames(home, qwen_hub):
 
 
 def test_install_is_a_no_op_when_installed_and_doctor_reports_it(qwen_family, home):
-    env = server_env(home, None, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), MCP_TTS_TORCH_INDEX_URL="")
-    started = time.perf_counter()
-    again = subprocess.run([MCP_TTS, "install", "qwen", "--cpu"], env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and "already installed" in again.stdout
-    assert time.perf_counter() - started < 10
-    doctor = subprocess.run([MCP_TTS, "doctor"], env=env, capture_output=True, text=True)
-    assert "family qwen: installed" in doctor.stdout
+    assert_install_is_a_no_op_and_doctor_reports("qwen", home)
 
 
 async def test_qwen_speech_plays_after_builtin_speech(home, pulse, qwen_hub):
