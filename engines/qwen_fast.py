@@ -7,9 +7,11 @@ step, sampling) is a single function over preallocated buffers; on CUDA it is ca
 CUDA graph and replayed per frame, with no host sync until the end-of-speech check.
 
 On CUDA each one-position step runs through the Triton kernels of engines/qwen_kernels.py (five or
-six kernels a layer, chained with programmatic dependent launch); elsewhere, or with
-MCP_TTS_QWEN_KERNELS=0, through `_layer`, torch.compile'd on CUDA. The prompt's prefill always runs
-through `_layer`.
+six kernels a layer, chained with programmatic dependent launch; codes are drawn inside the kernels
+that look up their embeddings, the talker's processors and draw are one kernel); elsewhere, or with
+MCP_TTS_QWEN_KERNELS=0, through `_layer`, torch.compile'd on CUDA. The prompt's prefill runs through
+`_layer`, replayed from a CUDA graph per prompt length bucket. The host reads the end-of-speech flag
+while the GPU runs the next frame, so the GPU does not wait for the host between frames.
 
 It plugs in where upstream calls `talker.generate(...)`: the prompt is still built by qwen-tts's
 own code, and the result has the shape upstream reads, so all three modes (custom voice, design,
@@ -110,8 +112,9 @@ class _Decoder:
         self.layer = layer
         self.kernels = None
 
-    def use_kernels(self, splits: int) -> None:
-        """Decode steps (one position) through engines.qwen_kernels: five or six kernels a layer."""
+    def use_kernels(self, chunk: int | None) -> None:
+        """Decode steps (one position) through engines.qwen_kernels: five or six kernels a layer;
+        `chunk`: positions per attention program (None: one program per KV head over all of them)."""
         from engines import qwen_kernels
 
         self.kernels = qwen_kernels
@@ -119,17 +122,22 @@ class _Decoder:
         param = self.norm
         self.cos, self.sin = self.cos.contiguous(), self.sin.contiguous()
         self.attention = qwen_kernels.Attention(self.heads, self.kv_heads, head_dim, self.k.shape[3], param.device,
-                                                splits)
+                                                chunk)
         new = lambda n: torch.zeros(n, device=param.device, dtype=param.dtype)  # noqa: E731
         self.qkv = new(self.weights[0][1].shape[0])
         self.attended = new(self.heads * head_dim)
         self.gated = new(self.weights[0][6].shape[0] // 2)
 
-    def step(self, x: torch.Tensor, index: torch.Tensor) -> None:
-        """x: [H], one position at `index` ([1]); updated in place through every layer (not normed)."""
+    def step(self, x: torch.Tensor, index: torch.Tensor, source: torch.Tensor | None = None, **fetch) -> None:
+        """x: [H], one position at `index` ([1]); updated in place through every layer (not normed).
+        With `source`, the first projection takes its input from there (a vector, or a table's row
+        by gemv's `row` and `draw`) and writes it to x: no kernel of its own for the lookup."""
         gemv, eps = self.kernels.gemv, self.eps
         for i, (ln1, qkv, q_norm, k_norm, o, ln2, gate_up, down) in enumerate(self.weights):
-            gemv(x, qkv, self.qkv, norm=ln1, eps=eps)
+            if i == 0 and source is not None:
+                gemv(source, qkv, self.qkv, norm=ln1, eps=eps, store=x, **fetch)
+            else:
+                gemv(x, qkv, self.qkv, norm=ln1, eps=eps)
             self.attention(self.qkv, q_norm, k_norm, self.cos, self.sin, self.k[i], self.v[i], index, self.attended,
                            eps, self.scaling)
             gemv(self.attended, o, x, residual=x)
@@ -141,14 +149,16 @@ class _Decoder:
         allowed = self.positions.view(1, -1) <= first.view(-1, 1)  # [T, L]
         return allowed if len(allowed) == 1 else allowed.repeat(self.group, 1)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, layer=None) -> torch.Tensor:
-        """x: [1, T, H] at cache positions `index` ([T]); returns the normed hidden states."""
+    def forward(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, layer=None,
+                span: int | None = None) -> torch.Tensor:
+        """x: [1, T, H] at cache positions `index` ([T]); returns the normed hidden states. With `span`,
+        attention reads only the cache's first `span` positions (mask: [rows, span])."""
         layer = layer or self.layer
         cos = self.cos.index_select(0, index).view(1, 1, len(index), -1)
         sin = self.sin.index_select(0, index).view(1, 1, len(index), -1)
         for i, w in enumerate(self.weights):
-            x = layer(x, w, self.k[i], self.v[i], index, mask, cos, sin, self.eps, self.heads,
-                           self.kv_heads, self.scaling)
+            x = layer(x, w, self.k[i][:, :, :span], self.v[i][:, :, :span], index, mask, cos, sin, self.eps,
+                      self.heads, self.kv_heads, self.scaling)
         return _rms(x, self.norm, self.eps)
 
 
@@ -196,6 +206,11 @@ class FastTalker:
 
             inductor.fallback_random = True  # sampling draws from torch's generator, as upstream's does
         layer = compile_(_layer)
+        # the prefill's layer, replayed from a graph per prompt bucket. Compiled, a 1.7B prompt of 68
+        # positions took 2.5 ms on the H200, not 5.3 ms, but compiling it for the buckets added 20-37 s
+        # to every load: so only with MCP_TTS_QWEN_COMPILE_PREFILL=1 (bench/qwen_kernels.py --frame)
+        compile_prefill = self.compiled and os.environ.get("MCP_TTS_QWEN_COMPILE_PREFILL", "") == "1"
+        self.prefill_layer = torch.compile(_layer, dynamic=True, fullgraph=True) if compile_prefill else _layer
         self._sample_sub = compile_(_sample)
         self._talker_token_fn = compile_(self._talker_token)
         cp_len = self.groups + 1
@@ -216,7 +231,7 @@ class FastTalker:
         self.cp_steps = [(index, self.cp_stack.mask(index)) for index in steps]
         self.kernels = self._kernels_wanted()
         if self.kernels:
-            self._use_kernels(compile_)
+            self._use_kernels()
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_key: tuple | None = None
         self.capture_seconds: float | None = None
@@ -224,6 +239,8 @@ class FastTalker:
         self.on_frames: FrameSink | None = None
         self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
         self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
+        if self.use_graphs:
+            self._flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)  # end-of-speech seen, for the host
 
     def _kernels_wanted(self) -> bool:
         """MCP_TTS_QWEN_KERNELS: "1" on, "0" off; unset: on where graphs are (CUDA) and Triton imports."""
@@ -239,24 +256,37 @@ class FastTalker:
             return False
         return True
 
-    def _use_kernels(self, compile_) -> None:
+    # positions one talker attention program takes (bench/qwen_kernels.py --frame sweeps it)
+    ATTENTION_CHUNK = 32
+    # draw the code predictor's codes inside the kernels that look them up even when sampling (greedy
+    # always is: an argmax costs every program little; top-k's dozen reductions cost more)
+    FUSED_DRAWS = False
+
+    def _use_kernels(self) -> None:
         from engines import qwen_kernels
 
-        self.talker_stack.use_kernels(splits=16)
-        self.cp_stack.use_kernels(splits=1)
+        self.talker_stack.use_kernels(chunk=self.ATTENTION_CHUNK)
+        self.cp_stack.use_kernels(chunk=None)
         cp = self.cp
-        # the code predictor's codec embeddings as one table (modules keep views): one gather for the sum
+        # the code predictor's codec embeddings as one table (modules keep views), for the talker's input
         self.cp_table = _fuse(list(cp.model.codec_embedding))
         vocab = cp.model.codec_embedding[0].weight.shape[0]
-        self.cp_offsets = torch.arange(self.groups - 1, device=self.device) * vocab
+        first = self.talker.get_input_embeddings().weight.detach()
+        # the code predictor's input for each code it can be given, projected once here: a row lookup
+        # in the first projection's kernel then, not a GEMV and a lookup per code (1.7B: 69 MB)
+        proj = cp.small_to_mtp_projection
+        with torch.no_grad():
+            if isinstance(proj, torch.nn.Linear):
+                inputs, self.cp_first_input = (F.linear(t, proj.weight, proj.bias) for t in (self.cp_table, first))
+            else:
+                inputs, self.cp_first_input = self.cp_table, first
+        self.cp_inputs = [inputs[i * vocab:(i + 1) * vocab] for i in range(self.groups - 1)]
         self.cp_index = [torch.tensor([i], device=self.device) for i in range(self.groups + 1)]
         new = lambda n: torch.zeros(n, device=self.device, dtype=self.dtype)  # noqa: E731
         self.cp_x = new(self.cp.config.hidden_size)
         self.cp_logits = new(cp.lm_head[0].weight.shape[0])
         self.talker_x = new(self.config.hidden_size)
         self.talker_logits = new(self.talker.codec_head.weight.shape[0])
-        self._talker_input_fn = compile_(self._talker_input)
-        self._talker_advance_fn = compile_(self._talker_advance)
         self.qk = qwen_kernels
 
     def describe(self) -> str:
@@ -308,56 +338,50 @@ class FastTalker:
         s["step"].add_(1)
         s["generated"].add_(1)
 
-    def _project(self, source: torch.Tensor, row: torch.Tensor | None = None) -> None:
-        """cp_x = small_to_mtp_projection(source, or its row `row`)."""
-        proj = self.cp.small_to_mtp_projection
-        if isinstance(proj, torch.nn.Linear):
-            self.qk.gemv(source, proj.weight, self.cp_x, bias=proj.bias, row=row)
-        else:
-            self.qk.copy(source.view(-1) if row is None else source, self.cp_x, row=row)
-
     def _frame_kernels(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
-        """`_frame` with every one-position step, head and code predictor draw through
-        engines.qwen_kernels; the code predictor's first two positions run one after the other (the
-        same causal attention as both at once). Codes go straight into s["frame"]."""
-        cp, stack, frame = self.cp, self.cp_stack, s["frame"]
-        sub = (p["sub_sample"], p["sub_top_k"], p["sub_top_p"], p["sub_temp"])
-        frame[:1].copy_(s["token"])
-        self._project(s["hidden"].view(-1))
-        stack.step(self.cp_x, self.cp_index[0])
-        self._project(self.talker.get_input_embeddings().weight, s["token"])
-        stack.step(self.cp_x, self.cp_index[1])
+        """`_frame` through engines.qwen_kernels: the code predictor's first two positions one after the
+        other (the same causal attention as both at once); each code drawn inside the kernel that
+        looks up its embedding (the last one inside the talker's input sum), written straight into
+        s["frame"]; the talker's code0, its processors and the counters in one kernel."""
+        cp, stack, frame, qk = self.cp, self.cp_stack, s["frame"], self.qk
+
+        def sub(stream: int):
+            return qk.Draw(self.cp_logits, s["seed"], s["generated"], stream, p["sub_sample"], p["sub_top_k"],
+                           p["sub_top_p"], p["sub_temp"])
+
+        hidden = s["hidden"].view(-1)
+        proj = cp.small_to_mtp_projection
+        if isinstance(proj, torch.nn.Linear):
+            qk.gemv(hidden, proj.weight, self.cp_x, bias=proj.bias)
+            stack.step(self.cp_x, self.cp_index[0])
+        else:
+            stack.step(self.cp_x, self.cp_index[0], source=hidden)
+        stack.step(self.cp_x, self.cp_index[1], source=self.cp_first_input, row=s["token"])
+        fused = self.FUSED_DRAWS or not p["sub_sample"]
         for i in range(self.groups - 1):
             head = cp.lm_head[i]
-            self.qk.gemv(self.cp_x, head.weight, self.cp_logits, norm=stack.norm, eps=stack.eps, bias=head.bias)
+            qk.gemv(self.cp_x, head.weight, self.cp_logits, norm=stack.norm, eps=stack.eps, bias=head.bias)
             code = frame[i + 1:i + 2]
-            self.qk.sample(self.cp_logits, code, s["seed"], *sub)
+            if not fused:
+                qk.sample(sub(i + 1), code)
             if i + 1 < self.groups - 1:
-                self._project(cp.model.codec_embedding[i].weight, code)
-                stack.step(self.cp_x, self.cp_index[i + 2])
-        # talker step: the frame's summed embedding plus this step's text (or pad)
-        self.talker_x.copy_(self._talker_input_fn(frame[1:], s))
-        index = s["pos"].view(1)
-        self.talker_stack.step(self.talker_x, index)
-        self.qk.rms(self.talker_x, self.talker_stack.norm, self.talker_stack.eps, s["hidden"].view(-1))
-        self.qk.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
-        self._talker_advance_fn(self.talker_logits.view(1, -1), s, p)
+                stack.step(self.cp_x, self.cp_index[i + 2], source=self.cp_inputs[i], row=code,
+                           draw=sub(i + 1) if fused else None)
+        qk.talker_input(sub(self.groups - 1) if fused else None, frame, s["token"],
+                        self.talker.get_input_embeddings().weight, self.cp_table, s["trailing"][0], s["trailing_len"],
+                        s["step"], s["pad"].view(-1), self.talker_x)
+        self.talker_stack.step(self.talker_x, s["pos"].view(1))
+        qk.gemv(self.talker_x, self.talker.codec_head.weight, self.talker_logits, norm=self.talker_stack.norm,
+                eps=self.talker_stack.eps, store=hidden, store_normed=True)
+        self._talker_draw(s, p, advance=True)
 
-    def _talker_advance(self, logits: torch.Tensor, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
-        """The next code0 and the position counters, as one compiled step (a few kernels, not six)."""
-        s["token"].copy_(self._talker_token(logits, s, p))
-        s["pos"].add_(1)
-        s["step"].add_(1)
-        s["generated"].add_(1)
-
-    def _talker_input(self, codes: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
-        """code0's talker embedding + codes 1..15's embeddings + this step's text (or pad), [H]."""
-        step = s["step"]
-        text = s["trailing"].index_select(1, step.clamp(max=s["trailing"].shape[1] - 1).view(1))
-        text = torch.where(step < s["trailing_len"], text, s["pad"]).view(-1)
-        embeds = self.cp_table.index_select(0, codes + self.cp_offsets)
-        first = self.talker.get_input_embeddings().weight.index_select(0, s["token"].view(1))
-        return torch.cat((first, embeds)).sum(0) + text
+    def _talker_draw(self, s: dict[str, torch.Tensor], p: dict[str, Any], advance: bool) -> None:
+        draw = self.qk.Draw(self.talker_logits, s["seed"], s["generated"], 0, p["do_sample"], p["top_k"], p["top_p"],
+                            p["temperature"])
+        self.qk.talker_draw(draw, s["token"], s["seen"].view(-1).view(torch.uint8),
+                            s["suppress"].view(-1).view(torch.uint8), s["pos"], s["step"],
+                            penalty=p["repetition_penalty"], min_new=p["min_new_tokens"], eos=p["eos"],
+                            advance=advance)
 
     def _talker_token(self, logits: torch.Tensor, s: dict[str, torch.Tensor], p: dict[str, Any]) -> torch.Tensor:
         """HF's processors for the talker (repetition penalty, suppressed band, min_new_tokens), then
@@ -405,31 +429,67 @@ class FastTalker:
         # prefill: the prompt at positions 0..P-1, and the first code0
         last = self._prefill(inputs_embeds.to(self.dtype))
         s["hidden"].copy_(last)
-        s["token"].copy_(self._talker_token_fn(self.talker.codec_head(last[:, -1]), s, p))
+        if self.kernels:
+            self.qk.gemv(s["hidden"].view(-1), self.talker.codec_head.weight, self.talker_logits)
+            self._talker_draw(s, p, advance=False)  # frames generated: 0 -> 1
+        else:
+            s["token"].copy_(self._talker_token_fn(self.talker.codec_head(last[:, -1]), s, p))
+            s["generated"].fill_(1)
         s["pos"].fill_(prompt_len)
-        s["generated"].fill_(1)
         hiddens = [last.clone()]
         frames = torch.empty(max_new_tokens, self.groups, dtype=torch.long, device=self.device)
         run = self._runner(s, p)
         check_every = 4
+        last_k = max_new_tokens - 2
+        pending = None  # a check whose answer is read once the next frame is queued behind it
         count = reported = 0
         for k in range(max_new_tokens - 1):
             run()
             frames[k].copy_(s["frame"])
             hiddens.append(s["hidden"].clone())
             count = k + 1
+            due, pending = ([pending] if pending else []), None
             # frames 2, 6, 10, ...: the first chunk after 2, the next 4 later, as the decoder wants them
-            if (count - self.first_report) % check_every == 0 or k == max_new_tokens - 2:
-                done = (frames[:count, 0] == eos).nonzero()  # the one host sync, every few frames
-                if done.numel():
-                    count = int(done[0, 0])
+            if (count - self.first_report) % check_every == 0 or k == last_k:
+                check = self._check(frames, count, eos)
+                # under graphs the host reads the answer while the GPU runs the next frame, but for the
+                # first chunk, which the listener is waiting for, and the last frame
+                if self.use_graphs and count != self.first_report and k != last_k:
+                    pending = check
+                else:
+                    due.append(check)
+            end = None
+            for check in due:
+                end, reported = self._read_check(check, frames, reported, eos)
+                if end is not None:
                     break
-                if self.on_frames is not None:
-                    self.on_frames(frames[reported:count])
-                    reported = count
+            if end is not None:
+                count = end
+                break
         codes = frames[:count]
         steps = [((h,), None if i == 0 else codes[i - 1].view(1, -1)) for i, h in enumerate(hiddens[:count + 1])]
         return types.SimpleNamespace(hidden_states=steps, sequences=None)
+
+    def _check(self, frames: torch.Tensor, count: int, eos: int) -> tuple:
+        """Queues 'has end-of-speech come in frames[:count]?' (the host reads it in `_read_check`)."""
+        hit = (frames[:count, 0] == eos).any().view(1)
+        if not self.use_graphs:
+            return count, hit, None
+        self._flag.copy_(hit, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return count, self._flag, event
+
+    def _read_check(self, check: tuple, frames: torch.Tensor, reported: int, eos: int) -> tuple[int | None, int]:
+        """(where the speech ends, or None; frames handed to on_frames so far): the host's one wait."""
+        count, flag, event = check
+        if event is not None:
+            event.synchronize()
+        if bool(flag):
+            return int((frames[:count, 0] == eos).nonzero()[0, 0]), reported
+        if self.on_frames is not None:
+            self.on_frames(frames[reported:count])
+        return None, count
 
     # prompts padded to these lengths replay a captured prefill: eager, the 28 layers' launches take
     # ~30 ms of the first audio's wait. Padding at the end is harmless: attention is causal, and the
@@ -453,16 +513,17 @@ class FastTalker:
         started = time.perf_counter()
         static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
         index = torch.arange(size, device=self.device)
-        mask = self.talker_stack.mask(index)
+        # attention over the bucket's positions only, not the whole cache
+        mask = self.talker_stack.mask(index)[:, :size].contiguous()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self.talker_stack.forward(static_in, index, mask, layer=_layer)
+                self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_out = self.talker_stack.forward(static_in, index, mask, layer=_layer)
+            static_out = self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size)
         # the graph reads index and mask where they are now: they must live as long as it does
         self.prefills[size] = (graph, static_in, static_out, index, mask)
         log.info("captured the prefill graph for %d positions in %.2f s", size, time.perf_counter() - started)
@@ -509,6 +570,7 @@ class FastTalker:
         if len(suppress):
             s["suppress"][0, torch.as_tensor(list(suppress), device=self.device)] = True
         s["step"].zero_()
+        s["generated"].zero_()
         if self.kernels:
             s["seed"].fill_(int(torch.randint(0, 2**62, (1,))))  # the kernels' draws follow torch's seed
         return s

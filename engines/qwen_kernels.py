@@ -6,7 +6,9 @@ reads the whole static cache, 63 us at 3072 positions, however few of them are f
 torch.compile a layer was 15 kernels and 45-120 us. Here a layer is five kernels (six with a split
 attention): each weight is read once, as one GEMV with the RMS norm in front of it and the SiLU gate
 or the residual add behind it, and attention reads only the positions written so far, after doing the
-q/k norms, rope and the cache write itself.
+q/k norms, rope and the cache write itself. Around the layers: the codes are drawn (HF's warpers,
+Philox random numbers) in the GEMV that looks up the drawn code's embedding or in a one-program
+sampling kernel; the talker's input sum and its processors with its draw are one kernel each.
 
 Each kernel keeps the reference layer's rounding points (`qwen_fast._layer`: norms in float32,
 rounded to the weights' dtype before the norm weight; GEMV outputs rounded before the residual add
@@ -19,6 +21,7 @@ Triton's interpreter (TRITON_INTERPRET=1) runs these on the CPU, which is how CI
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -37,12 +40,19 @@ def _round(x, dtype):
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, norm_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, row_ptr, N, eps,
+def _gemv_kernel(x_ptr, norm_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, row_ptr, store_ptr, logits_ptr, seed_ptr,
+                 gen_ptr, stream, top_p, temperature, N, eps,
                  K: tl.constexpr, KP: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
-                 RESIDUAL: tl.constexpr, BIAS: tl.constexpr, GATHER: tl.constexpr, BN: tl.constexpr,
-                 EVEN: tl.constexpr, PDL: tl.constexpr):
+                 RESIDUAL: tl.constexpr, BIAS: tl.constexpr, GATHER: tl.constexpr, STORE: tl.constexpr,
+                 V: tl.constexpr, VP: tl.constexpr, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
+                 BN: tl.constexpr, EVEN: tl.constexpr, PDL: tl.constexpr):
     """Rows [BN * pid, +BN) of the output, each over the whole of K at once: one load of the program's
-    weights, all in flight together (one GEMV is mostly the latency of its first bytes)."""
+    weights, all in flight together (one GEMV is mostly the latency of its first bytes).
+
+    GATHER 1: x is row *row_ptr of the table x_ptr; GATHER 2: that row is a code drawn here from the
+    logits (every program draws the same one; program 0 writes it to row_ptr), which saves the code
+    predictor a sampling kernel and an embedding kernel per code. STORE 1 / 2: program 0 also writes x
+    / the normed x to store_ptr (the residual stream, or the hidden state upstream returns)."""
     rows = tl.program_id(0) * BN + tl.arange(0, BN)
     cols = tl.arange(0, KP)
     row_ok = rows < N
@@ -67,12 +77,23 @@ def _gemv_kernel(x_ptr, norm_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, row_ptr, N,
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    if GATHER:  # x is row `*row_ptr` of a table: an embedding lookup in front of the projection
+    if GATHER == 1:  # x is row `*row_ptr` of a table: an embedding lookup in front of the projection
         x_ptr += tl.load(row_ptr).to(tl.int64) * K
+    if GATHER == 2:
+        code = _draw(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, V, VP, SAMPLE, TOP_K, TOP_P)
+        if tl.program_id(0) == 0:
+            tl.store(row_ptr, code.to(tl.int64))
+        x_ptr += code.to(tl.int64) * K
     xv = tl.load(x_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if STORE == 1:
+        if tl.program_id(0) == 0:
+            tl.store(store_ptr + cols, xv.to(dtype), mask=col_ok)
     if NORM:
         inv = tl.rsqrt(tl.sum(xv * xv, 0) / K + eps)
         xv = _round(_round(xv * inv, dtype) * weight, dtype)
+    if STORE == 2:
+        if tl.program_id(0) == 0:
+            tl.store(store_ptr + cols, xv.to(dtype), mask=col_ok)
     y = tl.sum(w.to(tl.float32) * xv[None, :], 1)
     if BIAS:
         y += b
@@ -113,55 +134,85 @@ def _launch_options() -> dict:
 _PDL: bool | None = None
 
 
+@dataclass(frozen=True)
+class Draw:
+    """A code to draw from `logits` ([V]) with HF's warpers' settings. Its random numbers are Philox's
+    for the key seed + 16 * generated + stream (`seed`: [1] int64, one per request; `generated`: the
+    frames so far; `stream`: 0 for the talker's code, 1-15 for the code predictor's): each code of
+    each frame has its own, and kernels that draw the same code redundantly draw the same token."""
+
+    logits: torch.Tensor
+    seed: torch.Tensor
+    generated: torch.Tensor
+    stream: int
+    do_sample: bool
+    top_k: int
+    top_p: float
+    temperature: float
+
+    def args(self) -> tuple:
+        return self.logits, self.seed, self.generated, self.stream, float(self.top_p), float(self.temperature)
+
+    def constants(self) -> dict:
+        v = self.logits.numel()
+        return {"V": v, "VP": triton.next_power_of_2(v), "SAMPLE": bool(self.do_sample),
+                "TOP_K": int(self.top_k) if self.top_k and self.top_k < v else 0,
+                "TOP_P": bool(self.do_sample and self.top_p < 1.0)}
+
+
+_NO_DRAW = {"V": 1, "VP": 1, "SAMPLE": False, "TOP_K": 0, "TOP_P": False}  # constants of a kernel not drawing
+
+
 def gemv(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm: torch.Tensor | None = None,
          eps: float = 0.0, glu: bool = False, residual: torch.Tensor | None = None,
-         bias: torch.Tensor | None = None, row: torch.Tensor | None = None) -> torch.Tensor:
+         bias: torch.Tensor | None = None, row: torch.Tensor | None = None, draw: Draw | None = None,
+         store: torch.Tensor | None = None, store_normed: bool = False) -> torch.Tensor:
     """out = residual + f(weight @ g(x)) for one vector x ([K], contiguous), where g is the RMS norm with
     weight `norm` (or nothing), f is SiLU(gate) * up over the two halves of `weight` when `glu` (or
-    nothing), plus `bias`; with `row`, x is row `row` ([1] int tensor) of the table `x` [V, K]."""
+    nothing), plus `bias`. With `row` ([1] int), x is row `row` of the table `x` [V, K]; with `draw`
+    as well, that row is the code drawn, and it is written to `row`. `store` ([K]) receives x (or the
+    normed x with `store_normed`)."""
     n = weight.shape[0] // (2 if glu else 1)
     k = weight.shape[1]
     bn, kp, warps = _config(n, k, glu)
+    gather = 0 if row is None else 2 if draw is not None else 1
+    if draw is None:
+        drawing, constants = (x, x, x, 0, 1.0, 1.0), _NO_DRAW
+    else:
+        drawing, constants = draw.args(), draw.constants()
     _gemv_kernel[(triton.cdiv(n, bn),)](
         x, x if norm is None else norm, weight, x if bias is None else bias,
-        x if residual is None else residual, out, x if row is None else row, n, eps,
+        x if residual is None else residual, out, x if row is None else row, x if store is None else store,
+        *drawing, n, eps,
         K=k, KP=kp, NORM=norm is not None, GLU=glu, RESIDUAL=residual is not None, BIAS=bias is not None,
-        GATHER=row is not None, BN=bn, EVEN=(kp == k and n % bn == 0), num_warps=warps, **_launch_options())
-    return out
-
-
-@triton.jit
-def _rms_kernel(x_ptr, w_ptr, out_ptr, eps, K: tl.constexpr, PDL: tl.constexpr):
-    cols = tl.arange(0, K)
-    if PDL:
-        gdc_wait()
-        gdc_launch_dependents()
-    x = tl.load(x_ptr + cols).to(tl.float32)
-    inv = tl.rsqrt(tl.sum(x * x, 0) / K + eps)
-    dtype = out_ptr.dtype.element_ty
-    tl.store(out_ptr + cols, (tl.load(w_ptr + cols).to(tl.float32) * _round(x * inv, dtype)).to(dtype))
-
-
-def rms(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor) -> torch.Tensor:
-    """The final norm of a stack for one vector (width a power of two, as in every Qwen3-TTS size)."""
-    _rms_kernel[(1,)](x, weight, out, eps, K=x.numel(), num_warps=4, **_launch_options())
+        GATHER=gather, STORE=0 if store is None else 2 if store_normed else 1, **constants, BN=bn,
+        EVEN=(kp == k and n % bn == 0), num_warps=warps, **_launch_options())
     return out
 
 
 @triton.jit
 def _attend_kernel(qkv_ptr, qn_ptr, kn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, pos_ptr, out_ptr,
                    m_ptr, l_ptr, acc_ptr, L, eps, scale, HEADS: tl.constexpr, KV: tl.constexpr,
-                   HD: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
-    """Program (KV head, split): the query heads sharing that KV head, over the split's share of the
-    positions 0..pos. The new k and v come from qkv (normed and roped here); split 0 writes them to
-    the cache, and the program whose share holds pos uses them from registers, so no program waits
-    for another's write."""
+                   HD: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr, CHUNK: tl.constexpr,
+                   PDL: tl.constexpr):
+    """Program (KV head, split): the query heads sharing that KV head, over positions
+    [CHUNK * split, +CHUNK) of 0..pos (all of them with one split). The new k and v come from qkv
+    (normed and roped here); split 0 writes them to the cache, and the program whose share holds pos
+    uses them from registers, so no program waits for another's write. Splits past pos do nothing: a
+    program's work stays the same however long the speech gets, and more of them run."""
     kvh = tl.program_id(0)
     split = tl.program_id(1)
     GROUP: tl.constexpr = HEADS // KV
     HALF: tl.constexpr = HD // 2
     dtype = k_ptr.dtype.element_ty
     pos = tl.load(pos_ptr)
+    n = pos + 1
+    if SPLITS == 1:
+        start = 0
+        end = n
+    else:
+        start = split * CHUNK
+        end = tl.minimum(start + CHUNK, n)
     d = tl.arange(0, HD)
     rot = (d + HALF) % HD  # rotate_half: [-x2, x1]
     sign = tl.where(d < HALF, -1.0, 1.0)
@@ -175,84 +226,100 @@ def _attend_kernel(qkv_ptr, qn_ptr, kn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, pos_
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    # queries: per-head RMS norm (q_norm), then rope
-    heads = kvh * GROUP + tl.arange(0, GROUP)
-    q_at = qkv_ptr + heads[:, None] * HD
-    q = tl.load(q_at + d[None, :]).to(tl.float32)
-    q_inv = tl.rsqrt(tl.sum(q * q, 1) / HD + eps)[:, None]
-    qn = _round(_round(q * q_inv, dtype) * q_w, dtype)
-    q_rot = tl.load(q_at + rot[None, :]).to(tl.float32)
-    qn_rot = _round(_round(q_rot * q_inv, dtype) * q_w_rot, dtype)
-    q = _round(qn * cos[None, :] + sign[None, :] * qn_rot * sin[None, :], dtype)
-    # this position's key (k_norm, rope) and value
-    k_at = qkv_ptr + (HEADS + kvh) * HD
-    k = tl.load(k_at + d).to(tl.float32)
-    k_inv = tl.rsqrt(tl.sum(k * k, 0) / HD + eps)
-    kn = _round(_round(k * k_inv, dtype) * k_w, dtype)
-    kn_rot = _round(_round(tl.load(k_at + rot).to(tl.float32) * k_inv, dtype) * k_w_rot, dtype)
-    k_new = (kn * cos + sign * kn_rot * sin).to(dtype)
-    v_new = tl.load(qkv_ptr + (HEADS + KV + kvh) * HD + d)
-    cache = kvh.to(tl.int64) * L * HD
-    if split == 0:
-        tl.store(k_ptr + cache + pos * HD + d, k_new)
-        tl.store(v_ptr + cache + pos * HD + d, v_new)
-    # online softmax over this split's positions
-    n = pos + 1
-    chunk = tl.cdiv(tl.cdiv(n, SPLITS), BLOCK) * BLOCK
-    start = split * chunk
-    end = tl.minimum(start + chunk, n)
-    m_i = tl.full([GROUP], float("-inf"), tl.float32)
-    l_i = tl.zeros([GROUP], tl.float32)
-    acc = tl.zeros([GROUP, HD], tl.float32)
-    for b in range(start, end, BLOCK):
-        offs = b + tl.arange(0, BLOCK)
-        ok = offs < end
-        at = cache + offs[:, None] * HD + d[None, :]
-        new = (offs == pos)[:, None]
-        kk = tl.where(new, k_new[None, :], tl.load(k_ptr + at, mask=ok[:, None], other=0.0)).to(tl.float32)
-        vv = tl.where(new, v_new[None, :], tl.load(v_ptr + at, mask=ok[:, None], other=0.0)).to(tl.float32)
-        s = tl.sum(q[:, None, :] * kk[None, :, :], 2) * scale  # [GROUP, BLOCK]
-        s = tl.where(ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * vv[None, :, :], 1)
-        m_i = m_new
-    if SPLITS == 1:
-        tl.store(out_ptr + heads[:, None] * HD + d[None, :], (acc / l_i[:, None]).to(dtype))
-    else:
-        part = split * HEADS + heads
-        tl.store(m_ptr + part, m_i)
-        tl.store(l_ptr + part, l_i)
-        tl.store(acc_ptr + part[:, None] * HD + d[None, :], acc)
+    if start < n:
+        # queries: per-head RMS norm (q_norm), then rope
+        heads = kvh * GROUP + tl.arange(0, GROUP)
+        q_at = qkv_ptr + heads[:, None] * HD
+        q = tl.load(q_at + d[None, :]).to(tl.float32)
+        q_inv = tl.rsqrt(tl.sum(q * q, 1) / HD + eps)[:, None]
+        qn = _round(_round(q * q_inv, dtype) * q_w, dtype)
+        q_rot = tl.load(q_at + rot[None, :]).to(tl.float32)
+        qn_rot = _round(_round(q_rot * q_inv, dtype) * q_w_rot, dtype)
+        q = _round(qn * cos[None, :] + sign[None, :] * qn_rot * sin[None, :], dtype)
+        # this position's key (k_norm, rope) and value
+        k_at = qkv_ptr + (HEADS + kvh) * HD
+        k = tl.load(k_at + d).to(tl.float32)
+        k_inv = tl.rsqrt(tl.sum(k * k, 0) / HD + eps)
+        kn = _round(_round(k * k_inv, dtype) * k_w, dtype)
+        kn_rot = _round(_round(tl.load(k_at + rot).to(tl.float32) * k_inv, dtype) * k_w_rot, dtype)
+        k_new = (kn * cos + sign * kn_rot * sin).to(dtype)
+        v_new = tl.load(qkv_ptr + (HEADS + KV + kvh) * HD + d)
+        cache = kvh.to(tl.int64) * L * HD
+        if split == 0:
+            tl.store(k_ptr + cache + pos * HD + d, k_new)
+            tl.store(v_ptr + cache + pos * HD + d, v_new)
+        # online softmax over this split's positions
+        m_i = tl.full([GROUP], float("-inf"), tl.float32)
+        l_i = tl.zeros([GROUP], tl.float32)
+        acc = tl.zeros([GROUP, HD], tl.float32)
+        for b in range(start, end, BLOCK):
+            offs = b + tl.arange(0, BLOCK)
+            ok = offs < end
+            at = cache + offs[:, None] * HD + d[None, :]
+            new = (offs == pos)[:, None]
+            kk = tl.where(new, k_new[None, :], tl.load(k_ptr + at, mask=ok[:, None], other=0.0)).to(tl.float32)
+            vv = tl.where(new, v_new[None, :], tl.load(v_ptr + at, mask=ok[:, None], other=0.0)).to(tl.float32)
+            s = tl.sum(q[:, None, :] * kk[None, :, :], 2) * scale  # [GROUP, BLOCK]
+            s = tl.where(ok[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * vv[None, :, :], 1)
+            m_i = m_new
+        if SPLITS == 1:
+            tl.store(out_ptr + heads[:, None] * HD + d[None, :], (acc / l_i[:, None]).to(dtype))
+        else:
+            part = split * HEADS + heads
+            tl.store(m_ptr + part, m_i)
+            tl.store(l_ptr + part, l_i)
+            tl.store(acc_ptr + part[:, None] * HD + d[None, :], acc)
 
 
 @triton.jit
-def _combine_kernel(m_ptr, l_ptr, acc_ptr, out_ptr, HEADS: tl.constexpr, HD: tl.constexpr, SPLITS: tl.constexpr,
-                    PDL: tl.constexpr):
+def _combine_kernel(m_ptr, l_ptr, acc_ptr, pos_ptr, out_ptr, HEADS: tl.constexpr, HD: tl.constexpr,
+                    CHUNK: tl.constexpr, SB: tl.constexpr, PDL: tl.constexpr):
+    """One head's output from the splits that held positions: their partial softmaxes, SB at a time."""
     head = tl.program_id(0)
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    part = tl.arange(0, SPLITS) * HEADS + head
-    m = tl.load(m_ptr + part)
-    weight = tl.exp(m - tl.max(m, 0))  # splits with no positions have m = -inf: weight 0
+    active = tl.load(pos_ptr) // CHUNK + 1
     d = tl.arange(0, HD)
-    acc = tl.load(acc_ptr + part[:, None] * HD + d[None, :])
-    out = tl.sum(acc * weight[:, None], 0) / tl.sum(tl.load(l_ptr + part) * weight, 0)
-    tl.store(out_ptr + head * HD + d, out.to(out_ptr.dtype.element_ty))
+    m_run = tl.full([], float("-inf"), tl.float32)
+    l_run = tl.zeros([], tl.float32)
+    acc_run = tl.zeros([HD], tl.float32)
+    for b in range(0, active, SB):
+        splits = b + tl.arange(0, SB)
+        ok = splits < active
+        part = splits * HEADS + head
+        m = tl.load(m_ptr + part, mask=ok, other=float("-inf"))
+        m_new = tl.maximum(m_run, tl.max(m, 0))
+        weight = tl.exp(m - m_new)  # 0 for the splits past the active ones
+        old = tl.exp(m_run - m_new)
+        l_run = l_run * old + tl.sum(tl.load(l_ptr + part, mask=ok, other=0.0) * weight, 0)
+        acc = tl.load(acc_ptr + part[:, None] * HD + d[None, :], mask=ok[:, None], other=0.0)
+        acc_run = acc_run * old + tl.sum(acc * weight[:, None], 0)
+        m_run = m_new
+    tl.store(out_ptr + head * HD + d, (acc_run / l_run).to(out_ptr.dtype.element_ty))
 
 
 class Attention:
-    """Decode attention for one stack: scratch for split partials, sized once."""
+    """Decode attention for one stack: scratch for split partials, sized once. With `chunk`, each
+    program takes `chunk` positions and a combine kernel joins them; without, one program per KV head
+    takes every position (the code predictor's 16) and writes the output itself."""
 
     BLOCK = 32
+    SB = 32  # splits the combine kernel joins at a time
+    WARPS = 8  # 1.7B frame on the H200: 2.72 ms with 8, 2.78 with 4 (bench/qwen_kernels.py --frame)
 
-    def __init__(self, heads: int, kv_heads: int, head_dim: int, max_len: int, device, splits: int) -> None:
+    def __init__(self, heads: int, kv_heads: int, head_dim: int, max_len: int, device, chunk: int | None) -> None:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.max_len = max_len
-        self.splits = splits  # a power of two; 1 writes the output directly
+        self.chunk = chunk or triton.cdiv(max_len, self.BLOCK) * self.BLOCK
+        # a chunk of up to 64 positions is one block: each block is a load the program waits for
+        self.block = self.chunk if self.chunk <= 64 else self.BLOCK
+        self.splits = triton.cdiv(max_len, self.chunk)
         self.m = torch.empty(self.splits, heads, device=device)
         self.l = torch.empty(self.splits, heads, device=device)
         self.acc = torch.empty(self.splits, heads, head_dim, device=device)
@@ -262,11 +329,11 @@ class Attention:
         cos, sin: [max_len, head_dim]; pos: [1] int; out: [heads * head_dim]."""
         _attend_kernel[(self.kv_heads, self.splits)](
             qkv, q_norm, k_norm, cos, sin, k_cache, v_cache, pos, out, self.m, self.l, self.acc,
-            self.max_len, eps, scale, HEADS=self.heads, KV=self.kv_heads, HD=self.head_dim, BLOCK=self.BLOCK,
-            SPLITS=self.splits, num_warps=4, **_launch_options())
+            self.max_len, eps, scale, HEADS=self.heads, KV=self.kv_heads, HD=self.head_dim, BLOCK=self.block,
+            SPLITS=self.splits, CHUNK=self.chunk, num_warps=self.WARPS, **_launch_options())
         if self.splits > 1:
-            _combine_kernel[(self.heads,)](self.m, self.l, self.acc, out, HEADS=self.heads, HD=self.head_dim,
-                                           SPLITS=self.splits, num_warps=4, **_launch_options())
+            _combine_kernel[(self.heads,)](self.m, self.l, self.acc, pos, out, HEADS=self.heads, HD=self.head_dim,
+                                           CHUNK=self.chunk, SB=self.SB, num_warps=4, **_launch_options())
         return out
 
 
@@ -310,18 +377,11 @@ def _top_p_keep(p, top_p):
 
 
 @triton.jit
-def _sample_kernel(logits_ptr, out_ptr, seed_ptr, top_p, temperature, V: tl.constexpr, VP: tl.constexpr,
-                   SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr, PDL: tl.constexpr):
-    """One code from [V] logits, as HF's warpers (temperature, top-k, top-p) and multinomial pick it:
-    argmax of p / E with E ~ Exp(1) draws from p. Greedy: the first maximum, as torch.argmax."""
-    offs = tl.arange(0, VP)
-    ok = offs < V
-    if PDL:
-        gdc_wait()
-        gdc_launch_dependents()
-    x = tl.load(logits_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32)
+def _pick(x, offs, ok, key, top_p, temperature, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr):
+    """The token for scores x (float32, -inf where masked), as HF's warpers (temperature, top-k, top-p)
+    and multinomial pick it: argmax of p / E with E ~ Exp(1) draws from p. Greedy: the first maximum,
+    as torch.argmax."""
     if SAMPLE:
-        seed = tl.load(seed_ptr)
         x = x / temperature
         if TOP_K > 0:  # keep scores at or above the k-th largest (ties kept, as HF does)
             x = tl.where(x < _kth_largest(x, ok, TOP_K), float("-inf"), x)
@@ -329,40 +389,139 @@ def _sample_kernel(logits_ptr, out_ptr, seed_ptr, top_p, temperature, V: tl.cons
         if TOP_P:  # drop the least likely whose probabilities sum to at most 1 - top_p
             p = p / tl.sum(p, 0)
             p = tl.where(_top_p_keep(p, top_p), p, 0.0)
-        race = p / -tl.log(tl.rand(seed, offs))
-        token = tl.argmax(race, 0)
-        tl.store(seed_ptr, seed + 1)
+        token = tl.argmax(p / -tl.log(tl.rand(key, offs)), 0)
     else:
         token = tl.argmax(x, 0)
-    tl.store(out_ptr, token.to(tl.int64))
+    return token
 
 
-def sample(logits: torch.Tensor, out: torch.Tensor, seed: torch.Tensor, do_sample: bool, top_k: int,
-           top_p: float, temperature: float) -> torch.Tensor:
-    """out ([1] int64) = a code drawn from logits ([V]); `seed` ([1] int64) is the Philox seed, advanced
-    by one per draw, so a run is repeatable from the seed it starts with."""
-    v = logits.numel()
-    _sample_kernel[(1,)](logits, out, seed, float(top_p), float(temperature), V=v, VP=triton.next_power_of_2(v),
-                         SAMPLE=bool(do_sample), TOP_K=int(top_k) if top_k and top_k < v else 0,
-                         TOP_P=bool(do_sample and top_p < 1.0), num_warps=4, **_launch_options())
+@triton.jit
+def _key(seed_ptr, gen_ptr, stream):
+    """Philox key of one code's draw (see Draw)."""
+    return tl.load(seed_ptr) + tl.load(gen_ptr) * 16 + stream
+
+
+@triton.jit
+def _draw(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, V: tl.constexpr, VP: tl.constexpr,
+          SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr):
+    offs = tl.arange(0, VP)
+    ok = offs < V
+    x = tl.load(logits_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32)
+    return _pick(x, offs, ok, _key(seed_ptr, gen_ptr, stream), top_p, temperature, SAMPLE, TOP_K, TOP_P)
+
+
+@triton.jit
+def _sample_kernel(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, out_ptr, V: tl.constexpr,
+                   VP: tl.constexpr, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
+                   PDL: tl.constexpr):
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    code = _draw(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, V, VP, SAMPLE, TOP_K, TOP_P)
+    tl.store(out_ptr, code.to(tl.int64))
+
+
+def sample(draw: Draw, out: torch.Tensor) -> torch.Tensor:
+    """out ([1] int64) = the code `draw` gives, in one program: with sampling (a dozen reductions for
+    top-k) cheaper than drawing it redundantly in each program of the GEMV that looks it up."""
+    _sample_kernel[(1,)](*draw.args(), out, **draw.constants(), num_warps=4, **_launch_options())
     return out
 
 
 @triton.jit
-def _copy_kernel(src_ptr, row_ptr, out_ptr, K: tl.constexpr, KP: tl.constexpr, GATHER: tl.constexpr,
-                 PDL: tl.constexpr):
-    cols = tl.arange(0, KP)
+def _talker_draw_kernel(logits_ptr, seen_ptr, suppress_ptr, token_ptr, seed_ptr, gen_ptr, pos_ptr, step_ptr,
+                        penalty, min_new, eos, top_p, temperature, V: tl.constexpr, VP: tl.constexpr,
+                        SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr, PENALTY: tl.constexpr,
+                        ADVANCE: tl.constexpr, PDL: tl.constexpr):
+    """The talker's next code0 as HF's processors and warpers give it (`FastTalker._talker_token`:
+    repetition penalty over the codes seen, the suppressed band, no end-of-speech before min_new
+    frames, then the draw); then the request's counters move on, all in one program."""
+    offs = tl.arange(0, VP)
+    ok = offs < V
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    if GATHER:
-        src_ptr += tl.load(row_ptr).to(tl.int64) * K
-    tl.store(out_ptr + cols, tl.load(src_ptr + cols, mask=cols < K), mask=cols < K)
+    x = tl.load(logits_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32)
+    generated = tl.load(gen_ptr)
+    if PENALTY:
+        seen = tl.load(seen_ptr + offs, mask=ok, other=0) != 0
+        x = tl.where(seen, tl.where(x < 0, x * penalty, x / penalty), x)
+    x = tl.where(tl.load(suppress_ptr + offs, mask=ok, other=0) != 0, float("-inf"), x)
+    x = tl.where((offs == eos) & (generated < min_new), float("-inf"), x)
+    token = _pick(x, offs, ok, _key(seed_ptr, gen_ptr, 0), top_p, temperature, SAMPLE, TOP_K, TOP_P)
+    tl.store(token_ptr, token.to(tl.int64))
+    tl.store(seen_ptr + token, 1)
+    tl.store(gen_ptr, generated + 1)
+    if ADVANCE:
+        tl.store(pos_ptr, tl.load(pos_ptr) + 1)
+        tl.store(step_ptr, tl.load(step_ptr) + 1)
 
 
-def copy(src: torch.Tensor, out: torch.Tensor, row: torch.Tensor | None = None) -> torch.Tensor:
-    """out = src ([K]), or row `row` of the table src [V, K]: an embedding lookup in the launch chain."""
-    k = out.numel()
-    _copy_kernel[(1,)](src, src if row is None else row, out, K=k, KP=triton.next_power_of_2(k),
-                       GATHER=row is not None, num_warps=4, **_launch_options())
+def talker_draw(draw: Draw, token: torch.Tensor, seen: torch.Tensor, suppress: torch.Tensor, pos: torch.Tensor,
+                step: torch.Tensor, *, penalty: float, min_new: int, eos: int, advance: bool) -> torch.Tensor:
+    """token ([1] int64) = the talker's next code0 from draw.logits; seen and suppress: [V] uint8 masks
+    (seen gets the token); draw.generated, and with `advance` pos and step, go up by one."""
+    _talker_draw_kernel[(1,)](
+        draw.logits, seen, suppress, token, draw.seed, draw.generated, pos, step, float(penalty), int(min_new),
+        int(eos), float(draw.top_p), float(draw.temperature), **draw.constants(), PENALTY=penalty != 1.0,
+        ADVANCE=advance, num_warps=4, **_launch_options())
+    return token
+
+
+@triton.jit
+def _talker_input_kernel(frame_ptr, token_ptr, first_ptr, table_ptr, trailing_ptr, trailing_len_ptr, step_ptr,
+                         pad_ptr, out_ptr, logits_ptr, seed_ptr, gen_ptr, top_p, temperature, vocab, text_rows,
+                         H: tl.constexpr, BH: tl.constexpr, CODES: tl.constexpr, V: tl.constexpr,
+                         VP: tl.constexpr, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
+                         DRAW: tl.constexpr, PDL: tl.constexpr):
+    """Columns [BH * pid, +BH) of the talker's next input: the talker embedding of code0, plus the code
+    predictor's embeddings of codes 1..CODES, plus this step's text (or the pad past its end).
+    With DRAW, code CODES is drawn here, from the last head's logits, and program 0 writes it to the
+    frame; program 0 writes code0 there too."""
+    cols = tl.program_id(0) * BH + tl.arange(0, BH)
+    ok = cols < H
+    dtype = out_ptr.dtype.element_ty
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    if DRAW:
+        last = _draw(logits_ptr, seed_ptr, gen_ptr, CODES, top_p, temperature, V, VP, SAMPLE, TOP_K, TOP_P)
+        last = last.to(tl.int64)
+        if tl.program_id(0) == 0:
+            tl.store(frame_ptr + CODES, last)
+    else:
+        last = tl.load(frame_ptr + CODES)
+    token = tl.load(token_ptr)
+    if tl.program_id(0) == 0:
+        tl.store(frame_ptr, token)
+    acc = tl.load(first_ptr + token * H + cols, mask=ok, other=0.0).to(tl.float32)
+    for j in tl.static_range(CODES - 1):
+        code = tl.load(frame_ptr + 1 + j)
+        acc += tl.load(table_ptr + (code + j * vocab) * H + cols, mask=ok, other=0.0).to(tl.float32)
+    acc += tl.load(table_ptr + (last + (CODES - 1) * vocab) * H + cols, mask=ok, other=0.0).to(tl.float32)
+    step = tl.load(step_ptr)
+    text_at = trailing_ptr + tl.minimum(step, text_rows - 1) * H + cols
+    text = tl.where(step < tl.load(trailing_len_ptr), tl.load(text_at, mask=ok, other=0.0),
+                    tl.load(pad_ptr + cols, mask=ok, other=0.0)).to(tl.float32)
+    tl.store(out_ptr + cols, _round(_round(acc, dtype) + text, dtype).to(dtype), mask=ok)
+
+
+def talker_input(draw: Draw | None, frame: torch.Tensor, token: torch.Tensor, first: torch.Tensor, table: torch.Tensor,
+                 trailing: torch.Tensor, trailing_len: torch.Tensor, step: torch.Tensor, pad: torch.Tensor,
+                 out: torch.Tensor) -> torch.Tensor:
+    """out ([H]) = first[token] + sum over j of table[frame[1 + j] + j * V] + the text row; the frame's
+    last code is `draw`n here (or was written to it before). first: [V0, H] talker embeddings; table:
+    the code predictor's embeddings stacked, [(G - 1) * V, H]; trailing: [T, H] text rows,
+    `trailing_len` of them real."""
+    h = out.numel()
+    codes = frame.numel() - 1
+    bh = min(triton.next_power_of_2(h), 256)
+    if draw is None:
+        drawing, constants = (frame, frame, frame, 1.0, 1.0), _NO_DRAW
+    else:
+        drawing, constants = (*draw.args()[:3], float(draw.top_p), float(draw.temperature)), draw.constants()
+    _talker_input_kernel[(triton.cdiv(h, bh),)](
+        frame, token, first, table, trailing, trailing_len, step, pad, out, *drawing, table.shape[0] // codes,
+        trailing.shape[0], H=h, BH=bh, CODES=codes, **constants, DRAW=draw is not None, num_warps=4,
+        **_launch_options())
     return out

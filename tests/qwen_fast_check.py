@@ -27,10 +27,13 @@ from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
 TEXT = "Hello there, how are you today? The tests pass."
 
 
-def load(root: Path, kind: str):
-    if not (root / kind / "config.json").exists():
-        build(kind, root / kind, seed=0)
-    return Qwen3TTSModel.from_pretrained(str(root / kind), device_map="cpu", dtype=torch.float32)
+def load(root: Path, kind: str, size: str = "1b7"):
+    """A tiny checkpoint of `kind`, built once under root; size "0b6" has no projection in front of
+    the code predictor (its talker is as wide as the code predictor), "1b7" has one."""
+    where = root / (kind if size == "1b7" else f"{kind}-{size}")
+    if not (where / "config.json").exists():
+        build(kind, where, seed=0, size=size)
+    return Qwen3TTSModel.from_pretrained(str(where), device_map="cpu", dtype=torch.float32)
 
 
 def recorder(model):
@@ -55,10 +58,11 @@ def speak(model, kind: str, **kwargs):
     return model.generate_voice_clone(TEXT, voice_clone_prompt=prompt, **kwargs)
 
 
-def greedy(root: Path, frames: int = 48, fast_args: dict | None = None) -> dict:
+def greedy(root: Path, frames: int = 48, fast_args: dict | None = None,
+           runs: tuple = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"))) -> dict:
     out = {}
-    for kind in ("custom_voice", "voice_design", "base"):
-        model = load(root, kind)
+    for kind, size in runs:
+        model = load(root, kind, size)
         codes = recorder(model)
         greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
         speak(model, kind, **greedy_args)
@@ -67,7 +71,8 @@ def greedy(root: Path, frames: int = 48, fast_args: dict | None = None) -> dict:
         speak(model, kind, **greedy_args)
         upstream, ours = codes
         same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
-        out[kind] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()), "kernels": fast.kernels,
+        name = kind if size == "1b7" else f"{kind} {size}"
+        out[name] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()), "kernels": fast.kernels,
                      "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
     return out
 

@@ -56,6 +56,11 @@ def gemv_forms(device: str) -> dict:
             table, row = r(5, k), torch.tensor([3], device=device)
             h = _rms(x.view(1, -1), norm, 1e-6).view(-1)
             gate, up = torch.nn.functional.linear(h, w2).chunk(2)
+            stored, normed = torch.zeros_like(x), torch.zeros_like(x)
+            drawn = torch.zeros(1, dtype=torch.long, device=device)
+            logits = torch.tensor([0.5, -1.0, 0.25, 2.0, 1.5], device=device)  # greedy: row 3
+            draw = qwen_kernels.Draw(logits, torch.zeros(1, dtype=torch.long, device=device),
+                                     torch.zeros((), dtype=torch.long, device=device), 1, False, 0, 1.0, 1.0)
             cases = {
                 "plain": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype)), torch.nn.functional.linear(x, w)),
                 "norm": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype), norm=norm, eps=1e-6),
@@ -66,13 +71,19 @@ def gemv_forms(device: str) -> dict:
                                 torch.nn.functional.linear(table[3], w, bias)),
                 "residual": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype), residual=res),
                              res + torch.nn.functional.linear(x, w)),
+                "norm, normed x stored": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype), norm=norm,
+                                                            eps=1e-6, store=normed, store_normed=True),
+                                          torch.nn.functional.linear(h, w)),
+                "normed x as stored": (normed, h),
+                "gather of a drawn row, row stored": (
+                    qwen_kernels.gemv(table, w, torch.empty(n, device=device, dtype=dtype), norm=norm, eps=1e-6,
+                                      row=drawn, draw=draw, store=stored),
+                    torch.nn.functional.linear(_rms(table[3].view(1, -1), norm, 1e-6).view(-1), w)),
+                "row as stored": (stored, table[3]),
+                "drawn code written": (drawn.float(), torch.tensor([3.0], device=device)),
             }
             for name, (got, want) in cases.items():
                 out[f"{str(dtype)[6:]} {n}x{k} {name}"] = rel(got, want)
-        x = torch.randn(64, generator=gen).to(device, dtype)
-        w = torch.randn(64, generator=gen).to(device, dtype)
-        out[f"{str(dtype)[6:]} rms"] = rel(qwen_kernels.rms(x, w, 1e-6, torch.empty(64, device=device, dtype=dtype)),
-                                           _rms(x.view(1, -1), w, 1e-6).view(-1))
     return out
 
 
@@ -106,9 +117,14 @@ def stacks(root: Path, device: str) -> dict:
         model.model.to(device, dtype)
         fast = FastTalker(model.model, max_len=512, use_graphs=False)
         name = str(dtype)[6:]
-        # 200 positions spread over 7 of the talker's 16 attention splits
+        # 200 positions: 4 of the talker's attention splits of 64 positions hold some
         out[f"{name} talker"] = stack_step(fast.talker_stack, 200, dtype)
         out[f"{name} code predictor"] = stack_step(fast.cp_stack, 9, dtype)
+        # splits of 8: 26 hold some, more than the combine kernel joins at a time
+        stack = fast.talker_stack
+        stack.attention = qwen_kernels.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1], stack.k.shape[3],
+                                                 device, chunk=8)
+        out[f"{name} talker, splits of 8 positions"] = stack_step(stack, 200, dtype)
     return out
 
 
@@ -127,10 +143,28 @@ def goodness_of_fit(counts: torch.Tensor, probs: torch.Tensor) -> float:
     return float(chisquare(observed[keep].numpy(), wanted[keep].numpy()).pvalue)
 
 
+class Request:
+    """The buffers talker_draw keeps a request's state in, for a vocabulary of V."""
+
+    def __init__(self, device: str, vocab: int, seed: int = 7) -> None:
+        long = lambda value: torch.tensor(value, dtype=torch.long, device=device)  # noqa: E731
+        self.token, self.seed, self.generated, self.pos, self.step = long([0]), long([seed]), long(0), long(40), long(3)
+        self.seen = torch.zeros(vocab, dtype=torch.uint8, device=device)
+        self.suppress = torch.zeros(vocab, dtype=torch.uint8, device=device)
+
+    def draw(self, logits, temperature=1.0, top_k=0, top_p=1.0, penalty=1.0, min_new=0, eos=0, sample=True,
+             advance=True) -> int:
+        draw = qwen_kernels.Draw(logits, self.seed, self.generated, 0, sample, top_k, top_p, temperature)
+        qwen_kernels.talker_draw(draw, self.token, self.seen, self.suppress, self.pos, self.step, penalty=penalty,
+                                 min_new=min_new, eos=eos, advance=advance)
+        return int(self.token)
+
+
 def sampler(device: str, draws: int = 300) -> dict:
-    """The sampling kernel's draws against the distribution HF's own warpers give (temperature, then
-    top-k, then top-p, then softmax), on a 64-entry vocabulary; each also against another setting's
-    distribution, to show the test can tell them apart."""
+    """The draws (through the talker's kernel, with no processor acting) against the distribution
+    HF's own warpers give (temperature, then top-k, then top-p, then softmax), on a 64-entry
+    vocabulary; each also against another setting's distribution, to show the test can tell them
+    apart."""
     from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
                                                         TopPLogitsWarper)
 
@@ -158,21 +192,146 @@ def sampler(device: str, draws: int = 300) -> dict:
                 "temperature 1.3": ((1.3, 0, 1.0), (0.9, 0, 1.0), logits),
                 "top-p 0.5 over tied logits": ((1.0, 0, 0.5), (1.0, 0, 0.4), tied),
                 "top-k 5 over tied logits": ((1.0, 5, 1.0), (1.0, 3, 1.0), tied)}
-    out, seed = torch.zeros(1, dtype=torch.long, device=device), torch.tensor([7], device=device)
+    request = Request(device, 64)
     report = {}
     for name, (setting, other, values) in settings.items():
         counts = torch.zeros(64)
         for _ in range(draws):
-            qwen_kernels.sample(values.to(device), out, seed, True, setting[1], setting[2], setting[0])
-            counts[int(out)] += 1
+            counts[request.draw(values.to(device), *setting)] += 1
         report[name] = {"p": goodness_of_fit(counts, hf(*setting, logits=values)),
                         "p_other": goodness_of_fit(counts, hf(*other, logits=values)),
                         "distinct": int((counts > 0).sum())}
-    greedy = qwen_kernels.sample(logits.to(device), out, seed, False, 50, 1.0, 0.9)
-    report["greedy_is_argmax"] = int(greedy) == int(logits.argmax())
-    report["seed_advanced_by"] = int(seed) - 7
+    report["greedy_is_argmax"] = request.draw(logits.to(device), sample=False) == int(logits.argmax())
+    report["generated_counted"] = int(request.generated) == 5 * draws + 1  # a Philox key per draw
     report["draws"] = draws
     return report
+
+
+def talker_processors(device: str, draws: int = 300) -> dict:
+    """The talker's processors in its draw kernel: repetition penalty over the codes seen, the
+    suppressed band, end-of-speech held back until min_new frames, as HF's processors apply them
+    (distribution, chi-square) and as FastTalker._talker_token does (greedy, exactly); and the
+    counters the kernel moves on."""
+    from transformers.generation.logits_process import (MinNewTokensLengthLogitsProcessor,
+                                                        RepetitionPenaltyLogitsProcessor, SuppressTokensLogitsProcessor,
+                                                        TemperatureLogitsWarper, TopKLogitsWarper)
+
+    vocab, eos = 64, 60
+    logits = torch.randn(vocab, generator=torch.Generator().manual_seed(8)) * 1.5
+    logits[eos] = 6.0  # end-of-speech would win most draws if it were allowed
+    seen_ids = [int(i) for i in logits.topk(6).indices if i != eos][:4]  # penalised: some positive, then
+    seen_ids += [int(i) for i in (-logits).topk(2).indices]  # some negative
+    band = list(range(48, 64))
+    band.remove(eos)  # as upstream suppresses the codec's control band but its end-of-speech
+
+    def hf(penalty: float, temperature: float, top_k: int) -> torch.Tensor:
+        ids = torch.tensor([seen_ids])
+        scores = RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.view(1, -1).clone())
+        scores = SuppressTokensLogitsProcessor(band, device="cpu")(ids, scores)
+        scores = MinNewTokensLengthLogitsProcessor(0, 1_000, eos)(ids, scores)  # eos banned
+        scores = TemperatureLogitsWarper(temperature)(ids, scores)
+        scores = TopKLogitsWarper(top_k)(ids, scores) if top_k else scores
+        return scores.softmax(-1).view(-1)
+
+    def fresh() -> Request:
+        request = Request(device, vocab)
+        request.seen[seen_ids] = 1
+        request.suppress[band] = 1
+        return request
+
+    report = {}
+    for name, (setting, other) in {"penalty 1.3, temperature 0.9, top-k 10": ((1.3, 0.9, 10), (1.0, 0.9, 10)),
+                                   "penalty 2.0, temperature 1.0": ((2.0, 1.0, 0), (1.3, 1.0, 0))}.items():
+        counts = torch.zeros(vocab)
+        for i in range(draws):
+            request = fresh()
+            request.generated.fill_(i)  # a key per draw, as frames give
+            counts[request.draw(logits.to(device), setting[1], setting[2], penalty=setting[0], min_new=10_001,
+                                eos=eos)] += 1
+        report[name] = {"p": goodness_of_fit(counts, hf(*setting)), "p_other": goodness_of_fit(counts, hf(*other)),
+                        "suppressed_drawn": int(counts[band].sum()), "eos_drawn": int(counts[eos])}
+    # greedy, exactly as FastTalker._talker_token picks, with and without the end-of-speech ban
+    greedy = []
+    for generated, min_new in ((0, 2), (5, 2)):
+        request = fresh()
+        request.generated.fill_(generated)
+        got = request.draw(logits.to(device), penalty=1.3, min_new=min_new, eos=eos, sample=False)
+        s = {"seen": request.seen.bool().view(1, -1).clone(), "suppress": request.suppress.bool().view(1, -1),
+             "generated": torch.tensor(generated)}
+        s["seen"][0, got] = False  # as it was before the draw
+        s = {k: v.cpu() for k, v in s.items()}
+        p = {"repetition_penalty": 1.3, "min_new_tokens": min_new, "eos": eos, "do_sample": False, "top_k": 0,
+             "top_p": 1.0, "temperature": 1.0}
+        want = int(FastTalker._talker_token(None, logits.view(1, -1), s, p))
+        greedy.append({"got": got, "want": want, "seen_set": bool(request.seen[got]),
+                       "counters": [int(request.generated), int(request.pos), int(request.step)]})
+    report["greedy"] = greedy
+    request = fresh()
+    request.draw(logits.to(device), advance=False)
+    report["no_advance_counters"] = [int(request.generated), int(request.pos), int(request.step)]
+    return report
+
+
+def one_key_one_token(device: str, trials: int = 40) -> dict:
+    """Kernels that draw the same code (same seed, frames generated and stream) draw the same token:
+    the GEMV that looks up the drawn code's row, the sampling kernel, the talker's input sum (stream
+    15) and the talker's draw (stream 0) all go through one draw, so the distribution tests above
+    hold for each."""
+    vocab, width = 64, 32
+    gen = torch.Generator().manual_seed(9)
+    table = torch.randn(vocab, width, generator=gen).to(device)
+    weight = torch.randn(8, width, generator=gen).to(device)
+    same = 0
+    tokens = set()
+    for trial in range(trials):
+        logits = (torch.randn(vocab, generator=gen) * 2).to(device)
+        request = Request(device, vocab, seed=1000 + trial)
+        request.generated.fill_(trial)
+        row = torch.zeros(1, dtype=torch.long, device=device)
+        for stream in (0, 15):
+            draw = qwen_kernels.Draw(logits, request.seed, request.generated, stream, True, 20, 0.9, 0.8)
+            qwen_kernels.gemv(table, weight, torch.empty(8, device=device), row=row, draw=draw)
+            alone = int(qwen_kernels.sample(draw, torch.zeros(1, dtype=torch.long, device=device)))
+            if stream == 0:
+                want = request.draw(logits, 0.8, 20, 0.9, advance=False)
+                request.generated.fill_(trial)
+            else:
+                frame = torch.zeros(16, dtype=torch.long, device=device)
+                cp_table = torch.randn(15 * vocab, width, generator=gen).to(device)
+                long = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+                qwen_kernels.talker_input(draw, frame, long([2]), table, cp_table, table[:4], long(1), long(0),
+                                          table[5], torch.empty(width, device=device))
+                want = int(frame[15])
+            same += int(row) == want == alone
+            tokens.add(want)
+    return {"same": same, "draws": 2 * trials, "distinct": len(tokens)}
+
+
+def talker_input(device: str) -> dict:
+    """The talker's input sum against torch: code0's talker embedding plus the code predictor's
+    embeddings of codes 1..15 plus this step's text row, or the pad row once the text has run out;
+    code 15 drawn (greedy) in the kernel and written, with code0, into the frame."""
+    out = {}
+    gen = torch.Generator().manual_seed(10)
+    vocab, width, groups = 24, 48, 16
+    for dtype in (torch.float32, torch.bfloat16):
+        r = lambda *s: torch.randn(*s, generator=gen).to(device, dtype)  # noqa: E731
+        first, cp_table, trailing, pad = r(30, width), r((groups - 1) * vocab, width), r(6, width), r(width)
+        logits = torch.randn(vocab, generator=gen).to(device)
+        long = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+        for step in (2, 6):
+            frame = torch.randint(0, vocab, (groups,), generator=gen).to(device)
+            frame[15] = -1
+            token = long([int(torch.randint(0, 30, (1,), generator=gen))])
+            draw = qwen_kernels.Draw(logits, long([1]), long(0), 15, False, 0, 1.0, 1.0)
+            got = qwen_kernels.talker_input(draw, frame, token, first, cp_table, trailing, long(4), long(step), pad,
+                                            torch.empty(width, device=device, dtype=dtype))
+            codes = frame[1:] + torch.arange(groups - 1, device=device) * vocab
+            rows = torch.cat((first[token], cp_table[codes]))
+            want = rows.sum(0) + (trailing[step] if step < 4 else pad)
+            out[f"{str(dtype)[6:]} step {step}"] = {"error": rel(got, want), "code0": int(frame[0]) == int(token),
+                                                    "code15": int(frame[15]) == int(logits.argmax())}
+    return out
 
 
 def kth_largest(device: str) -> dict:
@@ -208,14 +367,33 @@ def kth_largest(device: str) -> dict:
     return {"cases": cases, "wrong": wrong}
 
 
+def sampled_draw_paths(root: Path, frames: int = 6) -> dict:
+    """FastTalker sampling through the kernels, the code predictor's codes drawn in separate sampling
+    kernels (the default) and inside the GEMVs that look them up: from one torch seed, the same codes."""
+    model = qwen_fast_check.load(root, "custom_voice")
+    codes = qwen_fast_check.recorder(model)
+    fast = FastTalker(model.model, max_len=1024, use_graphs=False)
+    fast.install()
+    for fused in (False, True):
+        fast.FUSED_DRAWS = fused
+        torch.manual_seed(3)
+        qwen_fast_check.speak(model, "custom_voice", max_new_tokens=frames, subtalker_top_k=8)
+    separate, fused = codes
+    return {"frames": len(separate), "equal": bool(torch.equal(separate, fused)),
+            "distinct_codes": len(set(separate[:, 1:].flatten().tolist()))}
+
+
 def greedy(root: Path) -> dict:
-    return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False})
+    runs = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"), ("custom_voice", "0b6"))
+    return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False}, runs=runs)
 
 
 if __name__ == "__main__":
     root, device = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "cpu")
     report = {"gemv": gemv_forms(device), "stacks": stacks(root, device), "sampler": sampler(device),
-              "kth_largest": kth_largest(device)}
+              "talker_processors": talker_processors(device), "one_key_one_token": one_key_one_token(device),
+              "talker_input": talker_input(device), "kth_largest": kth_largest(device)}
     if device == "cpu":
         report["greedy"] = greedy(root)
+        report["sampled_draw_paths"] = sampled_draw_paths(root)
     print(json.dumps(report))
