@@ -279,7 +279,8 @@ def frame_table(size: str, out: dict, replays: int) -> None:
     s, p = fast._static, dict(fast.graph_key)
     with torch.inference_mode():
         start = {k: v.clone() for k, v in s.items()}
-    log(f"{size}: captured; prompt at {int(start['pos'])} positions")
+    prompt = int(start["pos"])
+    log(f"{size}: captured; prompt at {prompt} positions")
 
     def timed(label: str, params: dict | None = None) -> float:
         with torch.inference_mode():  # the state was made in inference mode, as generate runs
@@ -303,33 +304,50 @@ def frame_table(size: str, out: dict, replays: int) -> None:
 
     rows = {}
     base = (qwen_kernels.TILE, qwen_kernels.WARPS)
-    for pdl in (True, False):
-        qwen_kernels._PDL = pdl
-        for tile in (4096, 8192, 16384):
-            for warps in (4, 8):
-                qwen_kernels.TILE, qwen_kernels.WARPS = tile, warps
-                label = f"tile {tile} warps {warps} pdl {int(pdl)}"
-                try:
-                    rows[label] = timed(label)
-                except Exception as exc:
-                    log(f"{label}: failed {exc!r}"[:300])
+    for tile, warps, pdl in ((8192, 4, True), (8192, 4, False), (4096, 4, True), (16384, 4, True), (8192, 8, True)):
+        qwen_kernels.TILE, qwen_kernels.WARPS, qwen_kernels._PDL = tile, warps, pdl
+        label = f"tile {tile} warps {warps} pdl {int(pdl)}"
+        try:
+            rows[label] = timed(label)
+        except Exception as exc:
+            log(f"{label}: failed {exc!r}"[:300])
     if not rows:
         raise RuntimeError("every setting failed")
     best = min(rows, key=rows.get)
     tile, warps, pdl = (int(best.split()[i]) for i in (1, 3, 5))
     qwen_kernels.TILE, qwen_kernels.WARPS, qwen_kernels._PDL = tile, warps, bool(pdl)
-    attention = fast.talker_stack.attention
-    for splits in (8, 32, 16):
-        attention.splits = splits
+    stack = fast.talker_stack
+    default_chunk = stack.attention.chunk
+    late = 1000  # a talker position deep into long speech: attention reads 1000 positions
+    for chunk, warps in ((32, 4), (32, 8), (64, 8), (default_chunk, qwen_kernels.Attention.WARPS)):
+        qwen_kernels.Attention.WARPS = warps
         with torch.inference_mode():
-            attention.m = torch.empty(splits, attention.heads, device="cuda")
-            attention.l = torch.empty(splits, attention.heads, device="cuda")
-            attention.acc = torch.empty(splits, attention.heads, attention.head_dim, device="cuda")
-        rows[f"{best}, talker splits {splits}"] = timed(f"{best}, talker splits {splits}")
+            stack.attention = qwen_kernels.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1],
+                                                     stack.k.shape[3], "cuda", chunk)
+        label = f"talker attention chunk {chunk}, {warps} warps"
+        rows[f"{best}, {label}"] = timed(label)
+        with torch.inference_mode():
+            start["pos"].fill_(late)
+        rows[f"{best}, {label}, position {late}"] = timed(f"{label}, position {late}")
+        with torch.inference_mode():
+            start["pos"].fill_(prompt)
+    assert stack.attention.chunk == default_chunk
     sampled = dict(p, do_sample=True, sub_sample=True, top_k=50, sub_top_k=50, temperature=0.9, sub_temp=0.9)
-    rows[f"{best}, sampled (top-k 50, temperature 0.9)"] = timed("sampled (top-k 50, temperature 0.9)", sampled)
+    default_fused = fast.FUSED_DRAWS
+    for fused in (not default_fused, default_fused):
+        fast.FUSED_DRAWS = fused
+        label = f"sampled (top-k 50, temperature 0.9), {'fused' if fused else 'separate'} draws"
+        rows[f"{best}, {label}"] = timed(label, sampled)
     out.setdefault("frames", {})[size] = {"ms_per_frame": rows, "best": best, "default": base,
-                                          "replays": replays, "prompt_positions": int(start["pos"])}
+                                          "replays": replays, "prompt_positions": prompt}
+    compiled = torch.compile(qwen_fast._layer, dynamic=True, fullgraph=True)  # MCP_TTS_QWEN_COMPILE_PREFILL=1
+    for name, prefill_layer in (("compiled prefill", compiled), ("eager prefill (the default)", qwen_fast._layer)):
+        fast.prefill_layer = prefill_layer
+        fast.prefills.clear()
+        t = time.perf_counter()
+        fast.warm_prefills()
+        log(f"{name}: prefill graphs captured in {time.perf_counter() - t:.1f} s")
+        out["frames"][size][f"call_phases_ms, {name}"] = call_phases(wrapper, fast)
     # the kernels of one frame (the graph's kernels, as CUPTI reports them)
     from torch.profiler import ProfilerActivity, profile
 
@@ -349,6 +367,59 @@ def frame_table(size: str, out: dict, replays: int) -> None:
         f"{sum(r[2] for r in table) / 1e3:.3f} ms of kernel time):")
     for n, c, t in table[:25]:
         log(f"    {c:6.1f} x {t / max(c, 1):7.2f} us = {t:8.1f} us  {n}")
+
+
+def call_phases(wrapper, fast, frames: int = 64, reps: int = 3) -> dict:
+    """Where one greedy talker.generate call of `frames` frames spends its time (ms, medians; each part
+    timed with the GPU synchronised around it): the request's buffers, the prefill, the first code0,
+    and the frames (the rest)."""
+    import qwen_speed
+
+    parts: dict[str, list[float]] = {}
+
+    def call():
+        with torch.inference_mode():
+            wrapper.generate_custom_voice(qwen_speed.TEXT, speaker=qwen_speed.SPEAKER, language=qwen_speed.LANGUAGE,
+                                          max_new_tokens=frames, do_sample=False, subtalker_dosample=False)
+
+    call()  # captures the greedy frame graph, outside the timing below (it cannot sync inside a capture)
+
+    def timed(name, fn):
+        def wrapped(*a, **k):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            result = fn(*a, **k)
+            torch.cuda.synchronize()
+            parts.setdefault(name, []).append((time.perf_counter() - t) * 1e3)
+            return result
+        return wrapped
+
+    fast._state = timed("state", fast._state)
+    fast._prefill = timed("prefill", fast._prefill)
+    fast._talker_draw = timed("draws", fast._talker_draw)  # only the first code0's runs outside the graph
+    fast.generate = timed("generate", fast.generate)
+    fast.install()
+    try:
+        for _ in range(reps):
+            call()
+    finally:
+        for name in ("_state", "_prefill", "_talker_draw", "generate"):
+            del fast.__dict__[name]
+        fast.install()
+    med = {name: sorted(v)[len(v) // 2] for name, v in parts.items()}
+    med["frames"] = med["generate"] - med["state"] - med["prefill"] - med["draws"]
+    med["frames_per_frame"] = med["frames"] / (frames - 1)
+    # the host's side of one frame: launching the graph (it returns before the frame has run)
+    launches = []
+    for _ in range(20):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        fast.graph.replay()
+        launches.append((time.perf_counter() - t) * 1e3)
+    torch.cuda.synchronize()
+    med["graph_launch_host"] = sorted(launches)[len(launches) // 2]
+    log("call phases (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
+    return med
 
 
 def main() -> int:
