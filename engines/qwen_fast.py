@@ -275,6 +275,8 @@ class FastTalker:
         # the code predictor's input for each code it can be given, projected once here: a row lookup
         # in the first projection's kernel then, not a GEMV and a lookup per code (1.7B: 69 MB)
         proj = cp.small_to_mtp_projection
+        assert isinstance(proj, (torch.nn.Linear, torch.nn.Identity)), proj
+        assert self.groups <= 16, "draw keys give each frame 16 streams"  # qwen_kernels.Draw
         with torch.no_grad():
             if isinstance(proj, torch.nn.Linear):
                 inputs, self.cp_first_input = (F.linear(t, proj.weight, proj.bias) for t in (self.cp_table, first))
@@ -448,21 +450,19 @@ class FastTalker:
             frames[k].copy_(s["frame"])
             hiddens.append(s["hidden"].clone())
             count = k + 1
-            due, pending = ([pending] if pending else []), None
+            end = None
+            if pending is not None:  # read before the next check reuses the host's flag
+                end, reported = self._read_check(pending, frames, reported, eos)
+                pending = None
             # frames 2, 6, 10, ...: the first chunk after 2, the next 4 later, as the decoder wants them
-            if (count - self.first_report) % check_every == 0 or k == last_k:
+            if end is None and ((count - self.first_report) % check_every == 0 or k == last_k):
                 check = self._check(frames, count, eos)
                 # under graphs the host reads the answer while the GPU runs the next frame, but for the
                 # first chunk, which the listener is waiting for, and the last frame
                 if self.use_graphs and count != self.first_report and k != last_k:
                     pending = check
                 else:
-                    due.append(check)
-            end = None
-            for check in due:
-                end, reported = self._read_check(check, frames, reported, eos)
-                if end is not None:
-                    break
+                    end, reported = self._read_check(check, frames, reported, eos)
             if end is not None:
                 count = end
                 break

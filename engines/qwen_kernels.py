@@ -515,6 +515,7 @@ def talker_input(draw: Draw | None, frame: torch.Tensor, token: torch.Tensor, fi
     `trailing_len` of them real."""
     h = out.numel()
     codes = frame.numel() - 1
+    assert draw is None or draw.stream == codes, "the frame's last code is drawn on its own stream"
     bh = min(triton.next_power_of_2(h), 256)
     if draw is None:
         drawing, constants = (frame, frame, frame, 1.0, 1.0), _NO_DRAW

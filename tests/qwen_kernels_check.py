@@ -117,14 +117,15 @@ def stacks(root: Path, device: str) -> dict:
         model.model.to(device, dtype)
         fast = FastTalker(model.model, max_len=512, use_graphs=False)
         name = str(dtype)[6:]
-        # 200 positions: 4 of the talker's attention splits of 64 positions hold some
+        # 200 positions: 7 of the talker's attention splits of 32 positions hold some
         out[f"{name} talker"] = stack_step(fast.talker_stack, 200, dtype)
         out[f"{name} code predictor"] = stack_step(fast.cp_stack, 9, dtype)
-        # splits of 8: 26 hold some, more than the combine kernel joins at a time
+        # splits of 4: 51 hold some, more than the combine kernel joins at a time (32)
         stack = fast.talker_stack
         stack.attention = qwen_kernels.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1], stack.k.shape[3],
-                                                 device, chunk=8)
-        out[f"{name} talker, splits of 8 positions"] = stack_step(stack, 200, dtype)
+                                                 device, chunk=4)
+        assert stack.attention.SB < 51
+        out[f"{name} talker, splits of 4 positions"] = stack_step(stack, 200, dtype)
     return out
 
 
@@ -304,7 +305,13 @@ def one_key_one_token(device: str, trials: int = 40) -> dict:
                 want = int(frame[15])
             same += int(row) == want == alone
             tokens.add(want)
-    return {"same": same, "draws": 2 * trials, "distinct": len(tokens)}
+    # each code of a frame has its own random numbers: the same logits on the 16 streams of one frame
+    logits = torch.zeros(vocab, device=device)  # uniform: the draw is the random numbers alone
+    request = Request(device, vocab)
+    streams = {int(qwen_kernels.sample(qwen_kernels.Draw(logits, request.seed, request.generated, stream, True, 0,
+                                                         1.0, 1.0), torch.zeros(1, dtype=torch.long, device=device)))
+               for stream in range(16)}
+    return {"same": same, "draws": 2 * trials, "distinct": len(tokens), "distinct_over_streams": len(streams)}
 
 
 def talker_input(device: str) -> dict:
