@@ -160,7 +160,11 @@ class Draw:
                 "TOP_P": bool(self.do_sample and self.top_p < 1.0)}
 
 
-_NO_DRAW = {"V": 1, "VP": 1, "SAMPLE": False, "TOP_K": 0, "TOP_P": False}  # constants of a kernel not drawing
+def _drawing(draw: Draw | None, placeholder: torch.Tensor) -> tuple[tuple, dict]:
+    """A drawing kernel's draw arguments and constants; without a draw, stand-ins it never reads."""
+    if draw is None:
+        return (placeholder,) * 3 + (0, 1.0, 1.0), {"V": 1, "VP": 1, "SAMPLE": False, "TOP_K": 0, "TOP_P": False}
+    return draw.args(), draw.constants()
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm: torch.Tensor | None = None,
@@ -176,10 +180,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm: torc
     k = weight.shape[1]
     bn, kp, warps = _config(n, k, glu)
     gather = 0 if row is None else 2 if draw is not None else 1
-    if draw is None:
-        drawing, constants = (x, x, x, 0, 1.0, 1.0), _NO_DRAW
-    else:
-        drawing, constants = draw.args(), draw.constants()
+    drawing, constants = _drawing(draw, x)
     _gemv_kernel[(triton.cdiv(n, bn),)](
         x, x if norm is None else norm, weight, x if bias is None else bias,
         x if residual is None else residual, out, x if row is None else row, x if store is None else store,
@@ -470,8 +471,8 @@ def talker_draw(draw: Draw, token: torch.Tensor, seen: torch.Tensor, suppress: t
 
 @triton.jit
 def _talker_input_kernel(frame_ptr, token_ptr, first_ptr, table_ptr, trailing_ptr, trailing_len_ptr, step_ptr,
-                         pad_ptr, out_ptr, logits_ptr, seed_ptr, gen_ptr, top_p, temperature, vocab, text_rows,
-                         H: tl.constexpr, BH: tl.constexpr, CODES: tl.constexpr, V: tl.constexpr,
+                         pad_ptr, out_ptr, logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, vocab,
+                         text_rows, H: tl.constexpr, BH: tl.constexpr, CODES: tl.constexpr, V: tl.constexpr,
                          VP: tl.constexpr, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
                          DRAW: tl.constexpr, PDL: tl.constexpr):
     """Columns [BH * pid, +BH) of the talker's next input: the talker embedding of code0, plus the code
@@ -485,7 +486,7 @@ def _talker_input_kernel(frame_ptr, token_ptr, first_ptr, table_ptr, trailing_pt
         gdc_wait()
         gdc_launch_dependents()
     if DRAW:
-        last = _draw(logits_ptr, seed_ptr, gen_ptr, CODES, top_p, temperature, V, VP, SAMPLE, TOP_K, TOP_P)
+        last = _draw(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, V, VP, SAMPLE, TOP_K, TOP_P)
         last = last.to(tl.int64)
         if tl.program_id(0) == 0:
             tl.store(frame_ptr + CODES, last)
@@ -517,10 +518,7 @@ def talker_input(draw: Draw | None, frame: torch.Tensor, token: torch.Tensor, fi
     codes = frame.numel() - 1
     assert draw is None or draw.stream == codes, "the frame's last code is drawn on its own stream"
     bh = min(triton.next_power_of_2(h), 256)
-    if draw is None:
-        drawing, constants = (frame, frame, frame, 1.0, 1.0), _NO_DRAW
-    else:
-        drawing, constants = (*draw.args()[:3], float(draw.top_p), float(draw.temperature)), draw.constants()
+    drawing, constants = _drawing(draw, frame)
     _talker_input_kernel[(triton.cdiv(h, bh),)](
         frame, token, first, table, trailing, trailing_len, step, pad, out, *drawing, table.shape[0] // codes,
         trailing.shape[0], H=h, BH=bh, CODES=codes, **constants, DRAW=draw is not None, num_warps=4,
