@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,6 +37,12 @@ class Recipe:
     packages: tuple[str, ...]
     check: str  # python code that must run in the new venv
     fixup: str = ""  # python code run in the new venv after pip, before the check
+
+    @property
+    def disk_gb(self) -> float:
+        """Free space the install needs: the venv plus pip's unpacked wheels. Measured: qwen's CPU venv
+        1.9 GB, chatterbox's with PyPI's CUDA torch 6.3 GB; a CUDA torch's libraries alone are ~5 GB."""
+        return 3.0 if self.device == "cpu" else 9.0
 
     @property
     def digest(self) -> str:
@@ -135,6 +142,7 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f"venv.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    _check_space(plan, target.parent)
     started = time.monotonic()
     try:
         say(f"{family}: creating a venv ({plan.device}) in {staging}")
@@ -160,11 +168,30 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
             os.replace(target, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, target)  # the venv only counts as installed from here on
+    except TTSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if "No space left on device" in str(exc):
+            raise TTSError(f"{family}: the disk ran out of space during the install; {_space(plan, target.parent)}"
+                           f"\n{exc}") from None
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
     return target
+
+
+def _check_space(plan: Recipe, where: Path) -> None:
+    """Refuses at once rather than failing minutes into pip with a half-written venv."""
+    if shutil.disk_usage(where).free / 1e9 < plan.disk_gb:
+        raise TTSError(f"{plan.family}: not enough free disk space to install; {_space(plan, where)}")
+
+
+def _space(plan: Recipe, where: Path) -> str:
+    free = shutil.disk_usage(where).free / 1e9
+    return (f"{where} has {free:.1f} GB free and the {plan.family} family ({plan.device}) needs about "
+            f"{plan.disk_gb:.0f} GB. Free some space there, or set MCP_TTS_FAMILIES_DIR to a folder on a "
+            f"disk with room (pip also unpacks into {tempfile.gettempdir()}).")
 
 
 def _run(command: list[str], say: Callable[[str], None], show: bool = False) -> None:

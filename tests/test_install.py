@@ -35,6 +35,32 @@ def test_a_venv_whose_check_fails_is_not_installed(tmp_path, monkeypatch):
     assert not list((settings.families_dir / "qwen").iterdir())
 
 
+def test_too_little_disk_space_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data")
+    monkeypatch.setattr(install.Recipe, "disk_gb", property(lambda self: 1e9))  # a billion GB
+    lines: list[str] = []
+    with pytest.raises(TTSError) as caught:
+        install.install(settings, "qwen", "cpu", say=lines.append)
+    message = str(caught.value)
+    assert "not enough free disk space" in message
+    assert str(settings.families_dir) in message and "GB free" in message and "MCP_TTS_FAMILIES_DIR" in message
+    assert not list((settings.families_dir / "qwen").iterdir())
+    assert lines == []  # refused before a venv was started
+
+
+def test_a_full_disk_during_the_install_is_named(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data")
+    full = install.Recipe("qwen", "cpu", ("pip",), "raise OSError(28, 'No space left on device')")
+    monkeypatch.setattr(install, "recipe", lambda family, device: full)
+    with pytest.raises(TTSError) as caught:
+        install.install(settings, "qwen", "cpu", say=lambda line: None)
+    message = str(caught.value)
+    assert message.startswith("qwen: the disk ran out of space during the install")
+    assert "needs about 3 GB" in message and "[Errno 28]" in message
+    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert not list((settings.families_dir / "qwen").iterdir())
+
+
 def test_builtin_and_unknown_families():
     settings = Settings()
     with pytest.raises(TTSError, match="needs no install"):
