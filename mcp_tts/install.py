@@ -168,14 +168,11 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
             os.replace(target, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, target)  # the venv only counts as installed from here on
-    except TTSError as exc:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if "No space left on device" in str(exc):
+        if isinstance(exc, TTSError) and "No space left on device" in str(exc):
             raise TTSError(f"{family}: the disk ran out of space during the install; {_space(plan, target.parent)}"
                            f"\n{exc}") from None
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         raise
     say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
     return target
