@@ -208,12 +208,8 @@ def _attend_kernel(qkv_ptr, qn_ptr, kn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, pos_
     dtype = k_ptr.dtype.element_ty
     pos = tl.load(pos_ptr)
     n = pos + 1
-    if SPLITS == 1:
-        start = 0
-        end = n
-    else:
-        start = split * CHUNK
-        end = tl.minimum(start + CHUNK, n)
+    start = split * CHUNK  # one split: CHUNK >= L > pos, so 0..pos
+    end = tl.minimum(start + CHUNK, n)
     d = tl.arange(0, HD)
     rot = (d + HALF) % HD  # rotate_half: [-x2, x1]
     sign = tl.where(d < HALF, -1.0, 1.0)
@@ -430,8 +426,8 @@ def sample(draw: Draw, out: torch.Tensor) -> torch.Tensor:
 
 
 @triton.jit
-def _talker_draw_kernel(logits_ptr, seen_ptr, suppress_ptr, token_ptr, seed_ptr, gen_ptr, pos_ptr, step_ptr,
-                        penalty, min_new, eos, top_p, temperature, V: tl.constexpr, VP: tl.constexpr,
+def _talker_draw_kernel(logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, seen_ptr, suppress_ptr,
+                        token_ptr, pos_ptr, step_ptr, penalty, min_new, eos, V: tl.constexpr, VP: tl.constexpr,
                         SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr, PENALTY: tl.constexpr,
                         ADVANCE: tl.constexpr, PDL: tl.constexpr):
     """The talker's next code0 as HF's processors and warpers give it (`FastTalker._talker_token`:
@@ -449,7 +445,7 @@ def _talker_draw_kernel(logits_ptr, seen_ptr, suppress_ptr, token_ptr, seed_ptr,
         x = tl.where(seen, tl.where(x < 0, x * penalty, x / penalty), x)
     x = tl.where(tl.load(suppress_ptr + offs, mask=ok, other=0) != 0, float("-inf"), x)
     x = tl.where((offs == eos) & (generated < min_new), float("-inf"), x)
-    token = _pick(x, offs, ok, _key(seed_ptr, gen_ptr, 0), top_p, temperature, SAMPLE, TOP_K, TOP_P)
+    token = _pick(x, offs, ok, _key(seed_ptr, gen_ptr, stream), top_p, temperature, SAMPLE, TOP_K, TOP_P)
     tl.store(token_ptr, token.to(tl.int64))
     tl.store(seen_ptr + token, 1)
     tl.store(gen_ptr, generated + 1)
@@ -462,10 +458,10 @@ def talker_draw(draw: Draw, token: torch.Tensor, seen: torch.Tensor, suppress: t
                 step: torch.Tensor, *, penalty: float, min_new: int, eos: int, advance: bool) -> torch.Tensor:
     """token ([1] int64) = the talker's next code0 from draw.logits; seen and suppress: [V] uint8 masks
     (seen gets the token); draw.generated, and with `advance` pos and step, go up by one."""
+    assert draw.stream == 0, "the talker's code is a frame's stream 0"
     _talker_draw_kernel[(1,)](
-        draw.logits, seen, suppress, token, draw.seed, draw.generated, pos, step, float(penalty), int(min_new),
-        int(eos), float(draw.top_p), float(draw.temperature), **draw.constants(), PENALTY=penalty != 1.0,
-        ADVANCE=advance, num_warps=4, **_launch_options())
+        *draw.args(), seen, suppress, token, pos, step, float(penalty), int(min_new), int(eos), **draw.constants(),
+        PENALTY=penalty != 1.0, ADVANCE=advance, num_warps=4, **_launch_options())
     return token
 
 

@@ -122,8 +122,7 @@ def stacks(root: Path, device: str) -> dict:
         out[f"{name} code predictor"] = stack_step(fast.cp_stack, 9, dtype)
         # splits of 4: 51 hold some, more than the combine kernel joins at a time (32)
         stack = fast.talker_stack
-        stack.attention = qwen_kernels.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1], stack.k.shape[3],
-                                                 device, chunk=4)
+        stack.use_kernels(chunk=4)
         assert stack.attention.SB < 51
         out[f"{name} talker, splits of 4 positions"] = stack_step(stack, 200, dtype)
     return out
