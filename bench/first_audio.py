@@ -37,7 +37,7 @@ from say_roundtrip import BIN, pct, start_pulse  # noqa: E402
 def one_shot_ms(text: str, reps: int) -> tuple[list[float], float]:
     """espeak in this process over the whole shaped text at once: the first sound a one-shot tool
     could give, and the audio's length."""
-    from engines.espeak import Espeak
+    from mcp_tts.engines.builtin.espeak import Espeak
     from mcp_tts.speakable import speakable
 
     espeak = Espeak()

@@ -5,8 +5,8 @@
 Builds the full-size architecture with random weights (bench/qwen_speed.py's builder), installs
 the fast path as the engine does (FastTalker, CodecGraphs, prefill graphs), then speaks three texts
 (bench/first_audio.py's: one sentence, a paragraph, a 2,000-character markdown message, shaped by
-mcp_tts.speakable as the server would) through engines.pieces.speak_pieces with the engine's part
-budget and engines.qwen.StreamingDecoder, exactly the calls QwenEngine.prepare's run makes. Random
+mcp_tts.speakable as the server would) through mcp_tts.engines.runtime.pieces.speak_pieces with the engine's part
+budget and mcp_tts.engines.qwen.engine.StreamingDecoder, exactly the calls QwenEngine.prepare's run makes. Random
 weights never stop by themselves, so each part is capped at --frames frames: the total time is
 parts x frames, not what real speech of that text would take; the first audio is what matters here.
 Beside ours, upstream's first audio for the first part: one whole `generate_custom_voice` call.
@@ -27,14 +27,18 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "engines")]
+import launch  # noqa: E402  (mcp_tts.engines from engines/, as in an engine host)
+
+launch.install()
+sys.modules["mcp_tts"].__path__.append(str(ROOT / "mcp_tts"))  # and mcp_tts.speakable, shaped as the server does
 
 from agent_texts import TEXTS  # noqa: E402
 from qwen_speed import LANGUAGE, SPEAKER, build  # noqa: E402
 
-from engines.pieces import speak_pieces  # noqa: E402
-from engines.qwen import PIECE_CHARS, SAMPLE_RATE, SAMPLES_PER_FRAME, SENTENCE_PAUSE, StreamingDecoder  # noqa: E402
-from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
+from mcp_tts.engines.runtime.pieces import speak_pieces  # noqa: E402
+from mcp_tts.engines.qwen.engine import PIECE_CHARS, SAMPLE_RATE, SAMPLES_PER_FRAME, SENTENCE_PAUSE, StreamingDecoder  # noqa: E402
+from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
 from mcp_tts.speakable import speakable  # noqa: E402
 
 

@@ -9,8 +9,8 @@ the cost.
 
     PYTHONUNBUFFERED=1 python3 bench/qwen_kernels.py            # GPU; writes $OUT/qwen_kernels.json
 
-With --frame SIZE it times whole frames instead, as the engine runs them (engines/qwen_fast.py with
-the Triton kernels of engines/qwen_kernels.py, one CUDA graph a frame, full-size random weights),
+With --frame SIZE it times whole frames instead, as the engine runs them (engines/qwen/fast.py with
+the Triton kernels of engines/qwen/kernels.py, one CUDA graph a frame, full-size random weights),
 under each GEMV tile size, warp count, attention split count and with programmatic dependent launch
 on and off, and lists the kernels of a frame (needs the wheels qwen_speed.py needs).
 """
@@ -25,11 +25,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT / "engines")]
+import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+
+launch.install()
 
 import torch  # noqa: E402
 
-from engines import qwen_fast  # noqa: E402
+from mcp_tts.engines.qwen import fast as qwen_fast  # noqa: E402
 
 T0 = time.perf_counter()
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: only proves the script runs
@@ -264,8 +267,8 @@ def frame_table(size: str, out: dict, replays: int) -> None:
 
     sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
     import qwen_speed
-    from engines import qwen_kernels
-    from engines.qwen_fast import FastTalker
+    from mcp_tts.engines.qwen import kernels as qwen_kernels
+    from mcp_tts.engines.qwen.fast import FastTalker
 
     key = {"1.7B": "1b7", "0.6B": "0b6"}[size]
     with tempfile.TemporaryDirectory() as tokdir:

@@ -3,9 +3,9 @@
 Builds the published 1.7B and 0.6B CustomVoice architectures with random weights directly on the
 device (bf16 on CUDA), with the 12 Hz codec at its published size, wraps them in the package's own
 `qwen_tts.Qwen3TTSModel` and drives the public `generate_custom_voice` path. For each size and
-length it runs upstream and ours (engines.qwen_fast.FastTalker installed on the same model object)
+length it runs upstream and ours (mcp_tts.engines.qwen.fast.FastTalker installed on the same model object)
 on the same prompt, greedy for correctness and timing, plus default sampling for ours; and ours
-streaming as the engine does it (engines.qwen.StreamingDecoder fed from FastTalker.on_frames).
+streaming as the engine does it (mcp_tts.engines.qwen.engine.StreamingDecoder fed from FastTalker.on_frames).
 
 On the GPU machine (wheels from bench/fetch_gpu_wheels.sh carried as .whl):
 
@@ -48,17 +48,20 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "engines"), str(ROOT / "tests")]
+import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+
+launch.install()
 
 import torch  # noqa: E402
 
 import qwen_tiny  # noqa: E402  (tests/qwen_tiny.py: configs in the published layout, tokenizer files)
-from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
+from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
 
 try:  # the engine's own streaming decoder (chunks with left context); a local fallback otherwise
-    from engines.qwen import FIRST_CHUNK, StreamingDecoder
-except Exception as exc:  # pragma: no cover - only if engines.qwen cannot be imported
-    print(f"note: engines.qwen not importable ({exc!r}); using a local streaming decoder", flush=True)
+    from mcp_tts.engines.qwen.engine import FIRST_CHUNK, StreamingDecoder
+except Exception as exc:  # pragma: no cover - only if mcp_tts.engines.qwen.engine cannot be imported
+    print(f"note: mcp_tts.engines.qwen.engine not importable ({exc!r}); using a local streaming decoder", flush=True)
     StreamingDecoder, FIRST_CHUNK = None, 4
 
 T_START = time.perf_counter()
@@ -245,7 +248,7 @@ class FirstAudio(Exception):
     pass
 
 
-class LocalStreamingDecoder:  # used only when engines.qwen cannot be imported
+class LocalStreamingDecoder:  # used only when mcp_tts.engines.qwen.engine cannot be imported
     def __init__(self, tokenizer, emit):
         self.tokenizer, self.emit, self.codes, self.done = tokenizer, emit, None, 0
 
@@ -892,7 +895,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(args.dtype, torch.bfloat16 if cuda else torch.float32)
-    if cuda:  # what the engine sets (engines/qwen.py _settings)
+    if cuda:  # what the engine sets (engines/qwen/engine.py _settings)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark

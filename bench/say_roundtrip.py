@@ -51,7 +51,7 @@ def start_pulse() -> tuple[dict[str, str], Path]:
 
 def in_process_floor(calls: int, folder: Path) -> list[float]:
     """One process, no MCP, no hosts: espeak synthesizes the phrase and writes a WAV."""
-    from engines.espeak import Espeak
+    from mcp_tts.engines.builtin.espeak import Espeak
 
     espeak = Espeak()
     espeak.voices()

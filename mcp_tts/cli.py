@@ -193,12 +193,12 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     audio = _check_audio()
     print(f"audio output: {audio}")
     for family in families.FAMILIES.values():
-        python = family.interpreter(settings)
-        state = f"installed ({python})" if python else f"not installed ({family.install_command})"
+        python = families.interpreter(family, settings)
+        state = f"installed ({python})" if python else f"not installed ({families.install_command(family)})"
         print(f"family {family.name}: {state}; backends {', '.join(family.backends)}")
     print(f"GPU: {_check_gpu()}")
     try:
-        from engines.espeak import Espeak
+        from .engines.builtin.espeak import Espeak
 
         espeak = Espeak()
         print(f"espeak-ng: {len(espeak.voices())} voices at {espeak.sample_rate} Hz")

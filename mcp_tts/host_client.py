@@ -24,10 +24,10 @@ from anyio.abc import ByteStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-import engines
-from engines import address
-from engines.lockfile import LockFile
-from engines.protocol import (
+from . import engines
+from .engines.contract import address
+from .engines.contract.lockfile import LockFile
+from .engines.contract.protocol import (
     HEADER, PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome, decode,
     encode,
     frame_sizes,
@@ -41,19 +41,10 @@ log = logging.getLogger("mcp_tts.hosts")
 ENGINES_DIR = Path(engines.__file__).resolve().parent
 SPAWN_TIMEOUT = 30.0
 
-# Runs the host from ENGINES_DIR in any interpreter, with nothing else of ours on sys.path: a
-# family venv must not see the server's site-packages.
-BOOTSTRAP = (
-    "import importlib.util, runpy, sys\n"
-    "path = sys.argv[1]\n"
-    "spec = importlib.util.spec_from_file_location('engines', path + '/__init__.py',"
-    " submodule_search_locations=[path])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "sys.modules['engines'] = module\n"
-    "spec.loader.exec_module(module)\n"
-    "sys.argv = ['engines.host'] + sys.argv[2:]\n"
-    "runpy.run_module('engines.host', run_name='__main__', alter_sys=True)\n"
-)
+# engines/launch.py runs the host in any interpreter with only the engine side importable: a family
+# venv must not see the server's site-packages, nor the server package itself.
+LAUNCHER = ENGINES_DIR / "launch.py"
+HOST_MODULE = "mcp_tts.engines.runtime.host"
 
 Frame = tuple[Message, bytes]
 
@@ -328,7 +319,7 @@ def start_host(service: str, python: Path, runtime_dir: Path, idle_timeout: floa
             kwargs["start_new_session"] = True
         # -I: no current directory, PYTHONPATH or user site on sys.path, in any family's interpreter
         process = subprocess.Popen(
-            [str(python), "-I", "-c", BOOTSTRAP, str(ENGINES_DIR), service, "--runtime-dir", str(runtime_dir),
+            [str(python), "-I", str(LAUNCHER), HOST_MODULE, service, "--runtime-dir", str(runtime_dir),
              "--idle-timeout", str(idle_timeout)],
             stdin=subprocess.DEVNULL, stdout=log_out, stderr=log_out, close_fds=True,
             env=_host_env(), cwd=runtime_dir, **kwargs)

@@ -63,7 +63,7 @@ except OSError as exc:  # its compiled extension wants CUDA's libraries: without
 
 # Importing qwen_tts and running librosa's resampler once compiles numba's cache now, not in the
 # first clone of a voice (11 s in a fresh venv). On CUDA it also says whether Triton is there: the
-# engine decodes through Triton kernels (engines/qwen_kernels.py), which torch's CUDA wheels bring on
+# engine decodes through Triton kernels (engines/qwen/kernels.py), which torch's CUDA wheels bring on
 # Linux, and without it falls back to slower torch.compile'd layers.
 QWEN_CHECK = ("import importlib.util, numpy, torch, qwen_tts, librosa; "
               "librosa.resample(numpy.zeros(4000, 'float32'), orig_sr=16000, target_sr=24000); "

@@ -40,7 +40,7 @@ Conventions, chosen for how speech engines read, not for how text looks:
   e.g. -> "for example", -> -> "to", & -> "and". Acronyms engines already spell (API, CLI, JSON) stay.
 - Emoji go, with their joiners, variation selectors, skin tones and :shortcodes:.
 
-Chatterbox Turbo's tags ("[laugh]", "[sigh]", engines/tags.py) are kept as written, lowercased.
+Chatterbox Turbo's tags ("[laugh]", "[sigh]", engines/contract/tags.py) are kept as written, lowercased.
 
 The result never holds a markdown symbol (# * _ ` > | ~ < [ ] { } \\ nor a run of - or =), but for
 those tags. An
@@ -56,7 +56,7 @@ import unicodedata
 import urllib.parse
 from collections.abc import Callable
 
-from engines.tags import KNOWN_TAG
+from .engines.contract.tags import KNOWN_TAG
 
 __all__ = [
     "speakable", "summarize_code_blocks", "summarize_tables", "markdown_to_prose", "strip_inline_markdown",

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 from anyio.abc import TaskGroup
 
-from engines.protocol import (
+from .engines.contract.protocol import (
     SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
     Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Progress, Queued, Shutdown,
     StopPlayback, Synthesize, Voices,
@@ -27,6 +27,8 @@ from engines.protocol import (
 
 from . import families
 from .config import Settings
+from .engines.contract.atomic import atomic_write
+from .engines.contract.catalog import CLONING_BACKENDS
 from .errors import TTSError
 from .host_client import HostConnection, HostLost, Hosts, Reply
 from .models import (
@@ -193,14 +195,9 @@ def check_output_path(raw: str, default_suffix: str = ".wav", overwrite: bool = 
 
 
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Writes next to the target and renames over it, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        sf.write(tmp, samples, sample_rate, format=AUDIO_SUFFIXES[path.suffix.lower()],
-                 subtype="PCM_16" if path.suffix.lower() == ".wav" else None)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Written beside the target and renamed over it, so a reader never sees half a file."""
+    atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format=AUDIO_SUFFIXES[path.suffix.lower()],
+                                                subtype="PCM_16" if path.suffix.lower() == ".wav" else None))
 
 
 class Speech:
@@ -519,9 +516,9 @@ class Speech:
         for name in names:
             spec = families.BACKENDS[name]
             family = families.FAMILIES[spec.family]
-            python = family.interpreter(self.settings)
+            python = families.interpreter(family, self.settings)
             entry = BackendVoices(backend=name, family=family.name, installed=python is not None,
-                                  install_command=None if python else family.install_command,
+                                  install_command=None if python else families.install_command(family),
                                   description=spec.description, models=list(spec.models),
                                   voices=[PresetVoice(name=p) for p in spec.presets])
             if python is not None:
@@ -587,7 +584,7 @@ class Speech:
             files = {SAMPLE: wav}
         else:
             manifest = VoiceManifest(name=name, kind="reference", backend=backend,
-                                     usable_with=["qwen-base", "chatterbox", "chatterbox-turbo"],
+                                     usable_with=list(CLONING_BACKENDS),
                                      description=description.strip(), reference_audio=SAMPLE,
                                      transcript=sample, sample=SAMPLE, notes=designed.notes)
             files = {SAMPLE: wav}

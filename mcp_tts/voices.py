@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field, ValidationError
 
+from .engines.contract.catalog import CLONING_BACKENDS
 from .errors import TTSError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -136,7 +137,6 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-CLONING_BACKENDS = ["qwen-base", "chatterbox", "chatterbox-turbo"]
 REFERENCE_SECONDS = (2.0, 30.0)
 REFERENCE_RATES = (16000, 192000)
 SILENCE_RMS = 0.003  # about -50 dBFS
@@ -177,7 +177,7 @@ def add_recording(root: Path, name: str, audio: Path, transcript: str) -> VoiceM
         raise TTSError("the transcript is empty: give exactly what the recording says")
     transcript = check_text(transcript, 2000)
     samples, rate = check_recording(Path(audio).expanduser())
-    manifest = VoiceManifest(name=name, kind="reference", backend="recording", usable_with=CLONING_BACKENDS,
+    manifest = VoiceManifest(name=name, kind="reference", backend="recording", usable_with=list(CLONING_BACKENDS),
                              description=f"recorded from {Path(audio).name}", reference_audio=REFERENCE,
                              transcript=transcript, sample=REFERENCE)
     library.save(manifest, {REFERENCE: wav_bytes(samples, rate)})

@@ -87,7 +87,7 @@ def stop_hosts(runtime_dir: Path) -> None:
 
 
 def host_pids(runtime_dir: Path) -> list[int]:
-    """Processes running engines.host for this runtime dir, found the way `ps` would."""
+    """Processes running mcp_tts.engines.runtime.host for this runtime dir, found the way `ps` would."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -96,7 +96,7 @@ def host_pids(runtime_dir: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"engines.host" in b" ".join(cmdline) and str(runtime_dir).encode() in cmdline:
+        if b"mcp_tts.engines.runtime.host" in b" ".join(cmdline) and str(runtime_dir).encode() in cmdline:
             pids.append(int(entry.name))
     return pids
 

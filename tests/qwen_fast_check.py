@@ -15,14 +15,17 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent / "engines")]
+import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+
+launch.install()
 
 from qwen_tiny import build  # noqa: E402
 from qwen_tts import Qwen3TTSModel  # noqa: E402
 from scipy.stats import chi2_contingency  # noqa: E402
 
-from engines.qwen import FIRST_CHUNK, SAMPLES_PER_FRAME, StreamingDecoder  # noqa: E402
-from engines.qwen_fast import CodecGraphs, FastTalker  # noqa: E402
+from mcp_tts.engines.qwen.engine import FIRST_CHUNK, SAMPLES_PER_FRAME, StreamingDecoder  # noqa: E402
+from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
 
 TEXT = "Hello there, how are you today? The tests pass."
 

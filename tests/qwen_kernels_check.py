@@ -1,4 +1,4 @@
-"""Runs inside a venv with qwen-tts and Triton: the decode kernels (engines/qwen_kernels.py) on the CPU
+"""Runs inside a venv with qwen-tts and Triton: the decode kernels (engines/qwen/kernels.py) on the CPU
 through Triton's interpreter, against the reference layer and against upstream.
 
     TRITON_INTERPRET=1 python tests/qwen_kernels_check.py CHECKPOINTS_DIR  ->  JSON on the last line
@@ -35,11 +35,14 @@ def _scalar_index(tensor, scope) -> None:
 interpreter._patch_lang_tensor = _scalar_index
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent / "engines")]
+import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+
+launch.install()
 
 import qwen_fast_check  # noqa: E402
-from engines import qwen_kernels  # noqa: E402
-from engines.qwen_fast import FastTalker, _layer, _rms  # noqa: E402
+from mcp_tts.engines.qwen import kernels as qwen_kernels  # noqa: E402
+from mcp_tts.engines.qwen.fast import FastTalker, _layer, _rms  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

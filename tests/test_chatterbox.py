@@ -22,8 +22,8 @@ from conftest import (
     MCP_TTS, REPO, Progress, assert_install_is_a_no_op_and_doctor_reports, audio_of, chatterbox_env,
     chatterbox_snapshot, error_text, host_pids_of, mcp_session,
 )
-from engines.chatterbox import FIRST_CHARS, MAX_CHARS, PIECE_PAUSE
-from engines.sentences import split_sentences
+from mcp_tts.engines.chatterbox.engine import FIRST_CHARS, MAX_CHARS, PIECE_PAUSE
+from mcp_tts.engines.runtime.sentences import split_sentences
 from mcp_tts.install import CHATTERBOX_CHECK
 from mcp_tts.voices import VoiceLibrary, VoiceManifest
 
@@ -222,9 +222,9 @@ def test_a_missing_watermarker_is_reported_never_skipped(chatterbox_family):
     check = subprocess.run([str(chatterbox_family), "-c", blocked + CHATTERBOX_CHECK], capture_output=True, text=True)
     assert check.returncode != 0 and "setuptools<81" in check.stderr
     engine = subprocess.run([str(chatterbox_family), "-c", blocked + (
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from engines.chatterbox import _check_watermarker\n"
-        "from engines.synthesis import RequestError\n"
+        f"sys.path.insert(0, {str(REPO / 'engines')!r}); import launch; launch.install()\n"
+        "from mcp_tts.engines.chatterbox.engine import _check_watermarker\n"
+        "from mcp_tts.engines.runtime.synthesis import RequestError\n"
         "try:\n    _check_watermarker()\nexcept RequestError as exc:\n    print(exc.code, exc)\n")],
         capture_output=True, text=True)
     assert engine.stdout.startswith("engine_error"), engine.stdout + engine.stderr

@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-from engines.espeak import Espeak, EspeakVoice, resolve_voice  # noqa: E402
+from mcp_tts.engines.builtin.espeak import Espeak, EspeakVoice, resolve_voice  # noqa: E402
 
 ESPEAK = Espeak()
 SENTENCE = "Hello there, this is a test of the speech engine."
@@ -62,7 +62,7 @@ def fundamental_hz(audio: np.ndarray) -> float:
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+                          timeout=120, env={**os.environ, **env})
 
 
 def test_sample_rate_is_what_espeak_reports():
@@ -339,12 +339,13 @@ def test_two_threads_at_once_each_get_their_own_complete_audio():
 def test_importing_loads_nothing_and_needs_nothing_from_the_server():
     result = run_python("""
         import sys
-        import engines.espeak as espeak
+        import mcp_tts.engines.builtin.espeak as espeak
         assert not espeak.Espeak().initialised
         assert "espeakng_loader" not in sys.modules
         espeak.Espeak().voices()
         assert espeak.Espeak().initialised
-        assert not any(name == "mcp_tts" or name.startswith("mcp_tts.") for name in sys.modules)
+        server = [m for m in sys.modules if m.startswith("mcp_tts.") and not m.startswith("mcp_tts.engines")]
+        assert server in ([], ["mcp_tts.version"]), server
         assert "mcp" not in sys.modules
     """)
     assert result.returncode == 0, result.stderr.decode()
@@ -353,7 +354,7 @@ def test_importing_loads_nothing_and_needs_nothing_from_the_server():
 def test_nothing_is_written_to_stdout():
     # The engine process's stdout may carry a protocol: neither Python nor espeak may print there.
     result = run_python("""
-        from engines.espeak import Espeak
+        from mcp_tts.engines.builtin.espeak import Espeak
         e = Espeak()
         e.voices(); e.variants()
         for text, voice in [("Hello, world.", "en-us"), ("你好", "zh"), ("こんにちは", "ja"),

@@ -12,9 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-from engines import espeak_design  # noqa: E402
-from engines.espeak import Espeak  # noqa: E402
-from engines.espeak_design import DEFAULT_VOICE, DesignedParams, design_params  # noqa: E402
+from mcp_tts.engines.builtin import design as espeak_design  # noqa: E402
+from mcp_tts.engines.builtin.espeak import Espeak  # noqa: E402
+from mcp_tts.engines.builtin.design import DEFAULT_VOICE, DesignedParams, design_params  # noqa: E402
 
 ESPEAK = Espeak()
 BASE = design_params("a voice")  # nothing understood: espeak's defaults
@@ -107,7 +107,7 @@ def test_same_description_always_gives_the_same_result():
 
 
 def test_results_do_not_depend_on_hash_seed():
-    code = ("import sys; sys.path.insert(0, '.'); from engines.espeak_design import design_params; "
+    code = ("import sys; from mcp_tts.engines.builtin.design import design_params; "
             f"print([design_params(d) for d in {[c[0] for c in CASES]!r}])")
     outputs = {
         subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=True, text=True,
@@ -205,7 +205,7 @@ def test_unknown_word_list_does_not_repeat():
 
 
 def test_the_design_module_does_not_load_the_library():
-    code = ("import sys; sys.path.insert(0, '.'); import engines.espeak_design as d; d.design_params('a woman'); "
-            "assert 'ctypes' not in sys.modules and 'engines.espeak' not in sys.modules, sorted(sys.modules)")
+    code = ("import sys; import mcp_tts.engines.builtin.design as d; d.design_params('a woman'); "
+            "assert 'ctypes' not in sys.modules and 'mcp_tts.engines.builtin.espeak' not in sys.modules, sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import pytest
 from mcp_tts import install
 from mcp_tts.config import Settings
 from mcp_tts.errors import TTSError
-from mcp_tts.families import FAMILIES
+from mcp_tts.families import FAMILIES, interpreter
 
 
 def test_a_failed_install_leaves_no_venv(tmp_path, monkeypatch):
@@ -21,7 +21,7 @@ def test_a_failed_install_leaves_no_venv(tmp_path, monkeypatch):
     family_dir = settings.families_dir / "qwen"
     assert not (family_dir / "venv").exists()
     assert not list(family_dir.glob("venv.partial-*"))
-    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert interpreter(FAMILIES["qwen"], settings) is None
     assert any("installing" in line for line in lines)
 
 
@@ -31,7 +31,7 @@ def test_a_venv_whose_check_fails_is_not_installed(tmp_path, monkeypatch):
     monkeypatch.setattr(install, "recipe", lambda family, device: broken)
     with pytest.raises(TTSError, match="a_module_that_is_not_there"):
         install.install(settings, "qwen", "cpu", say=lambda line: None)
-    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert interpreter(FAMILIES["qwen"], settings) is None
     assert not list((settings.families_dir / "qwen").iterdir())
 
 
@@ -57,7 +57,7 @@ def test_a_full_disk_during_the_install_is_named(tmp_path, monkeypatch):
     message = str(caught.value)
     assert message.startswith("qwen: the disk ran out of space during the install")
     assert "needs about 3 GB" in message and "[Errno 28]" in message
-    assert FAMILIES["qwen"].interpreter(settings) is None
+    assert interpreter(FAMILIES["qwen"], settings) is None
     assert not list((settings.families_dir / "qwen").iterdir())
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from engines.lockfile import LockFile
+from mcp_tts.engines.contract.lockfile import LockFile
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="these tests kill holders with POSIX signals")
 
 TRY = """
 import sys
 from pathlib import Path
-from engines.lockfile import LockFile
+from mcp_tts.engines.contract.lockfile import LockFile
 print(LockFile(Path(sys.argv[1])).acquire(timeout=float(sys.argv[2])), flush=True)
 """
 
@@ -26,7 +26,7 @@ print(LockFile(Path(sys.argv[1])).acquire(timeout=float(sys.argv[2])), flush=Tru
 HOLD = """
 import subprocess, sys
 from pathlib import Path
-from engines.lockfile import LockFile
+from mcp_tts.engines.contract.lockfile import LockFile
 lock = LockFile(Path(sys.argv[1]))
 if not lock.acquire():
     print("busy", flush=True)

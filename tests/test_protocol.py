@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from engines import protocol
-from engines.protocol import (
+from mcp_tts.engines.contract import protocol
+from mcp_tts.engines.contract.protocol import (
     HEADER, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Message, ProtocolError, decode, encode, frame_sizes,
     read_message,
 )

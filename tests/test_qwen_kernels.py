@@ -1,4 +1,4 @@
-"""The GPU decode kernels (engines/qwen_kernels.py) on the CPU, in Triton's interpreter, in the qwen
+"""The GPU decode kernels (engines/qwen/kernels.py) on the CPU, in Triton's interpreter, in the qwen
 family's python: each kernel against torch and HF, one position through real layer stacks against the
 reference layer, and FastTalker's greedy codes through them against upstream's in all three modes."""
 

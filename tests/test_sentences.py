@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engines import sentences
-from engines.sentences import split_sentences
+from mcp_tts.engines.runtime import sentences
+from mcp_tts.engines.runtime.sentences import split_sentences
 
 
 def spoken(pieces: list[str]) -> str:

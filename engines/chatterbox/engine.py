@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from .pieces import Joiner, piece_chars
-from .protocol import Design, Synthesize
-from .residency import budget_bytes, evict_for, memory_report, prepared
-from .sentences import split_sentences
-from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
-from .tags import KNOWN_TAG, TURBO_TAGS
+from ..runtime.pieces import Joiner, piece_chars
+from ..contract.protocol import Design, Synthesize
+from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
+from ..runtime.sentences import split_sentences
+from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from ..contract.tags import KNOWN_TAG, TURBO_TAGS
 
 # tqdm reads its settings when imported: without this, every decode step writes a progress bar to the log
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -58,7 +58,7 @@ WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.
 SAMPLE_RATE = 24000
 DEFAULT_VOICE = "default"
 TURBO_MIN_REFERENCE_SECONDS = 5.0  # ChatterboxTurboTTS.prepare_conditionals asserts a longer clip
-# Turbo's tags are engines/tags.py's list, or a loaded model's own tokenizer's when it is resident;
+# Turbo's tags are engines/contract/tags.py's list, or a loaded model's own tokenizer's when it is resident;
 # anything else in brackets that looks like one is noted as read out.
 TAG_PATTERN = re.compile(r"\[[a-z][a-z ]{1,30}\]")
 # Piece budget: T3 stops at 1000 tokens = 40 s; English speech runs 12-16 characters a second, so
@@ -276,7 +276,7 @@ class ChatterboxEngine:
         pause = np.zeros(int(PIECE_PAUSE[request.backend] * SAMPLE_RATE), dtype=np.float32)
 
         def run(emit: Emit, cancelled: threading.Event) -> None:
-            joiner = Joiner(emit, SAMPLE_RATE)  # fades each piece's edges, as engines/pieces.py does
+            joiner = Joiner(emit, SAMPLE_RATE)  # fades each piece's edges, as engines/runtime/pieces.py does
             for number, piece in enumerate(pieces, 1):
                 if cancelled.is_set():
                     raise Cancelled()

@@ -6,7 +6,7 @@ syncs per 80 ms frame. Here one frame (code predictor's 15 steps, the embedding 
 step, sampling) is a single function over preallocated buffers; on CUDA it is captured once as a
 CUDA graph and replayed per frame, with no host sync until the end-of-speech check.
 
-On CUDA each one-position step runs through the Triton kernels of engines/qwen_kernels.py (five or
+On CUDA each one-position step runs through the Triton kernels of engines/qwen/kernels.py (five or
 six kernels a layer, chained with programmatic dependent launch; codes are drawn inside the kernels
 that look up their embeddings, the talker's processors and draw are one kernel); elsewhere, or with
 MCP_TTS_QWEN_KERNELS=0, through `_layer`, torch.compile'd on CUDA. The prompt's prefill runs through
@@ -113,9 +113,9 @@ class _Decoder:
         self.kernels = None
 
     def use_kernels(self, chunk: int | None) -> None:
-        """Decode steps (one position) through engines.qwen_kernels: five or six kernels a layer;
+        """Decode steps (one position) through mcp_tts.engines.qwen.kernels: five or six kernels a layer;
         `chunk`: positions per attention program (None: one program per KV head over all of them)."""
-        from engines import qwen_kernels
+        from . import kernels as qwen_kernels
 
         self.kernels = qwen_kernels
         head_dim = self.cos.shape[-1]
@@ -248,7 +248,7 @@ class FastTalker:
         if flag == "0" or (flag == "" and not self.use_graphs):
             return False
         try:
-            import engines.qwen_kernels  # noqa: F401
+            from . import kernels  # noqa: F401
         except Exception as exc:  # no Triton (it comes with torch's CUDA wheels on Linux)
             if flag == "1":
                 raise
@@ -263,7 +263,7 @@ class FastTalker:
     FUSED_DRAWS = False
 
     def _use_kernels(self) -> None:
-        from engines import qwen_kernels
+        from . import kernels as qwen_kernels
 
         self.talker_stack.use_kernels(chunk=self.ATTENTION_CHUNK)
         self.cp_stack.use_kernels(chunk=None)
@@ -294,7 +294,7 @@ class FastTalker:
     def describe(self) -> str:
         """How frames are decoded, for the load log and `doctor`."""
         if self.kernels:
-            step = "Triton kernels (engines/qwen_kernels.py)"
+            step = "Triton kernels (engines/qwen/kernels.py)"
         else:
             step = "torch.compile'd layers" if self.compiled else "eager layers"
         return f"{step}, {'one CUDA graph a frame' if self.use_graphs else 'no CUDA graphs'}"
@@ -341,7 +341,7 @@ class FastTalker:
         s["generated"].add_(1)
 
     def _frame_kernels(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
-        """`_frame` through engines.qwen_kernels: the code predictor's first two positions one after the
+        """`_frame` through mcp_tts.engines.qwen.kernels: the code predictor's first two positions one after the
         other (the same causal attention as both at once); each code drawn inside the kernel that
         looks up its embedding (the last one inside the talker's input sum), written straight into
         s["frame"]; the talker's code0, its processors and the counters in one kernel."""

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .pieces import piece_chars, speak_pieces
-from .protocol import Design, Synthesize
-from .residency import budget_bytes, evict_for, memory_report, prepared
-from .synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from ..runtime.pieces import piece_chars, speak_pieces
+from ..contract.protocol import Design, Synthesize
+from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
+from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
 log = logging.getLogger("mcp_tts.qwen")
 
@@ -96,8 +96,8 @@ class _Resident:
     speakers: tuple[str, ...]
     languages: tuple[str, ...]
     load_seconds: float
-    fast: Any = None  # engines.qwen_fast.FastTalker, when the fast path is on
-    codec: Any = None  # engines.qwen_fast.CodecGraphs, with it
+    fast: Any = None  # mcp_tts.engines.qwen.fast.FastTalker, when the fast path is on
+    codec: Any = None  # mcp_tts.engines.qwen.fast.CodecGraphs, with it
 
 
 def _settings() -> tuple[str, Any, str]:
@@ -224,7 +224,7 @@ class QwenEngine:
             load_seconds=time.perf_counter() - started)
         self._evict_for(nbytes)
         if self.use_fast:
-            from .qwen_fast import CodecGraphs, FastTalker
+            from .fast import CodecGraphs, FastTalker
 
             resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024)
             resident.fast.install()

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from .espeak import Espeak
-from .espeak_design import design_params
-from .pieces import piece_chars, speak_pieces
-from .protocol import Design, Synthesize
-from .synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from .design import design_params
+from ..runtime.pieces import piece_chars, speak_pieces
+from ..contract.protocol import Design, Synthesize
+from ..runtime.synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 
 BACKEND = "builtin"
 MODEL = "espeak-ng"

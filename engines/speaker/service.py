@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .host import Connection
-from .protocol import (
+from ..runtime.host import Connection
+from ..contract.protocol import (
     SAMPLE_FORMAT, Abort, Chunk, Dropped, EndOfAudio, Enqueue, Message, NoDevice, Played, Playing, Prepare,
     Queued, StopPlayback,
 )

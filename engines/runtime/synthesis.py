@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .host import Connection
-from .protocol import (
+from ..contract.protocol import (
     AudioChunk, AudioEnd, AudioStart, Cancel, Design, Designed, Failed, ListVoices, Load, Loaded, Message,
     Progress, Synthesize, Voices,
 )

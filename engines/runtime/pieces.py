@@ -2,7 +2,7 @@
 
 A model call has a cap (Chatterbox stops at 40 s of speech, Qwen at its token limit), and one long
 call would hold the first sound until a model that does not stream has finished. So text is split
-at sentence boundaries (engines/sentences.py) into pieces under a character budget; while piece k
+at sentence boundaries (engines/runtime/sentences.py) into pieces under a character budget; while piece k
 plays, piece k+1 is synthesized. Pieces are made separately, so their edges are faded over a few
 milliseconds: a waveform that stops mid-swing clicks.
 

@@ -4,7 +4,7 @@ Runs in the service's own interpreter (a family venv, or the server's for builti
 Started on demand by a server, in a session of its own so that it outlives that server; exits
 after `--idle-timeout` seconds with nothing to do, so that a GPU's memory comes back.
 
-    python -m engines.host SERVICE --runtime-dir DIR [--idle-timeout SECONDS]
+    python -m mcp_tts.engines.runtime.host SERVICE --runtime-dir DIR [--idle-timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -19,21 +19,16 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import address
-from .lockfile import LockFile
-from .protocol import (
+from ..contract import address
+from ..contract.catalog import SERVICES
+from ..contract.lockfile import LockFile
+from ..contract.protocol import (
     PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome,
     encode, read_message,
 )
 
 log = logging.getLogger("mcp_tts.host")
 
-SERVICES = {
-    "builtin": "engines.builtin",
-    "speaker": "engines.speaker",
-    "qwen": "engines.qwen",
-    "chatterbox": "engines.chatterbox",
-}
 
 
 class Connection:
@@ -165,7 +160,7 @@ class Host:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines.host")
+    parser = argparse.ArgumentParser(prog="python -m mcp_tts.engines.runtime.host")
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--runtime-dir", type=Path, required=True)
     parser.add_argument("--idle-timeout", type=float, default=600.0)

@@ -1,0 +1,1 @@
+"""The built-in family: espeak-ng, run in the server's own interpreter."""

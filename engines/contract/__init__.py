@@ -1,0 +1,1 @@
+"""The wire contract: what servers and engine hosts both import (standard library only)."""
