@@ -1,6 +1,6 @@
 """Time to first audio and total time against text length, built-in engine, through the real MCP client.
 
-    python bench/first_audio.py [--reps 10] [--out bench/results/first_audio.json]
+    python -m bench.first_audio [--reps 10] [--out bench/results/first_audio.json]
 
 Three texts an agent sends: one sentence, a paragraph, and a 2,000-character markdown message. For
 each, per call: first audio = `tools/call` sent to the first sample taken by the audio device (the
@@ -28,10 +28,8 @@ import numpy as np
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_texts import TEXTS  # noqa: E402
-from say_roundtrip import BIN, pct, start_pulse  # noqa: E402
-
+from bench.agent_texts import TEXTS
+from bench.say_roundtrip import BIN, pct, start_pulse
 
 
 def one_shot_ms(text: str, reps: int) -> tuple[list[float], float]:

@@ -1,6 +1,6 @@
 """Qwen3-TTS time to first audio against text length, on the engine's own path (issue 6), GPU machine.
 
-    PYTHONUNBUFFERED=1 python3 bench/qwen_first_audio.py [--size 1.7B] [--frames 24] [--reps 3]
+    PYTHONUNBUFFERED=1 python3 -m bench.qwen_first_audio [--size 1.7B] [--frames 24] [--reps 3]
 
 Builds the full-size architecture with random weights (bench/qwen_speed.py's builder), installs
 the fast path as the engine does (FastTalker, CodecGraphs, prefill graphs), then speaks three texts
@@ -27,18 +27,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "engines")]
-import launch  # noqa: E402  (mcp_tts.engines from engines/, as in an engine host)
+from engines import launch  # noqa: E402  (mcp_tts.engines from engines/, as in an engine host)
 
 launch.install()
 sys.modules["mcp_tts"].__path__.append(str(ROOT / "mcp_tts"))  # and mcp_tts.speakable, shaped as the server does
 
-from agent_texts import TEXTS  # noqa: E402
-from qwen_speed import LANGUAGE, SPEAKER, build  # noqa: E402
-
-from mcp_tts.engines.runtime.pieces import speak_pieces  # noqa: E402
+from bench.agent_texts import TEXTS  # noqa: E402
+from bench.qwen_speed import LANGUAGE, SPEAKER, build  # noqa: E402
 from mcp_tts.engines.qwen.engine import PIECE_CHARS, SAMPLE_RATE, SAMPLES_PER_FRAME, SENTENCE_PAUSE, StreamingDecoder  # noqa: E402
 from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
+from mcp_tts.engines.runtime.pieces import speak_pieces  # noqa: E402
 from mcp_tts.speakable import speakable  # noqa: E402
 
 

@@ -7,7 +7,7 @@ the code predictor's shapes, built several ways, and the GEMVs alone (cuBLAS and
 bandwidth each reaches; then it lists the kernels of one step. Random weights; values do not change
 the cost.
 
-    PYTHONUNBUFFERED=1 python3 bench/qwen_kernels.py            # GPU; writes $OUT/qwen_kernels.json
+    PYTHONUNBUFFERED=1 python3 -m bench.qwen_kernels            # GPU; writes $OUT/qwen_kernels.json
 
 With --frame SIZE it times whole frames instead, as the engine runs them (engines/qwen/fast.py with
 the Triton kernels of engines/qwen/kernels.py, one CUDA graph a frame, full-size random weights),
@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "engines")]
-import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
 
 launch.install()
 
@@ -265,8 +263,7 @@ def frame_table(size: str, out: dict, replays: int) -> None:
     """ms per frame of FastTalker's frame graph under kernel settings; the kernels of one frame."""
     import tempfile
 
-    sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
-    import qwen_speed
+    from bench import qwen_speed
     from mcp_tts.engines.qwen import kernels as qwen_kernels
     from mcp_tts.engines.qwen.fast import FastTalker
 

@@ -11,11 +11,11 @@ On the GPU machine (wheels from bench/fetch_gpu_wheels.sh carried as .whl):
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
-    PYTHONUNBUFFERED=1 python3 bench/qwen_speed.py            # writes $OUT/qwen_speed.{json,png}
+    PYTHONUNBUFFERED=1 python3 -m bench.qwen_speed            # writes $OUT/qwen_speed.{json,png}
 
 Here, on CPU, in the qwen venv, to prove it runs (tiny checkpoint, float32, no graphs):
 
-    /tmp/fam/qwen/venv/bin/python bench/qwen_speed.py --tiny --out /tmp/qbench/qwen_speed.json
+    /tmp/fam/qwen/venv/bin/python -m bench.qwen_speed --tiny --out /tmp/qbench/qwen_speed.json
 
 Measured per (size, length): ms per frame for codes (the whole `model.model.generate` call:
 prompt building, prefill, talker + code predictor, over the number of frames), codec decode ms per
@@ -48,15 +48,14 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "engines"), str(ROOT / "tests")]
-import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
 
 launch.install()
 
 import torch  # noqa: E402
 
-import qwen_tiny  # noqa: E402  (tests/qwen_tiny.py: configs in the published layout, tokenizer files)
 from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
+from tests.checkpoints import qwen as qwen_tiny  # noqa: E402  (configs in the published layout, tokenizer files)
 
 try:  # the engine's own streaming decoder (chunks with left context); a local fallback otherwise
     from mcp_tts.engines.qwen.engine import FIRST_CHUNK, StreamingDecoder
@@ -561,7 +560,7 @@ class Bench:
         res["ours_warmup_greedy_s"] = time.perf_counter() - t
         log(f"{name}: ours warm-up (greedy) {res['ours_warmup_greedy_s']:.2f} s, graph capture "
             f"{self.fast.capture_seconds if self.fast.capture_seconds is not None else 'n/a (no CUDA graphs)'}"
-            + (f" s" if self.fast.capture_seconds is not None else ""))
+            + (" s" if self.fast.capture_seconds is not None else ""))
         for n in lengths:
             entry = res["lengths"][str(n)]
             runs = []
@@ -623,7 +622,7 @@ class Bench:
             log(f"WARNING {name}: FastTalker fell back to upstream {len(fallbacks)} times (max_len too small?)")
         self.fast.uninstall()
         self.timed.remove()
-        del self.fast, self.codec, self.timed, self.wrapper, model, st, counted, orig_upstream
+        del self.fast, self.codec, self.timed, self.wrapper, model, st, counted
         if self.cuda:
             torch.cuda.empty_cache()
 
@@ -740,7 +739,7 @@ def finish_ratios(out: dict) -> None:
         for key in ("upstream", "ours_greedy"):
             pts = sorted((int(n), e[key]["codes_ms_per_frame"] * int(n)) for n, e in lengths.items()
                          if "codes_ms_per_frame" in e.get(key, {}))
-            marginal[key] = {f"{a}->{b}": (tb - ta) / (b - a) for (a, ta), (b, tb) in zip(pts, pts[1:])}
+            marginal[key] = {f"{a}->{b}": (tb - ta) / (b - a) for (a, ta), (b, tb) in zip(pts, pts[1:], strict=False)}
         res["marginal_codes_ms_per_frame"] = marginal
         measured = {int(n): e["upstream"] for n, e in lengths.items() if "codes_ms_per_frame" in e.get("upstream", {})}
         longest = max(measured) if measured else None
@@ -804,7 +803,7 @@ def table(out: dict) -> str:
                              f(ostr["codec_ms_per_frame"], ".3f"), f(ostr["ttfa_ms"], ".1f"), f(ostr["rtf"], ".1f"),
                              f(ostr["peak_gb"], ".2f"), "", "", f(floor, ".3f")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
              for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -821,13 +820,13 @@ def plot(out: dict, path: Path) -> str:
     if not sizes:
         return "plot skipped: no results"
     fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.5), squeeze=False)
-    for ax, (name, res) in zip(axes[0], sizes):
+    for ax, (name, res) in zip(axes[0], sizes, strict=False):
         for key, label, style in (("upstream", "upstream (greedy)", "o-"), ("ours_greedy", "ours (greedy)", "s-"),
                                   ("ours_sampled", "ours (sampled)", "^--")):
             pts = sorted((int(n), e[key]["codes_ms_per_frame"]) for n, e in res["lengths"].items()
                          if "codes_ms_per_frame" in e.get(key, {}))
             if pts:
-                ax.plot(*zip(*pts), style, label=label)
+                ax.plot(*zip(*pts, strict=False), style, label=label)
         if "floor" in res:
             ax.axhline(res["floor"]["floor_ms_per_frame"], color="gray", ls=":", label="bandwidth floor")
         ax.axhline(80, color="red", ls=":", lw=0.8, label="real time (80 ms/frame)")
@@ -909,9 +908,10 @@ def main(argv=None) -> int:
         Path(os.environ["OUT"]) / "qwen_speed.json" if os.environ.get("OUT") else Path("/tmp/qbench/qwen_speed.json"))
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
-    import qwen_tts  # noqa: F401  (prints a flash-attn banner)
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as _version
+
+    import qwen_tts  # noqa: F401  (prints a flash-attn banner)
 
     def version(name):
         try:

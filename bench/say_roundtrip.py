@@ -1,6 +1,6 @@
 """`say` round trip with the built-in engine and warm hosts, through the real MCP client over stdio.
 
-    python bench/say_roundtrip.py [--calls 100] [--out bench/results/say_roundtrip.json]
+    python -m bench.say_roundtrip [--calls 100] [--out bench/results/say_roundtrip.json]
 
 Measures, per call, from `tools/call` sent to (a) the first PCM chunk taken by the audio device in
 the speaker process (its monotonic clock, shared by every process of the machine) and (b) the tool
@@ -150,7 +150,7 @@ def main() -> int:
     summary = {"host": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
                "phrase": PHRASE, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                "rows": [dict(zip(("series", "first_audio_p50_ms", "first_audio_p95_ms", "result_p50_ms",
-                                  "result_p95_ms", "n"), (r[0], *(x if x != "" else None for x in r[1:]))))
+                                  "result_p95_ms", "n"), (r[0], *(x if x != "" else None for x in r[1:])), strict=False))
                         for r in rows],
                "raw": data}
     args.out.parent.mkdir(parents=True, exist_ok=True)

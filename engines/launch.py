@@ -7,7 +7,8 @@ A family venv has neither the server package nor pydantic, and must not see the 
 site-packages. This file makes `mcp_tts` an empty package whose only member is `mcp_tts.engines`,
 loaded from this folder, so `mcp_tts.engines.*` imports work and `mcp_tts.<server module>` does not,
 whatever else the interpreter has installed. Run by the server (host_client.start_host); scripts that
-run in a family venv (tests' checks, bench) put this folder on sys.path and call `install()`.
+run in a family venv (tests' checks, bench; `python -m` from the repository root) call
+`from engines import launch; launch.install()`.
 """
 
 import importlib.util
@@ -20,7 +21,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def install() -> None:
-    """Registers `mcp_tts` (empty) and `mcp_tts.engines` (this folder) in sys.modules."""
+    """Registers `mcp_tts` (empty) and `mcp_tts.engines` (this folder) in sys.modules; once."""
+    if getattr(sys.modules.get("mcp_tts.engines"), "__file__", None) == str(HERE / "__init__.py"):
+        return
     # this folder on sys.path (a script's own folder comes first) would make its rooms top-level names
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
     root = types.ModuleType("mcp_tts", "engine side only: the server package is not loaded in engine processes")

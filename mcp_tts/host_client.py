@@ -25,15 +25,24 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import engines
+from .config import APP
 from .engines.contract import address
 from .engines.contract.lockfile import LockFile
 from .engines.contract.protocol import (
-    HEADER, PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome, decode,
+    HEADER,
+    PROTOCOL_VERSION,
+    Failed,
+    Health,
+    HealthReport,
+    Hello,
+    Message,
+    ProtocolError,
+    Shutdown,
+    Welcome,
+    decode,
     encode,
     frame_sizes,
 )
-
-from .config import APP
 from .errors import HostError
 
 log = logging.getLogger("mcp_tts.hosts")

@@ -25,7 +25,14 @@ from .config import Settings
 from .errors import TTSError
 from .host_client import open_hosts
 from .models import (
-    AddVoiceResult, DesignVoiceResult, ListVoicesResult, Output, SayResult, StopResult, SwitchBackendResult, Wait,
+    AddVoiceResult,
+    DesignVoiceResult,
+    ListVoicesResult,
+    Output,
+    SayResult,
+    StopResult,
+    SwitchBackendResult,
+    Wait,
 )
 from .speech import SayRequest, Speech
 from .version import __version__

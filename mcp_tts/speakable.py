@@ -123,7 +123,7 @@ FILE_EXTENSIONS = {
     "zig", "nim", "vim", "el", "gradle", "properties", "pem", "crt", "gz", "tgz", "zip", "tar", "whl", "so",
     "dll", "dylib", "exe", "bin", "pt", "pth", "safetensors", "onnx", "gguf", "npz", "npy", "pkl", "parquet",
     "db", "sqlite", "wasm", "map", "d", "mk", "cmake", "nix", "prisma", "sol", "ejs", "hbs", "j2", "tmpl",
-    "plist", "xcconfig", "gradle", "sbt", "pom", "editorconfig", "gitignore", "dockerignore", "patch", "diff",
+    "plist", "xcconfig", "sbt", "pom", "editorconfig", "gitignore", "dockerignore", "patch", "diff",
 }
 
 # A file or folder with one of these names is named with its folder: "init dot py in mcp tts".
@@ -1008,7 +1008,7 @@ def _version(m: re.Match) -> str:
 
 
 def _duration(m: re.Match) -> str:
-    spoken = [f"{number} {UNITS[unit][number != '1']}" for number, unit in zip(m.groups(), "hms") if number]
+    spoken = [f"{number} {UNITS[unit][number != '1']}" for number, unit in zip(m.groups(), "hms", strict=False) if number]
     return " ".join(spoken) if len(spoken) > 1 else m.group()
 
 

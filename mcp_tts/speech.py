@@ -19,20 +19,49 @@ import numpy as np
 import soundfile as sf
 from anyio.abc import TaskGroup
 
-from .engines.contract.protocol import (
-    SAMPLE_FORMAT, Abort, AudioChunk, AudioEnd, AudioStart, Cancel, Chunk, Design, Designed, Dropped, EndOfAudio,
-    Enqueue, Failed, ListVoices, Load, Loaded, NoDevice, Played, Playing, Prepare, Progress, Queued, Shutdown,
-    StopPlayback, Synthesize, Voices,
-)
-
 from . import families
 from .config import Settings
 from .engines.contract.atomic import atomic_write
 from .engines.contract.catalog import CLONING_BACKENDS
+from .engines.contract.protocol import (
+    SAMPLE_FORMAT,
+    Abort,
+    AudioChunk,
+    AudioEnd,
+    AudioStart,
+    Cancel,
+    Chunk,
+    Design,
+    Designed,
+    Dropped,
+    EndOfAudio,
+    Enqueue,
+    Failed,
+    ListVoices,
+    Load,
+    Loaded,
+    NoDevice,
+    Played,
+    Playing,
+    Prepare,
+    Progress,
+    Queued,
+    Shutdown,
+    StopPlayback,
+    Synthesize,
+    Voices,
+)
 from .errors import TTSError
 from .host_client import HostConnection, HostLost, Hosts, Reply
 from .models import (
-    AddVoiceResult, BackendVoices, DesignVoiceResult, LibraryVoice, ListVoicesResult, PresetVoice, SayResult, StopResult,
+    AddVoiceResult,
+    BackendVoices,
+    DesignVoiceResult,
+    LibraryVoice,
+    ListVoicesResult,
+    PresetVoice,
+    SayResult,
+    StopResult,
     SwitchBackendResult,
 )
 from .phrase_cache import MAX_CHARS as PHRASE_MAX_CHARS

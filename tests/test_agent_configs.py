@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import anyio
 import pytest
-
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import PaginatedRequestParams

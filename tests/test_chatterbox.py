@@ -1,9 +1,9 @@
 """The chatterbox family end to end: the real chatterbox-tts package in its own venv, loading full-size
-random-weight checkpoints (tests/chatterbox_tiny.py) by directory (standard) and by hub id from a
+random-weight checkpoints (tests/checkpoints/chatterbox.py) by directory (standard) and by hub id from a
 Hugging Face cache (turbo), driven through the MCP tools.
 
 The tests of this module share one engine host (`shared_home`), so each model loads once. Every
-checkpoint stops by itself after 24 speech tokens (see chatterbox_tiny), so one piece of text is
+checkpoint stops by itself after 24 speech tokens (see tests/checkpoints/chatterbox.py), so one piece of text is
 about 0.8 s of audio (turbo: 1.1 s, with its 3 silence tokens), whatever the text.
 """
 
@@ -18,14 +18,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import (
-    MCP_TTS, REPO, Progress, assert_install_is_a_no_op_and_doctor_reports, audio_of, chatterbox_env,
-    chatterbox_snapshot, error_text, host_pids_of, mcp_session,
-)
 from mcp_tts.engines.chatterbox.engine import FIRST_CHARS, MAX_CHARS, PIECE_PAUSE
 from mcp_tts.engines.runtime.sentences import split_sentences
 from mcp_tts.install import CHATTERBOX_CHECK
 from mcp_tts.voices import VoiceLibrary, VoiceManifest
+from tests.support.families import (
+    REPO,
+    assert_install_is_a_no_op_and_doctor_reports,
+    chatterbox_env,
+    chatterbox_snapshot,
+)
+from tests.support.homes import host_pids_of
+from tests.support.mcp_client import MCP_TTS, Progress, audio_of, error_text, mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -222,11 +226,11 @@ def test_a_missing_watermarker_is_reported_never_skipped(chatterbox_family):
     check = subprocess.run([str(chatterbox_family), "-c", blocked + CHATTERBOX_CHECK], capture_output=True, text=True)
     assert check.returncode != 0 and "setuptools<81" in check.stderr
     engine = subprocess.run([str(chatterbox_family), "-c", blocked + (
-        f"sys.path.insert(0, {str(REPO / 'engines')!r}); import launch; launch.install()\n"
+        "from engines import launch; launch.install()\n"
         "from mcp_tts.engines.chatterbox.engine import _check_watermarker\n"
         "from mcp_tts.engines.runtime.synthesis import RequestError\n"
         "try:\n    _check_watermarker()\nexcept RequestError as exc:\n    print(exc.code, exc)\n")],
-        capture_output=True, text=True)
+        cwd=REPO, capture_output=True, text=True)
     assert engine.stdout.startswith("engine_error"), engine.stdout + engine.stderr
     assert "setuptools<81" in engine.stdout and "watermark" in engine.stdout
     intact = subprocess.run([str(chatterbox_family), "-c", CHATTERBOX_CHECK], capture_output=True, text=True)

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import soundfile as sf
 
-from conftest import MCP_TTS, host_pids_of, server_env
+from tests.support.homes import host_pids_of, server_env
+from tests.support.mcp_client import MCP_TTS
 
 
 def run(env, *args, timeout=60):

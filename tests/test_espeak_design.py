@@ -13,8 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 from mcp_tts.engines.builtin import design as espeak_design  # noqa: E402
-from mcp_tts.engines.builtin.espeak import Espeak  # noqa: E402
 from mcp_tts.engines.builtin.design import DEFAULT_VOICE, DesignedParams, design_params  # noqa: E402
+from mcp_tts.engines.builtin.espeak import Espeak  # noqa: E402
 
 ESPEAK = Espeak()
 BASE = design_params("a voice")  # nothing understood: espeak's defaults

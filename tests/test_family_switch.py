@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import chatterbox_snapshot, host_pids_of, mcp_session, qwen_env
+from tests.support.families import chatterbox_snapshot, qwen_env
+from tests.support.homes import host_pids_of
+from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,8 @@ import os
 import anyio
 import pytest
 
-from conftest import mcp_session, server_env
+from tests.support.homes import server_env
+from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,9 @@ import anyio
 import numpy as np
 import pytest
 
-from conftest import MCP_TTS, Recorder, host_pids_of, mcp_session, server_env
+from tests.support.homes import host_pids_of, server_env
+from tests.support.mcp_client import MCP_TTS, mcp_session
+from tests.support.pulse import Recorder
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +66,7 @@ async def test_three_servers_share_one_host_and_never_overlap(home, pulse, tmp_p
     spans = sorted((r.structured_content["started_clock"], r.structured_content["ended_clock"])
                    for r in results.values())
     assert len(spans) == 6 and all(not r.is_error for r in results.values())
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start + 0.05, f"utterances overlap: {spans}"
     total_audio = sum(r.structured_content["audio_seconds"] for r in results.values())
     loud_seconds, _ = speech_spans(heard, rate)
@@ -173,7 +175,7 @@ def test_stdout_of_serve_carries_only_json_rpc(home, pulse, tmp_path):
     import json
     import subprocess
 
-    from conftest import MCP_TTS
+    from tests.support.mcp_client import MCP_TTS
 
     (tmp_path / "numpy.py").write_text("raise SystemExit('the project directory leaked onto sys.path')\n")
     calls = [("say", {"text": "Hello."}), ("say", {"text": " "}), ("list_voices", {}),

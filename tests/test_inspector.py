@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MCP_TTS, server_env
+from tests.support.homes import server_env
+from tests.support.mcp_client import MCP_TTS
 
 INSPECTOR_VERSION = "2.12.0"
 PREFIX = Path(__file__).resolve().parents[1] / ".cache" / "inspector"

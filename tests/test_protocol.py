@@ -11,7 +11,14 @@ import pytest
 
 from mcp_tts.engines.contract import protocol
 from mcp_tts.engines.contract.protocol import (
-    HEADER, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Message, ProtocolError, decode, encode, frame_sizes,
+    HEADER,
+    MAX_HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+    frame_sizes,
     read_message,
 )
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import (
-    MCP_TTS, Progress, assert_install_is_a_no_op_and_doctor_reports, audio_of, error_text, host_pids_of, mcp_session,
-    qwen_env, server_env,
-)
+from tests.support.families import assert_install_is_a_no_op_and_doctor_reports, qwen_env
+from tests.support.homes import host_pids_of, server_env
+from tests.support.mcp_client import MCP_TTS, Progress, audio_of, error_text, mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -91,6 +90,9 @@ async def test_design_then_clone_with_a_cached_prompt(home, qwen_hub):
     assert first.structured_content["voice"] == "narrator"
     assert any("preparing the voice narrator" in m for m in first_progress.messages)
     assert not any("preparing the voice" in m for m in second_progress.messages)  # the prompt was cached
+    assert not second.is_error, second.content
+    assert (second.structured_content["backend"], second.structured_content["voice"]) == ("qwen-base", "narrator")
+    assert audio_of(second)[0].size > 0 and audio_of(second)[1] == 24000
     cached = list((home / "data" / "cache" / "clone-prompts").glob("*.pt"))
     assert len(cached) == 1
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-CHECK = Path(__file__).resolve().parent / "qwen_fast_check.py"
+CHECK = "tests.checks.qwen_fast"  # run as a module from the repository root, in the family venv
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def report(qwen_family, tmp_path_factory) -> dict:
-    result = subprocess.run([str(qwen_family), str(CHECK), str(tmp_path_factory.mktemp("ck")), "300"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([str(qwen_family), "-m", CHECK, str(tmp_path_factory.mktemp("ck")), "300"],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

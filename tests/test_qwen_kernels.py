@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-CHECK = Path(__file__).resolve().parent / "qwen_kernels_check.py"
+CHECK = "tests.checks.qwen_kernels"  # run as a module from the repository root, in the family venv
+REPO = Path(__file__).resolve().parents[1]
 
 # the report runs every check once in Triton's interpreter: about 5 minutes on 2 cores (the check's own
 # limit, 840 s, comes first: a hang fails as the check timing out, not as the whole test killed)
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.timeout(900)
 @pytest.fixture(scope="module")
 def report(qwen_family, qwen_triton, tmp_path_factory) -> dict:
     env = {**os.environ, "PYTHONPATH": str(qwen_triton), "TRITON_INTERPRET": "1"}
-    result = subprocess.run([str(qwen_family), str(CHECK), str(tmp_path_factory.mktemp("ck"))], env=env,
+    result = subprocess.run([str(qwen_family), "-m", CHECK, str(tmp_path_factory.mktemp("ck"))], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=840)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -8,8 +8,19 @@ import re
 import pytest
 
 from mcp_tts.speakable import (
-    drop_emoji, markdown_to_prose, speak_abbreviations, speak_numbers, speak_path, speak_paths, speak_symbols,
-    speak_url, speak_urls, speakable, split_identifiers, strip_inline_markdown, summarize_code_blocks,
+    drop_emoji,
+    markdown_to_prose,
+    speak_abbreviations,
+    speak_numbers,
+    speak_path,
+    speak_paths,
+    speak_symbols,
+    speak_url,
+    speak_urls,
+    speakable,
+    split_identifiers,
+    strip_inline_markdown,
+    summarize_code_blocks,
     summarize_tables,
 )
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import mcp_session, server_env
 from mcp_tts.phrase_cache import PhraseCache, PhraseKey
 from mcp_tts.speakable import speakable
+from tests.support.homes import server_env
+from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +68,7 @@ async def test_long_text_in_pieces_joins_like_one_piece(home, pulse, tmp_path):
                                              progress_callback=progress)
             assert not result.is_error, result.content
     finally:
-        from conftest import stop_hosts
+        from tests.support.homes import stop_hosts
         stop_hosts(home_pieces / "run")
     pieces = read(path)
     parts = [m for _, _, m in seen if m and "part" in m]

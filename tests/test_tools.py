@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import host_pids_of, mcp_session, server_env
+from tests.support.homes import host_pids_of, server_env
+from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .espeak import Espeak
-from .design import design_params
-from ..runtime.pieces import piece_chars, speak_pieces
 from ..contract.protocol import Design, Synthesize
+from ..runtime.pieces import piece_chars, speak_pieces
 from ..runtime.synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
+from .design import design_params
+from .espeak import Espeak
 
 BACKEND = "builtin"
 MODEL = "espeak-ng"

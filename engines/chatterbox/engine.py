@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.pieces import Joiner, piece_chars
 from ..contract.protocol import Design, Synthesize
+from ..contract.tags import KNOWN_TAG, TURBO_TAGS
+from ..runtime.pieces import Joiner, piece_chars
 from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
 from ..runtime.sentences import split_sentences
 from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
-from ..contract.tags import KNOWN_TAG, TURBO_TAGS
 
 # tqdm reads its settings when imported: without this, every decode step writes a progress bar to the log
 os.environ.setdefault("TQDM_DISABLE", "1")

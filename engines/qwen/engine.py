@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.pieces import piece_chars, speak_pieces
 from ..contract.protocol import Design, Synthesize
+from ..runtime.pieces import piece_chars, speak_pieces
 from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
 from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 

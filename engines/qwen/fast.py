@@ -93,10 +93,10 @@ class _Decoder:
         for module in (attn, layers[0].mlp):
             assert not getattr(module, "bias", None), "biased projections are not fused"
         assert layers[0].mlp.act_fn.__class__.__name__ in ("SiLU", "SiLUActivation"), layers[0].mlp.act_fn
-        self.weights = [(l.input_layernorm.weight, _fuse([l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj]),
-                         l.self_attn.q_norm.weight, l.self_attn.k_norm.weight, l.self_attn.o_proj.weight,
-                         l.post_attention_layernorm.weight, _fuse([l.mlp.gate_proj, l.mlp.up_proj]),
-                         l.mlp.down_proj.weight) for l in layers]
+        self.weights = [(layer.input_layernorm.weight, _fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+                         layer.self_attn.q_norm.weight, layer.self_attn.k_norm.weight, layer.self_attn.o_proj.weight,
+                         layer.post_attention_layernorm.weight, _fuse([layer.mlp.gate_proj, layer.mlp.up_proj]),
+                         layer.mlp.down_proj.weight) for layer in layers]
         self.weights = [tuple(t.detach() for t in w) for w in self.weights]
         self.norm, self.eps = norm.weight.detach(), norm.variance_epsilon
         self.heads = attn.config.num_attention_heads

@@ -23,8 +23,17 @@ from ..contract import address
 from ..contract.catalog import SERVICES
 from ..contract.lockfile import LockFile
 from ..contract.protocol import (
-    PROTOCOL_VERSION, Failed, Health, HealthReport, Hello, Message, ProtocolError, Shutdown, Welcome,
-    encode, read_message,
+    PROTOCOL_VERSION,
+    Failed,
+    Health,
+    HealthReport,
+    Hello,
+    Message,
+    ProtocolError,
+    Shutdown,
+    Welcome,
+    encode,
+    read_message,
 )
 
 log = logging.getLogger("mcp_tts.host")

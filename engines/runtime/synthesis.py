@@ -18,11 +18,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .host import Connection
 from ..contract.protocol import (
-    AudioChunk, AudioEnd, AudioStart, Cancel, Design, Designed, Failed, ListVoices, Load, Loaded, Message,
-    Progress, Synthesize, Voices,
+    AudioChunk,
+    AudioEnd,
+    AudioStart,
+    Cancel,
+    Design,
+    Designed,
+    Failed,
+    ListVoices,
+    Load,
+    Loaded,
+    Message,
+    Progress,
+    Synthesize,
+    Voices,
 )
+from .host import Connection
 
 log = logging.getLogger("mcp_tts.synthesis")
 

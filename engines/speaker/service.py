@@ -22,11 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.host import Connection
 from ..contract.protocol import (
-    SAMPLE_FORMAT, Abort, Chunk, Dropped, EndOfAudio, Enqueue, Message, NoDevice, Played, Playing, Prepare,
-    Queued, StopPlayback,
+    SAMPLE_FORMAT,
+    Abort,
+    Chunk,
+    Dropped,
+    EndOfAudio,
+    Enqueue,
+    Message,
+    NoDevice,
+    Played,
+    Playing,
+    Prepare,
+    Queued,
+    StopPlayback,
 )
+from ..runtime.host import Connection
 
 log = logging.getLogger("mcp_tts.speaker")
 

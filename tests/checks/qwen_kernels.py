@@ -1,8 +1,8 @@
 """Runs inside a venv with qwen-tts and Triton: the decode kernels (engines/qwen/kernels.py) on the CPU
 through Triton's interpreter, against the reference layer and against upstream.
 
-    TRITON_INTERPRET=1 python tests/qwen_kernels_check.py CHECKPOINTS_DIR  ->  JSON on the last line
-    TRITON_INTERPRET=0 python tests/qwen_kernels_check.py CHECKPOINTS_DIR cuda   (the same on a GPU, no greedy)
+    TRITON_INTERPRET=1 python -m tests.checks.qwen_kernels CHECKPOINTS_DIR  ->  JSON on the last line
+    TRITON_INTERPRET=0 python -m tests.checks.qwen_kernels CHECKPOINTS_DIR cuda   (the same on a GPU, no greedy)
 
 Each GEMV form (norm in front, SiLU gate, bias, gathered row, residual; even and ragged shapes) against
 torch; one position through the talker's and the code predictor's layer stacks against
@@ -34,15 +34,13 @@ def _scalar_index(tensor, scope) -> None:
 
 interpreter._patch_lang_tensor = _scalar_index
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "engines")]
-import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
 
 launch.install()
 
-import qwen_fast_check  # noqa: E402
 from mcp_tts.engines.qwen import kernels as qwen_kernels  # noqa: E402
 from mcp_tts.engines.qwen.fast import FastTalker, _layer, _rms  # noqa: E402
+from tests.checks import qwen_fast as qwen_fast_check  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -168,8 +166,7 @@ def sampler(device: str, draws: int = 300) -> dict:
     HF's own warpers give (temperature, then top-k, then top-p, then softmax), on a 64-entry
     vocabulary; each also against another setting's distribution, to show the test can tell them
     apart."""
-    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
-                                                        TopPLogitsWarper)
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     logits = torch.randn(64, generator=torch.Generator().manual_seed(5)) * 1.5
     # many ties, the cut of top-p among them: which tied tokens go is then HF's sort order
@@ -215,9 +212,13 @@ def talker_processors(device: str, draws: int = 300) -> dict:
     suppressed band, end-of-speech held back until min_new frames, as HF's processors apply them
     (distribution, chi-square) and as FastTalker._talker_token does (greedy, exactly); and the
     counters the kernel moves on."""
-    from transformers.generation.logits_process import (MinNewTokensLengthLogitsProcessor,
-                                                        RepetitionPenaltyLogitsProcessor, SuppressTokensLogitsProcessor,
-                                                        TemperatureLogitsWarper, TopKLogitsWarper)
+    from transformers.generation.logits_process import (
+        MinNewTokensLengthLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
+        SuppressTokensLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+    )
 
     vocab, eos = 64, 60
     logits = torch.randn(vocab, generator=torch.Generator().manual_seed(8)) * 1.5

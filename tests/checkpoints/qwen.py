@@ -3,8 +3,8 @@
 Run INSIDE the qwen venv (it imports torch, transformers and qwen_tts); the test process itself
 has no torch and calls it as a script:
 
-    /tmp/qwenv/bin/python tests/qwen_tiny.py KIND OUT_DIR [--seed N] [--size 1b7|0b6]
-                                             [--eos-frames-per-token F]
+    <qwen venv>/bin/python -m tests.checkpoints.qwen KIND OUT_DIR [--seed N] [--size 1b7|0b6]
+                                                        [--eos-frames-per-token F]
 
 KIND is one of ``custom_voice``, ``voice_design``, ``base``. The script prints the checkpoint
 directory on its last stdout line (``import qwen_tts`` itself prints a flash-attn banner to
@@ -150,7 +150,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=False))
 
 
 def _text_vocab() -> tuple[dict[str, int], list[str]]:
@@ -595,7 +595,7 @@ def _build_speech_tokenizer(out: Path, seed: int) -> None:
         # The HF init (std 0.02) shrinks the signal ~10x per conv layer, so the waveform would
         # come out around 1e-10: re-initialise the convolutions variance-preserving, then scale
         # the last one so that random codes decode to noise of RMS ~0.1 (clamped to [-1, 1]).
-        for name, mod in sorted(model.named_modules()):
+        for _name, mod in sorted(model.named_modules()):
             if isinstance(mod, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
                 w = mod.weight
                 if isinstance(mod, torch.nn.ConvTranspose1d):

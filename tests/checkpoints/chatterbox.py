@@ -3,7 +3,7 @@
 Run INSIDE the chatterbox venv (it imports torch and chatterbox); the test process has no torch
 and calls it as a script:
 
-    <venv>/bin/python tests/chatterbox_tiny.py {standard,turbo} OUT_DIR [--seed N] [--stop-after N]
+    <venv>/bin/python -m tests.checkpoints.chatterbox {standard,turbo} OUT_DIR [--seed N] [--stop-after N]
 
 The directory appears only when complete (built in a staging folder, then renamed), with a
 `build.json` saying how it was made; the last stdout line is its path.

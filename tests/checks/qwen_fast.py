@@ -1,6 +1,6 @@
 """Runs inside the qwen family venv: the fast decode loop against upstream qwen-tts on tiny checkpoints.
 
-    python tests/qwen_fast_check.py CHECKPOINTS_DIR  ->  one JSON object on the last stdout line
+    python -m tests.checks.qwen_fast CHECKPOINTS_DIR   (from the repository root)  ->  one JSON object on the last stdout line
 
 Greedy codes frame by frame in all three modes; the streamed chunks against one whole decode; and,
 with sampling, the distribution of sampled codes against upstream's (two-sample chi-square)."""
@@ -14,18 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "engines")]
-import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
 
 launch.install()
 
-from qwen_tiny import build  # noqa: E402
 from qwen_tts import Qwen3TTSModel  # noqa: E402
 from scipy.stats import chi2_contingency  # noqa: E402
 
 from mcp_tts.engines.qwen.engine import FIRST_CHUNK, SAMPLES_PER_FRAME, StreamingDecoder  # noqa: E402
 from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
+from tests.checkpoints.qwen import build  # noqa: E402
 
 TEXT = "Hello there, how are you today? The tests pass."
 
