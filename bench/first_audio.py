@@ -130,7 +130,8 @@ def main() -> int:
         text = TEXTS[name]
         one_shot, audio_s = one_shot_ms(text, args.reps)
         rows.append({"text": name, "chars": len(text), "audio_s": float(np.median(s["audio_seconds"])),
-                     "first_audio_p50_ms": pct(s["first_audio_ms"], 50), "first_audio_p95_ms": pct(s["first_audio_ms"], 95),
+                     "first_audio_p50_ms": pct(s["first_audio_ms"], 50),
+                     "first_audio_p95_ms": pct(s["first_audio_ms"], 95),
                      "synthesis_p50_ms": pct(s["synthesis_ms"], 50), "one_shot_p50_ms": pct(one_shot, 50),
                      "n": len(s["first_audio_ms"])})
     print(f"\nfirst audio against text length, builtin engine, warm hosts; {platform.node()} "

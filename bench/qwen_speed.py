@@ -803,8 +803,8 @@ def table(out: dict) -> str:
                              f(ostr["codec_ms_per_frame"], ".3f"), f(ostr["ttfa_ms"], ".1f"), f(ostr["rtf"], ".1f"),
                              f(ostr["peak_gb"], ".2f"), "", "", f(floor, ".3f")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
-             for r in rows]
+    lines = ["  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=False))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 

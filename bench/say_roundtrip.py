@@ -150,7 +150,8 @@ def main() -> int:
     summary = {"host": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
                "phrase": PHRASE, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                "rows": [dict(zip(("series", "first_audio_p50_ms", "first_audio_p95_ms", "result_p50_ms",
-                                  "result_p95_ms", "n"), (r[0], *(x if x != "" else None for x in r[1:])), strict=False))
+                                  "result_p95_ms", "n"), (r[0], *(x if x != "" else None for x in r[1:])),
+                                 strict=False))
                         for r in rows],
                "raw": data}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,8 @@ def _check_command_args(entry: dict[str, Any], where: str) -> tuple[str, list[st
     command = entry["command"]
     assert isinstance(command, str) and command, f"{where}: 'command' must be a non-empty string"
     args = entry.get("args", [])
-    assert isinstance(args, list) and all(isinstance(a, str) for a in args), f"{where}: 'args' must be a list of strings"
+    assert isinstance(args, list) and all(isinstance(a, str) for a in args), \
+        f"{where}: 'args' must be a list of strings"
     return command, list(args)
 
 
@@ -87,15 +88,18 @@ def parse_claude_code_sh(path: Path) -> ServerSpec:
     text = path.read_text(encoding="utf-8")
     assert text.startswith("#!"), f"{path.name}: expected a shebang line"
     # Strip comments (shebang included), join continuation lines.
-    code = [line for line in text.replace("\\\n", " ").splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = text.replace("\\\n", " ").splitlines()
+    code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     assert len(code) == 1, f"{path.name}: expected exactly one command line, got {code!r}"
     spec = _parse_claude_mcp_add(shlex.split(code[0], comments=True), path.name)
 
     # The commented `--env` variant must describe the same server.
-    variants = [line.lstrip("# ").strip() for line in text.splitlines() if line.lstrip().startswith("#") and "claude mcp add" in line]
+    variants = [line.lstrip("# ").strip() for line in text.splitlines()
+                if line.lstrip().startswith("#") and "claude mcp add" in line]
     for variant in variants:
         alt = _parse_claude_mcp_add(shlex.split(variant, comments=True), f"{path.name} (comment)")
-        assert (alt.command, alt.args) == (spec.command, spec.args), f"{path.name}: commented variant differs: {variant!r}"
+        assert (alt.command, alt.args) == (spec.command, spec.args), \
+            f"{path.name}: commented variant differs: {variant!r}"
         assert alt.env in ({}, EXPECTED_ENV), f"{path.name}: commented variant env {alt.env!r}"
     return spec
 

@@ -172,7 +172,8 @@ def test_synthesis_after_an_early_stop_is_complete():
 def test_first_chunk_arrives_before_synthesis_ends():
     arrivals = []
     started = time.perf_counter()
-    count = ESPEAK.synthesize(SENTENCE * 5, on_chunk=lambda chunk: arrivals.append((time.perf_counter(), len(chunk))) or True)
+    count = ESPEAK.synthesize(SENTENCE * 5,
+                              on_chunk=lambda chunk: arrivals.append((time.perf_counter(), len(chunk))) or True)
     finished = time.perf_counter()
     assert len(arrivals) > 10  # streamed in many pieces, not one buffer at the end
     first_at, first_len = arrivals[0]

@@ -206,6 +206,7 @@ def test_unknown_word_list_does_not_repeat():
 
 def test_the_design_module_does_not_load_the_library():
     code = ("import sys; import mcp_tts.engines.builtin.design as d; d.design_params('a woman'); "
-            "assert 'ctypes' not in sys.modules and 'mcp_tts.engines.builtin.espeak' not in sys.modules, sorted(sys.modules)")
+            "assert 'ctypes' not in sys.modules and 'mcp_tts.engines.builtin.espeak' not in sys.modules, "
+            "sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -72,7 +72,8 @@ _EFFECTS: dict[str, _Effect] = {
     **_words("young,youthful,teen,teenage,teenager,adolescent,student",
              _Effect("young", rate=10, pitch=10, age="young")),
     **_words("lad", _Effect("a young man", rate=10, pitch=10, gender="male", age="young")),
-    **_words("middle aged,middle age,mature,adult,grown up", _Effect("middle-aged", rate=-5, pitch=-5, age="middle-aged")),
+    **_words("middle aged,middle age,mature,adult,grown up",
+             _Effect("middle-aged", rate=-5, pitch=-5, age="middle-aged")),
     **_words("old,elderly,aged,senior,older,ancient,aging,ageing,retired",
              _Effect("elderly", rate=-20, pitch=-5, age="old")),
     **_words("grandmother,grandma,granny,old lady,old woman",
@@ -194,7 +195,8 @@ _NEGATION_GLUE = {"too", "overly", "that", "a", "an", "the", "all", "at", "so", 
 _FILLER = set("a an the and or but with of in on at to for from like who that which is are be sounds sound "
               "sounding voice voices voiced speaker speaking speaks talks talking talker tone toned accent "
               "accented person someone somebody narrator narrating reads reading pace paced pitch pitched "
-              "speech synth synthesizer synthesiser style kind sort type one too more overly all so please make give me i want something".split())
+              "speech synth synthesizer synthesiser style kind sort type one too more overly all so please make "
+              "give me i want something".split())
 _LONGEST_PHRASE = max(len(key.split()) for key in (*_EFFECTS, *_ACCENTS))
 
 

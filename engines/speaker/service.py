@@ -68,8 +68,8 @@ class _Device:
     def __init__(self, sample_rate: int, pull) -> None:
         import miniaudio
 
-        backends = [miniaudio.Backend[b.strip().upper()] for b in os.environ.get("MCP_TTS_AUDIO_BACKENDS", "").split(",")
-                    if b.strip()]
+        names = os.environ.get("MCP_TTS_AUDIO_BACKENDS", "").split(",")
+        backends = [miniaudio.Backend[b.strip().upper()] for b in names if b.strip()]
         self.sample_rate = sample_rate
         self._device = miniaudio.PlaybackDevice(output_format=miniaudio.SampleFormat.FLOAT32, nchannels=1,
                                                 sample_rate=sample_rate, buffersize_msec=PERIOD_MS,

@@ -1,6 +1,8 @@
 """Runs inside the qwen family venv: the fast decode loop against upstream qwen-tts on tiny checkpoints.
 
-    python -m tests.checks.qwen_fast CHECKPOINTS_DIR   (from the repository root)  ->  one JSON object on the last stdout line
+    python -m tests.checks.qwen_fast CHECKPOINTS_DIR  ->  one JSON object on the last stdout line
+
+(from the repository root, in the qwen family venv).
 
 Greedy codes frame by frame in all three modes; the streamed chunks against one whole decode; and,
 with sampling, the distribution of sampled codes against upstream's (two-sample chi-square)."""

@@ -62,13 +62,16 @@ def gemv_forms(device: str) -> dict:
             logits = torch.tensor([0.5, -1.0, 0.25, 2.0, 1.5], device=device)  # greedy: row 3
             draw = qwen_kernels.Draw(logits, torch.zeros(1, dtype=torch.long, device=device),
                                      torch.zeros((), dtype=torch.long, device=device), 1, False, 0, 1.0, 1.0)
+            def empty(rows):
+                return torch.empty(rows, device=device, dtype=dtype)
+
             cases = {
-                "plain": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype)), torch.nn.functional.linear(x, w)),
+                "plain": (qwen_kernels.gemv(x, w, empty(n)), torch.nn.functional.linear(x, w)),
                 "norm": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype), norm=norm, eps=1e-6),
                          torch.nn.functional.linear(h, w)),
-                "norm+glu": (qwen_kernels.gemv(x, w2, torch.empty(n, device=device, dtype=dtype), norm=norm, eps=1e-6, glu=True),
+                "norm+glu": (qwen_kernels.gemv(x, w2, empty(n), norm=norm, eps=1e-6, glu=True),
                              torch.nn.functional.silu(gate) * up),
-                "gather+bias": (qwen_kernels.gemv(table, w, torch.empty(n, device=device, dtype=dtype), bias=bias, row=row),
+                "gather+bias": (qwen_kernels.gemv(table, w, empty(n), bias=bias, row=row),
                                 torch.nn.functional.linear(table[3], w, bias)),
                 "residual": (qwen_kernels.gemv(x, w, torch.empty(n, device=device, dtype=dtype), residual=res),
                              res + torch.nn.functional.linear(x, w)),
