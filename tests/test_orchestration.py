@@ -318,3 +318,10 @@ async def test_list_voices_reports_what_the_host_describes(scripted):
     listed = await scripted.speech.list_voices("builtin")
     (entry,) = listed.backends
     assert entry.description == "a scripted engine" and [v.name for v in entry.voices] == ["scripted-voice"]
+
+
+async def test_health_reports_what_the_host_says(scripted):
+    scripted.engine.health_details = {"queued_or_running": 0, "resident_bytes": 123}
+    conn = await scripted.hosts.get("builtin")
+    report = await conn.health()
+    assert report.service == "builtin" and report.details == {"queued_or_running": 0, "resident_bytes": 123}

@@ -67,9 +67,8 @@ from mcp_tts.host_client import Hosts, open_hosts
 from mcp_tts.speech import Speech
 
 
-def sine(samples: int, sample_rate: int, start: int = 0, hz: float = 220.0) -> np.ndarray:
-    """Samples `start` to `start + samples` of one continuous sine, so chunks join into one tone."""
-    t = (np.arange(start, start + samples) / sample_rate).astype(np.float64)
+def sine(samples: int, sample_rate: int, hz: float = 220.0) -> np.ndarray:
+    t = np.arange(samples) / sample_rate
     return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
@@ -82,7 +81,7 @@ class Script:
     sample_rate: int = 16000
     pause: float = 0.0  # seconds before each chunk: a slow engine
     loading: list[str] = field(default_factory=list)  # Progress messages before AudioStart: a model loading
-    hold: asyncio.Event | None = None  # AudioStart waits for it (after `loading`): an engine still busy loading
+    hold: anyio.Event | None = None  # AudioStart waits for it (after `loading`): an engine still busy loading
     fail: str | None = None  # a failure code: Failed after `fail_after` chunks (before AudioStart if 0)
     fail_message: str = "the scripted engine failed"
     fail_after: int = 0
@@ -106,7 +105,7 @@ class _Peer:
         self.health_details: dict[str, Any] = {}
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
         self._where = ""
 
     async def __aenter__(self):
@@ -288,7 +287,7 @@ class ScriptedSpeaker(_Peer):
         super().__init__(runtime_dir, "speaker")
         self.device: str | None = "scripted: null sink"
         self.pace = pace
-        self.hold: asyncio.Event | None = None
+        self.hold: anyio.Event | None = None
         self.queue: deque[Heard] = deque()
         self.heard: list[Heard] = []
         self._wake = asyncio.Event()
