@@ -8,9 +8,10 @@ import pytest
 from tests.support.families import chatterbox_family, chatterbox_hub, qwen_family, qwen_hub, qwen_triton
 from tests.support.homes import home, shared_home
 from tests.support.pulse import pulse
+from tests.support.scripted import scripted
 
 __all__ = ["chatterbox_family", "chatterbox_hub", "home", "pulse", "qwen_family", "qwen_hub", "qwen_triton",
-           "shared_home"]
+           "scripted", "shared_home"]
 
 
 @pytest.fixture

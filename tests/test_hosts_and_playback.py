@@ -1,5 +1,7 @@
 """The shared parts, for real: the speaker into a PulseAudio null sink, hosts shared by servers,
-hosts that die, hosts that start at the same moment, hosts that leave when idle."""
+hosts that die, hosts that start at the same moment, hosts that leave when idle. What one server does
+with its hosts (queue order, stop, wait modes, a host lost mid-say) is tested in-process against
+scripted hosts: tests/test_orchestration.py."""
 
 from __future__ import annotations
 
@@ -52,9 +54,7 @@ async def test_three_servers_share_one_host_and_never_overlap(home, pulse, tmp_p
     results = {}
     async with mcp_session(env) as a, mcp_session(env) as b, mcp_session(env) as c:
         async def speak(name, session):
-            for i in range(2):
-                results[(name, i)] = await session.call_tool(
-                    "say", {"text": f"Agent {name} reporting, message {i + 1}.", "wait": "end"})
+            results[name] = await session.call_tool("say", {"text": f"Agent {name} reporting.", "wait": "end"})
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
@@ -65,12 +65,12 @@ async def test_three_servers_share_one_host_and_never_overlap(home, pulse, tmp_p
     heard, rate = recorder.stop()
     spans = sorted((r.structured_content["started_clock"], r.structured_content["ended_clock"])
                    for r in results.values())
-    assert len(spans) == 6 and all(not r.is_error for r in results.values())
+    assert len(spans) == 3 and all(not r.is_error for r in results.values())
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start + 0.05, f"utterances overlap: {spans}"
     total_audio = sum(r.structured_content["audio_seconds"] for r in results.values())
     loud_seconds, _ = speech_spans(heard, rate)
-    # six utterances heard one after the other: never more sound than their sum (overlap would compress it)
+    # three utterances heard one after the other: never more sound than their sum (overlap would compress it)
     assert 0.5 * total_audio < loud_seconds <= total_audio + 0.3
 
 
@@ -118,27 +118,6 @@ async def test_killed_host_fails_its_call_and_the_next_call_succeeds(home, pulse
         assert not after.is_error, after.content
         (new,) = host_pids_of(home / "run", "builtin")
         assert new != old
-
-
-async def test_killed_synthesis_host_mid_stream_is_a_clear_error(home, pulse):
-    """A long text keeps the engine busy long enough to stop it half way (SIGSTOP, then SIGKILL)."""
-    env = server_env(home, pulse, MCP_TTS_OUTPUT="audio", MCP_TTS_MAX_TEXT_CHARS="200000")
-    async with mcp_session(env) as session:
-        await session.call_tool("say", {"text": "Warm up."})
-        (pid,) = host_pids_of(home / "run", "builtin")
-        os.kill(pid, signal.SIGSTOP)  # frozen: the request below is sent but never answered
-
-        async def kill_soon():
-            await anyio.sleep(0.5)
-            os.kill(pid, signal.SIGKILL)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(kill_soon)
-            failed = await session.call_tool("say", {"text": "Nobody will hear this."})
-        assert failed.is_error
-        assert "builtin engine host" in failed.content[0].text and "went away" in failed.content[0].text
-        ok = await session.call_tool("say", {"text": "Recovered."})
-        assert not ok.is_error
 
 
 async def test_host_outlives_its_server_and_exits_when_idle(home, pulse):

@@ -1,5 +1,6 @@
-"""Speech that starts at once and sounds right (issue 6), through the real MCP client and real hosts:
-speakable text and raw, long text in pieces joined without clicks, progress, the phrase cache."""
+"""Speech that starts at once and sounds right (issue 6), through the real MCP client and real hosts: long
+text in pieces joined without clicks, with progress; the phrase cache. That the engine is sent speakable
+text, or the raw text, is orchestration: tests/test_orchestration.py."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import pytest
 import soundfile as sf
 
 from mcp_tts.phrase_cache import PhraseCache, PhraseKey
-from mcp_tts.speakable import speakable
 from tests.support.homes import server_env
 from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 
-MARKDOWN = ("## Done\n- Fixed `parse_config()` in `src/utils/config_loader.py`\n"
-            "- See https://github.com/acme/app/pull/42 ✅")
 LONG = ("The build finished on the first try. All four hundred tests passed, and the coverage went up. "
         "Next I will update the changelog. Then I will tag the release and push it. "
         "After that the documentation site needs a rebuild. Finally, I will tell the team.")
@@ -31,21 +29,6 @@ async def say_to_file(session, tmp_path, name: str, **args) -> tuple[dict, np.nd
     result = await session.call_tool("say", {"output": "file", "file_path": str(path), **args})
     assert not result.is_error, result.content
     return result.structured_content, read(path)
-
-
-async def test_markdown_is_spoken_as_prose_unless_raw(home, pulse, tmp_path):
-    env = server_env(home, pulse, MCP_TTS_PHRASE_CACHE_MB="0")
-    async with mcp_session(env) as session:
-        await say_to_file(session, tmp_path, "warm", text="Hello.")  # espeak's first call sounds a little different
-        _, shaped = await say_to_file(session, tmp_path, "shaped", text=MARKDOWN)
-        _, by_hand = await say_to_file(session, tmp_path, "by_hand", text=speakable(MARKDOWN), raw=True)
-        _, raw = await say_to_file(session, tmp_path, "raw", text=MARKDOWN, raw=True)
-        only_emoji = await session.call_tool("say", {"text": "✅ 🎉"})
-    # the server spoke the normalizer's prose: the same words give the same length to the sample (espeak
-    # varies the waveform itself slightly from call to call)
-    assert len(shaped) == len(by_hand)
-    assert len(raw) != len(shaped)  # raw=true read the markup, the URL and the path as written
-    assert only_emoji.is_error and "raw=true" in only_emoji.content[0].text
 
 
 async def test_long_text_in_pieces_joins_like_one_piece(home, pulse, tmp_path):

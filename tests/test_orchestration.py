@@ -1,0 +1,327 @@
+"""One server's speech orchestration, in-process: Speech with the real Hosts and HostConnection, against a
+scripted engine host and a scripted speaker that speak the real wire protocol over real Unix sockets
+(tests/support/scripted.py). The queue, stop and cancel, the wait modes, the no-device fallback, file
+output, hosts lost mid-say and engines still loading; milliseconds each, no process, no sound server."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import anyio
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mcp_tts.engines.contract.protocol import Abort, Cancel, Enqueue, StopPlayback, Synthesize
+from mcp_tts.errors import HostError, TTSError
+from mcp_tts.speakable import speakable
+from mcp_tts.speech import SayRequest
+from tests.support.scripted import Script
+
+pytestmark = pytest.mark.anyio
+
+PCM16 = 1 / 32767  # what a 16-bit WAV keeps of a float sample
+
+
+async def until(condition: Callable[[], object], timeout: float = 2.0) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.002)
+
+
+async def heard_of(peer, kind: type, utt_id: str) -> None:
+    """Until `peer` has received a `kind` message about utterance `utt_id` (messages arrive a moment after
+    the call that sent them returns)."""
+    await until(lambda: utt_id in [m.id for m in peer.of(kind)])
+
+
+async def say(rig, text: str = "Hello.", **options):
+    result, audio = await rig.speech.say(SayRequest(text=text, **options))
+    return result
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+async def test_says_play_one_after_another_in_the_order_said(scripted):
+    scripted.speaker.pace = 1.0  # each 50 ms chunk takes 50 ms to play
+    results = [await say(scripted, f"Message {i}.", wait="none") for i in range(3)]
+    assert [r.status for r in results] == ["queued"] * 3
+    assert [r.queue_position for r in results] == [0, 1, 2]
+    ids = [r.utterance_id for r in results]
+    assert [m.id for m in scripted.speaker.of(Enqueue)] == ids
+    await until(lambda: len(scripted.speaker.heard) == 3 and scripted.speaker.heard[-1].finished)
+    heard = scripted.speaker.heard
+    assert [h.id for h in heard] == ids
+    for one, next_one in zip(heard, heard[1:], strict=False):
+        assert one.finished <= next_one.started  # never two at once
+    expected = Script().audio()
+    for h in heard:  # each utterance's own audio, whole, not mixed with another's
+        np.testing.assert_array_equal(h.audio(), expected)
+        assert not h.interrupted
+
+
+async def test_a_say_waiting_for_its_end_waits_behind_the_one_playing(scripted):
+    scripted.speaker.pace = 1.0
+    first = await say(scripted, "First.", wait="start")
+    second = await say(scripted, "Second.", wait="end")
+    assert first.status == "playing" and second.status == "played"
+    assert second.queue_position == 1
+    (a, b) = scripted.speaker.heard
+    assert second.started_clock == b.started >= a.finished
+
+
+async def test_wait_modes(scripted):
+    scripted.speaker.pace = 1.0
+    none = await say(scripted, wait="none")
+    assert none.status == "queued" and none.started_clock is None and none.audio_seconds is None
+    await until(lambda: not scripted.speaker.queue)
+    start = await say(scripted, wait="start")
+    assert start.status == "playing" and start.started_clock is not None and start.ended_clock is None
+    assert start.time_to_first_audio_ms is not None
+    await until(lambda: not scripted.speaker.queue)
+    end = await say(scripted, wait="end")
+    assert end.status == "played" and end.ended_clock > end.started_clock
+    assert end.audio_seconds == pytest.approx(0.1) and end.device == "scripted: null sink"
+    # a file or the audio is only whole at the end: those wait for it whatever was asked
+    attached = await say(scripted, output="audio", wait="none")
+    assert attached.status == "attached" and attached.audio_seconds == pytest.approx(0.1)
+
+
+# --- stop and cancel ----------------------------------------------------------------------------
+
+
+async def test_stop_interrupts_the_playing_one_and_drops_the_queued(scripted):
+    scripted.speaker.pace = 1.0
+    scripted.engine.default = Script(chunks=20, pause=0.005)  # 1 s of audio
+    first = await say(scripted, "First.", wait="start")
+    second = await say(scripted, "Second.", wait="none")
+    assert (first.status, second.status) == ("playing", "queued")
+    stopped = await scripted.speech.stop()
+    assert stopped.stopped == 2 and stopped.speaker_running
+    await until(lambda: not scripted.speaker.queue)
+    assert [m.client for m in scripted.speaker.of(StopPlayback)] == [scripted.speech.client_id]
+    for utt in (first, second):  # the host heard it
+        await heard_of(scripted.engine, Cancel, utt.utterance_id)
+    assert [(h.id, h.interrupted) for h in scripted.speaker.heard] == [(first.utterance_id, True)]
+    scripted.engine.default = Script()
+    after = await say(scripted, "Still serving.", wait="end")
+    assert after.status == "played"
+
+
+async def test_stop_calls_at_once_all_answer_and_the_server_keeps_serving(scripted):
+    scripted.speaker.pace = 1.0
+    await say(scripted, "Something long enough to stop.", wait="start")
+    await say(scripted, "And more queued.", wait="none")
+    results = []
+
+    async def stop() -> None:
+        results.append(await scripted.speech.stop())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(stop)
+    assert len(results) == 5 and all(r.speaker_running for r in results)
+    await until(lambda: not scripted.speaker.queue)
+    assert (await say(scripted, "Fine.", wait="end")).status == "played"
+
+
+async def test_stop_catches_a_say_still_starting(scripted):
+    loading = anyio.Event()
+    scripted.engine.scripts.append(Script(hold=loading))
+    results = {}
+
+    async def speak():
+        results["say"] = await say(scripted, "Caught on its way.", wait="end")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(speak)
+        await until(lambda: scripted.engine.of(Synthesize))
+        stopped = await scripted.speech.stop()
+        loading.set()
+    assert stopped.stopped == 0  # nothing was speaking yet ...
+    result = results["say"]
+    assert result.status == "interrupted"  # ... yet the say that was starting is dropped too
+    await heard_of(scripted.engine, Cancel, result.utterance_id)
+    await heard_of(scripted.speaker, Abort, result.utterance_id)
+    assert scripted.speaker.heard == []
+
+
+async def test_a_cancelled_say_cancels_its_synthesis_and_playback(scripted):
+    """The MCP request is cancelled (the agent gave up on it): the host and the speaker are told."""
+    scripted.speaker.pace = 1.0
+    scripted.engine.scripts.append(Script(chunks=40, pause=0.002))
+    with anyio.move_on_after(0.1):
+        await say(scripted, "Too long to wait for.", wait="end")
+    (request,) = scripted.engine.of(Synthesize)
+    await heard_of(scripted.engine, Cancel, request.id)
+    await heard_of(scripted.speaker, Abort, request.id)
+    await until(lambda: not scripted.speaker.queue)
+    assert scripted.speaker.heard[0].interrupted
+    after = await say(scripted, "Next.", wait="end")  # not held behind the rest of the long one
+    assert after.status == "played" and after.queue_position == 0
+
+
+# --- where the audio goes -----------------------------------------------------------------------
+
+
+async def test_no_device_falls_back_to_a_file_for_auto_only(scripted):
+    scripted.speaker.device = None
+    auto, audio = await scripted.speech.say(SayRequest(text="Nobody can hear this."))
+    assert auto.output == "file" and auto.status == "saved" and audio is None
+    assert any("no audio device" in note for note in auto.notes)
+    saved, _ = sf.read(auto.file_path, dtype="float32")
+    assert auto.file_path.startswith(str(scripted.settings.recordings_dir))
+    np.testing.assert_allclose(saved, Script().audio(), atol=PCM16)
+
+    with pytest.raises(TTSError, match="cannot play: no audio device .*output='file'"):
+        await say(scripted, "Nobody can hear this.", output="play")
+    await heard_of(scripted.engine, Cancel, scripted.engine.of(Synthesize)[-1].id)  # the engine is freed
+
+    attached, wav = await scripted.speech.say(SayRequest(text="But this comes back.", output="audio"))
+    assert attached.output == "audio" and attached.audio_attached
+    data, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    assert rate == 16000
+    np.testing.assert_allclose(data, Script().audio(), atol=PCM16)
+    assert scripted.speaker.heard == []
+
+
+async def test_file_output_writes_what_the_engine_made(scripted, tmp_path):
+    path = tmp_path / "out.wav"
+    result = await say(scripted, output="file", file_path=str(path))  # a file waits for its end ...
+    assert result.status == "saved" and result.file_path == str(path.resolve())
+    data, rate = sf.read(path, dtype="float32")
+    assert rate == 16000
+    np.testing.assert_allclose(data, Script().audio(), atol=PCM16)
+    later = await say(scripted, output="file", file_path=str(tmp_path / "later.wav"), wait="none")
+    assert later.status == "synthesizing"  # ... unless told not to wait at all
+    await until(lambda: (tmp_path / "later.wav").exists())
+    auto = await say(scripted, file_path=str(tmp_path / "named"))  # output auto with a path: the file
+    assert auto.output == "file" and auto.file_path == str(tmp_path / "named.wav")
+    flac = await say(scripted, output="file", file_path=str(tmp_path / "out.flac"))
+    assert sf.info(flac.file_path).format == "FLAC"
+    assert scripted.speaker.of(Enqueue) == []
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("exists.wav", {}, "the file exists"),
+    ("sub", {}, "it is a directory"),
+    ("missing/out.wav", {}, "does not exist"),
+    ("out.mp3", {}, "must end in"),
+    ("out.wav", {"output": "play"}, "not output='play'"),
+    ("out.wav", {"output": "audio"}, "not output='audio'"),
+])
+async def test_file_output_refusals_come_before_any_synthesis(scripted, tmp_path, name, options, message):
+    (tmp_path / "exists.wav").write_bytes(b"precious")
+    (tmp_path / "sub").mkdir()
+    request = {"output": "file", **options}
+    with pytest.raises(TTSError, match=message):
+        await say(scripted, file_path=str(tmp_path / name), **request)
+    assert scripted.engine.of(Synthesize) == []
+    assert (tmp_path / "exists.wav").read_bytes() == b"precious"
+
+
+async def test_overwrite_replaces_a_file_when_asked(scripted, tmp_path):
+    path = tmp_path / "again.wav"
+    path.write_bytes(b"old")
+    await say(scripted, output="file", file_path=str(path), overwrite=True)
+    assert sf.info(path).frames == len(Script().audio())
+
+
+async def test_the_engine_receives_speakable_text_unless_raw(scripted):
+    markdown = "## Done\n- Fixed `parse_config()` in `src/utils/config_loader.py` ✅"
+    await say(scripted, markdown, output="audio")
+    await say(scripted, markdown, output="audio", raw=True)
+    assert scripted.engine.texts() == [speakable(markdown), markdown]
+    with pytest.raises(TTSError, match="raw=true"):
+        await say(scripted, "✅ 🎉")
+    assert len(scripted.engine.texts()) == 2
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+async def test_engine_failures_are_clear_errors_and_the_server_keeps_serving(scripted):
+    scripted.engine.scripts.append(Script(fail="unknown_voice", fail_message="no voice 'x'"))
+    with pytest.raises(TTSError, match=r"no voice 'x' \(list_voices\(backend='builtin'\)"):
+        await say(scripted, voice="x")
+    scripted.engine.scripts.append(Script(chunks=4, fail="engine_error", fail_message="out of ideas", fail_after=2))
+    with pytest.raises(TTSError, match="out of ideas"):
+        await say(scripted, "Half way.", wait="end")
+    await heard_of(scripted.speaker, Abort, scripted.engine.of(Synthesize)[-1].id)  # it does not block the queue
+    ok = await say(scripted, "Fine again.", wait="end")
+    assert ok.status == "played"
+
+
+async def test_engine_host_lost_mid_say_is_a_clear_error_and_the_next_say_reconnects(scripted):
+    scripted.engine.scripts.append(Script(chunks=4, pause=0.005, drop_after=2))
+    with pytest.raises(TTSError, match="speech cut off: the builtin engine host .* went away"):
+        await say(scripted, "Cut off.", wait="end")
+    scripted.engine.scripts.append(Script(drop_after=0))
+    with pytest.raises(HostError, match="went away"):
+        await say(scripted, "Never started.")
+    assert scripted.engine.connections == 2
+    ok = await say(scripted, "Back again.", wait="end")
+    assert ok.status == "played" and scripted.engine.connections == 3
+    assert not scripted.hosts.spawned
+
+
+async def test_speaker_lost_mid_playback_is_a_clear_error_and_frees_the_engine(scripted):
+    scripted.speaker.pace = 1.0
+    scripted.engine.scripts.append(Script(chunks=20, pause=0.005))
+    results = {}
+
+    async def speak():
+        with pytest.raises(TTSError) as caught:
+            await say(scripted, "Cut off.", wait="end")
+        results["error"] = str(caught.value)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(speak)
+        await until(lambda: scripted.speaker.heard)
+        scripted.speaker.drop_connections()
+    assert "speaker process" in results["error"] and "went away" in results["error"]
+    await heard_of(scripted.engine, Cancel, scripted.engine.of(Synthesize)[0].id)
+    ok = await say(scripted, "Back again.", wait="end")
+    assert ok.status == "played" and scripted.speaker.connections == 2
+
+
+# --- engines still loading ----------------------------------------------------------------------
+
+
+async def test_a_say_while_the_engine_loads_hears_progress_then_plays(scripted):
+    loaded = anyio.Event()
+    scripted.engine.scripts.append(Script(loading=["downloading the model", "loading the model"], hold=loaded))
+    heard: list[str] = []
+    results = {}
+
+    async def progress(message: str, done: float, total: float | None) -> None:
+        heard.append(message)
+
+    async def speak(name: str, wait: str) -> None:
+        results[name], _ = await scripted.speech.say(SayRequest(text=name, wait=wait), progress)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(speak, "first", "start")
+        await until(lambda: len(heard) == 2)
+        tg.start_soon(speak, "second", "end")  # comes while the engine is still busy loading
+        await anyio.sleep(0.02)
+        assert results == {} and scripted.speaker.of(Enqueue) == []
+        loaded.set()
+    assert heard == ["downloading the model", "loading the model"]
+    assert results["first"].status in ("playing", "played") and results["second"].status == "played"
+    assert [h.id for h in scripted.speaker.heard] == [results["first"].utterance_id, results["second"].utterance_id]
+
+
+async def test_list_voices_reports_what_the_host_describes(scripted):
+    listed = await scripted.speech.list_voices("builtin")
+    (entry,) = listed.backends
+    assert entry.description == "a scripted engine" and [v.name for v in entry.voices] == ["scripted-voice"]
+
+
+async def test_health_reports_what_the_host_says(scripted):
+    scripted.engine.health_details = {"queued_or_running": 0, "resident_bytes": 123}
+    conn = await scripted.hosts.get("builtin")
+    report = await conn.health()
+    assert report.service == "builtin" and report.details == {"queued_or_running": 0, "resident_bytes": 123}
