@@ -25,9 +25,6 @@ from .errors import TTSError
 from .families import FAMILIES
 
 MARKER = "mcp-tts-installed"
-# CPU builds of torch for Linux come from PyTorch's own index; elsewhere PyPI's are CPU builds already.
-# MCP_TTS_TORCH_INDEX_URL overrides it ("" leaves pip's own configuration alone).
-DEFAULT_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)
@@ -150,9 +147,8 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         python = venv_python(staging)
         command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
                    *plan.packages]
-        index = os.environ.get("MCP_TTS_TORCH_INDEX_URL", DEFAULT_CPU_INDEX if sys.platform == "linux" else "")
-        if plan.device == "cpu" and index:
-            command += ["--extra-index-url", index]
+        if plan.device == "cpu" and settings.torch_index_url:  # MCP_TTS_TORCH_INDEX_URL
+            command += ["--extra-index-url", settings.torch_index_url]
         say(f"{family}: installing {' '.join(plan.packages)} (several GB with torch; minutes)")
         _run(command, say, show=True)
         if plan.fixup:

@@ -11,10 +11,9 @@ from mcp_tts.families import FAMILIES, interpreter
 
 
 def test_a_failed_install_leaves_no_venv(tmp_path, monkeypatch):
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", torch_index_url="")
     broken = install.Recipe("qwen", "cpu", ("mcp-tts-no-such-package-anywhere==0.0.1",), "print('never')")
     monkeypatch.setattr(install, "recipe", lambda family, device: broken)
-    monkeypatch.setenv("MCP_TTS_TORCH_INDEX_URL", "")
     lines: list[str] = []
     with pytest.raises(TTSError, match="failed"):
         install.install(settings, "qwen", "cpu", say=lines.append)
