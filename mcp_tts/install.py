@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import Settings
+from .engines.contract.atomic import atomic_write
 from .errors import TTSError
 from .families import FAMILIES
 
@@ -137,11 +138,11 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         say(f"{family}: already installed ({plan.device}) in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"venv.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     _check_space(plan, target.parent)
     started = time.monotonic()
-    try:
+    old = target.parent / f"venv.old-{os.getpid()}"
+
+    def build(staging: Path) -> None:
         say(f"{family}: creating a venv ({plan.device}) in {staging}")
         _run([sys.executable, "-m", "venv", str(staging)], say)
         python = venv_python(staging)
@@ -159,17 +160,19 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan),
                                                   "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                   "packages_installed": freeze.split()}, indent=1))
-        if target.exists():
-            old = target.parent / f"venv.old-{os.getpid()}"
+        if target.exists():  # a folder is not renamed over a full one: the old venv steps aside last
             os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(staging, target)  # the venv only counts as installed from here on
+
+    try:  # the venv only counts as installed once renamed into place; a failure leaves no staging behind
+        atomic_write(target, build)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():  # the rename itself failed: the old venv goes back
+            os.replace(old, target)
         if isinstance(exc, TTSError) and "No space left on device" in str(exc):
             raise TTSError(f"{family}: the disk ran out of space during the install; {_space(plan, target.parent)}"
                            f"\n{exc}") from None
         raise
+    shutil.rmtree(old, ignore_errors=True)
     say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
     return target
 
