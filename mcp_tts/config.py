@@ -61,7 +61,7 @@ def _data_dir() -> Path:
 class Settings(BaseSettings):
     """Each field is read from MCP_TTS_<FIELD NAME>; arguments given to the constructor win over the environment."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX)  # extra="forbid": a misspelt argument is an error
 
     backend: str = "builtin"
     model: str | None = None

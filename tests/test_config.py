@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from mcp_tts.config import Settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    import os
-
     for key in list(os.environ):
         if key.upper().startswith("MCP_TTS_"):
             monkeypatch.delenv(key)
@@ -109,9 +110,15 @@ def test_every_bad_value_is_named_at_once(monkeypatch):
 
 def test_the_server_side_reads_no_mcp_tts_variable_elsewhere():
     """One place: no module of the server side but config.py reads an MCP_TTS_* variable itself."""
-    import re
-
     root = Path(__file__).resolve().parents[1] / "mcp_tts"
     reads = re.compile(r"environ(?:\.get)?\(?\[?[\"']MCP_TTS_|getenv\([\"']MCP_TTS_")
     offenders = [path.name for path in root.glob("*.py") if path.name != "config.py" and reads.search(path.read_text())]
     assert offenders == []
+
+
+def test_the_engine_sides_variables_are_left_to_it_and_a_misspelt_argument_is_an_error(monkeypatch):
+    monkeypatch.setenv("MCP_TTS_QWEN_FAST", "0")  # read by the qwen host, not here
+    monkeypatch.setenv("MCP_TTS_PIECE_CHARS", "60")
+    assert Settings.from_env().backend == "builtin"
+    with pytest.raises(ValidationError, match="data_dri"):
+        Settings(data_dri="/tmp")

@@ -66,3 +66,15 @@ def test_builtin_and_unknown_families():
         install.install(settings, "builtin")
     with pytest.raises(TTSError, match="families to install: qwen, chatterbox"):
         install.recipe("festival", "cpu")
+
+
+def test_a_reinstall_replaces_the_venv_whole_and_leaves_nothing_beside_it(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data", torch_index_url="")
+    plan = install.Recipe("qwen", "cpu", ("pip",), "print('ok')")
+    monkeypatch.setattr(install, "recipe", lambda family, device: plan)
+    first = install.install(settings, "qwen", "cpu", say=lambda line: None)
+    (first / "from-the-first-install").write_text("x")
+    second = install.install(settings, "qwen", "cpu", force=True, say=lambda line: None)
+    assert second == first and not (second / "from-the-first-install").exists()
+    assert install.installed_recipe(settings, "qwen")["digest"] == plan.digest
+    assert sorted(p.name for p in (settings.families_dir / "qwen").iterdir()) == ["venv"]
