@@ -185,9 +185,12 @@ def _check_space(plan: Recipe, where: Path) -> None:
 
 def _space(plan: Recipe, where: Path) -> str:
     free = shutil.disk_usage(where).free / 1e9
+    # a staging venv (atomic_write's hidden name) that a killed install never removed
+    leftovers = ", ".join(path.name for path in where.glob(".venv.*.tmp"))
     return (f"{where} has {free:.1f} GB free and the {plan.family} family ({plan.device}) needs about "
             f"{plan.disk_gb:.0f} GB. Free some space there, or set MCP_TTS_FAMILIES_DIR to a folder on a "
-            f"disk with room (pip also unpacks into {tempfile.gettempdir()}).")
+            f"disk with room (pip also unpacks into {tempfile.gettempdir()})."
+            + (f" Interrupted installs left {leftovers} there: delete them." if leftovers else ""))
 
 
 def _run(command: list[str], say: Callable[[str], None], show: bool = False) -> None:

@@ -37,13 +37,15 @@ def test_a_venv_whose_check_fails_is_not_installed(tmp_path, monkeypatch):
 def test_too_little_disk_space_is_refused_before_anything_is_made(tmp_path, monkeypatch):
     settings = Settings(data_dir=tmp_path / "data")
     monkeypatch.setattr(install.Recipe, "disk_gb", property(lambda self: 1e9))  # a billion GB
+    (settings.families_dir / "qwen" / ".venv.0badf00d.tmp").mkdir(parents=True)  # a killed install's
     lines: list[str] = []
     with pytest.raises(TTSError) as caught:
         install.install(settings, "qwen", "cpu", say=lines.append)
     message = str(caught.value)
     assert "not enough free disk space" in message
     assert str(settings.families_dir) in message and "GB free" in message and "MCP_TTS_FAMILIES_DIR" in message
-    assert not list((settings.families_dir / "qwen").iterdir())
+    assert "Interrupted installs left .venv.0badf00d.tmp there" in message
+    assert [p.name for p in (settings.families_dir / "qwen").iterdir()] == [".venv.0badf00d.tmp"]
     assert lines == []  # refused before a venv was started
 
 
