@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-tts", description="Speech for AI coding agents, over MCP.")
     parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("MCP_TTS_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=Settings.from_env().log_level)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the MCP stdio server")
     say = sub.add_parser("say", help="speak text now")

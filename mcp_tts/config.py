@@ -1,26 +1,48 @@
 """Settings of one server process, read from MCP_TTS_* environment variables.
 
-Agent configs pass settings through `env`, so the environment is the one place they come from.
+Agent configs pass settings through `env`, so the environment is the one place they come from, and
+this module is the one place that reads it: every MCP_TTS_* variable the server side knows is a field
+here (pydantic-settings, prefix MCP_TTS_). The engine side (mcp_tts.engines) reads its own variables
+with the standard library, since it runs in family venvs that hold no pydantic-settings.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import platformdirs
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 APP = "mcp-tts"
 OUTPUTS = ("auto", "play", "file", "audio")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PREFIX = "MCP_TTS_"
+DEFAULT_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+# Set but empty means unset for these: an agent config's `"MCP_TTS_MODEL": ""` asks for the default.
+# Not for MCP_TTS_TORCH_INDEX_URL, where "" means "leave pip's own index configuration alone".
+_EMPTY_IS_UNSET = ("model", "voice", "data_dir", "runtime_dir", "families_dir", "memory_gb")
+
+# What each field accepts, for the error that names a bad value.
+_ACCEPTED = {
+    "output": f"one of {', '.join(OUTPUTS)}",
+    "idle_timeout": "a number of seconds",
+    "speaker_idle_timeout": "a number of seconds",
+    "max_text_chars": "a whole number of characters",
+    "phrase_cache_mb": "a number of megabytes (0 turns the cache off)",
+    "memory_gb": "a number of gigabytes, or empty for as much as is free",
+    "log_level": f"one of {', '.join(LOG_LEVELS)}",
+}
 
 
 def _runtime_dir() -> Path:
     """A private directory for sockets: the user's runtime dir, else one in the temp dir."""
-    if env := os.environ.get("MCP_TTS_RUNTIME_DIR"):
-        return Path(env)
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.access(base, os.W_OK):
         return Path(base) / APP
@@ -32,49 +54,70 @@ def _runtime_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"{APP}-{uid}"
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a number") from None
+def _data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
 
 
-@dataclass
-class Settings:
+class Settings(BaseSettings):
+    """Each field is read from MCP_TTS_<FIELD NAME>; arguments given to the constructor win over the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX)  # extra="forbid": a misspelt argument is an error
+
     backend: str = "builtin"
     model: str | None = None
     voice: str | None = None
-    output: str = "auto"
-    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir(APP, appauthor=False)))
-    runtime_dir: Path = field(default_factory=_runtime_dir)
+    output: Literal["auto", "play", "file", "audio"] = "auto"
+    data_dir: Path = Field(default_factory=_data_dir)
+    runtime_dir: Path = Field(default_factory=_runtime_dir)
+    families_dir: Path | None = None  # family venvs (GBs each); None: under the data dir (see the validator)
     idle_timeout: float = 600.0
     speaker_idle_timeout: float = 300.0
     max_text_chars: int = 5000
     phrase_cache_mb: float = 64.0
     memory_gb: float | None = None  # what all family hosts together may hold; None: as much as is free
+    # CPU builds of torch for Linux come from PyTorch's own index; elsewhere PyPI's are CPU builds already.
+    # "" leaves pip's own configuration alone.
+    torch_index_url: str = DEFAULT_CPU_INDEX if sys.platform == "linux" else ""
+    log_level: str = "WARNING"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = {key: value for key, value in values.items() if not (key in _EMPTY_IS_UNSET and value == "")}
+        return values
+
+    @field_validator("max_text_chars", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        """"5000", "5000.0" and "5e3" all mean 5000 (a fraction is dropped), as before this was pydantic."""
+        if isinstance(value, str):
+            number = float(value)  # ValueError: reported as not a number
+            if not math.isfinite(number):
+                raise ValueError("not a finite number")
+            return int(number)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError("not a log level")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _families_under_data(self) -> Settings:
+        if self.families_dir is None:
+            self.families_dir = self.data_dir / "families"
+        return self
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        settings = cls(
-            backend=env.get("MCP_TTS_BACKEND", "builtin"),
-            model=env.get("MCP_TTS_MODEL") or None,
-            voice=env.get("MCP_TTS_VOICE") or None,
-            output=env.get("MCP_TTS_OUTPUT", "auto"),
-            idle_timeout=_float("MCP_TTS_IDLE_TIMEOUT", 600.0),
-            speaker_idle_timeout=_float("MCP_TTS_SPEAKER_IDLE_TIMEOUT", 300.0),
-            max_text_chars=int(_float("MCP_TTS_MAX_TEXT_CHARS", 5000)),
-            phrase_cache_mb=_float("MCP_TTS_PHRASE_CACHE_MB", 64.0),
-            memory_gb=_float("MCP_TTS_MEMORY_GB", -1.0) if env.get("MCP_TTS_MEMORY_GB") else None,
-        )
-        if data := env.get("MCP_TTS_DATA_DIR"):
-            settings.data_dir = Path(data)
-        if settings.output not in OUTPUTS:
-            raise SystemExit(f"MCP_TTS_OUTPUT={settings.output!r}: expected one of {', '.join(OUTPUTS)}")
-        return settings
+        """The settings from the environment; a bad value ends the process with a message naming it."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SystemExit(_explain(exc)) from None
 
     @property
     def voices_dir(self) -> Path:
@@ -84,9 +127,21 @@ class Settings:
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
 
-    @property
-    def families_dir(self) -> Path:
-        """Family venvs (GBs each): MCP_TTS_FAMILIES_DIR, else under the data dir."""
-        if env := os.environ.get("MCP_TTS_FAMILIES_DIR"):
-            return Path(env)
-        return self.data_dir / "families"
+
+def _explain(exc: ValidationError) -> str:
+    """One line per bad variable: its name, what it held, and what it accepts."""
+    lines, seen = [], set()
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field in seen:  # a union (float | None) reports each of its branches
+            continue
+        seen.add(field)
+        variable = PREFIX + field.upper()
+        raw = os.environ.get(variable, error.get("input"))
+        if error["type"] in ("float_parsing", "int_parsing", "value_error") and field != "log_level":
+            what = "is not a number"
+        else:
+            what = "is not accepted"
+        accepted = _ACCEPTED.get(field)
+        lines.append(f"{variable}={raw!r} {what}" + (f": expected {accepted}" if accepted else ""))
+    return "\n".join(lines)

@@ -21,13 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import Settings
+from .engines.contract.atomic import atomic_write
 from .errors import TTSError
 from .families import FAMILIES
 
 MARKER = "mcp-tts-installed"
-# CPU builds of torch for Linux come from PyTorch's own index; elsewhere PyPI's are CPU builds already.
-# MCP_TTS_TORCH_INDEX_URL overrides it ("" leaves pip's own configuration alone).
-DEFAULT_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)
@@ -140,19 +138,18 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         say(f"{family}: already installed ({plan.device}) in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"venv.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     _check_space(plan, target.parent)
     started = time.monotonic()
-    try:
+    old = target.parent / f"venv.old-{os.getpid()}"
+
+    def build(staging: Path) -> None:
         say(f"{family}: creating a venv ({plan.device}) in {staging}")
         _run([sys.executable, "-m", "venv", str(staging)], say)
         python = venv_python(staging)
         command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
                    *plan.packages]
-        index = os.environ.get("MCP_TTS_TORCH_INDEX_URL", DEFAULT_CPU_INDEX if sys.platform == "linux" else "")
-        if plan.device == "cpu" and index:
-            command += ["--extra-index-url", index]
+        if plan.device == "cpu" and settings.torch_index_url:  # MCP_TTS_TORCH_INDEX_URL
+            command += ["--extra-index-url", settings.torch_index_url]
         say(f"{family}: installing {' '.join(plan.packages)} (several GB with torch; minutes)")
         _run(command, say, show=True)
         if plan.fixup:
@@ -163,17 +160,19 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan),
                                                   "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                   "packages_installed": freeze.split()}, indent=1))
-        if target.exists():
-            old = target.parent / f"venv.old-{os.getpid()}"
+        if target.exists():  # a folder is not renamed over a full one: the old venv steps aside last
             os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(staging, target)  # the venv only counts as installed from here on
+
+    try:  # the venv only counts as installed once renamed into place; a failure leaves no staging behind
+        atomic_write(target, build)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():  # the rename itself failed: the old venv goes back
+            os.replace(old, target)
         if isinstance(exc, TTSError) and "No space left on device" in str(exc):
             raise TTSError(f"{family}: the disk ran out of space during the install; {_space(plan, target.parent)}"
                            f"\n{exc}") from None
         raise
+    shutil.rmtree(old, ignore_errors=True)
     say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
     return target
 
@@ -186,9 +185,12 @@ def _check_space(plan: Recipe, where: Path) -> None:
 
 def _space(plan: Recipe, where: Path) -> str:
     free = shutil.disk_usage(where).free / 1e9
+    # a staging venv (atomic_write's hidden name) that a killed install never removed
+    leftovers = ", ".join(path.name for path in where.glob(".venv.*.tmp"))
     return (f"{where} has {free:.1f} GB free and the {plan.family} family ({plan.device}) needs about "
             f"{plan.disk_gb:.0f} GB. Free some space there, or set MCP_TTS_FAMILIES_DIR to a folder on a "
-            f"disk with room (pip also unpacks into {tempfile.gettempdir()}).")
+            f"disk with room (pip also unpacks into {tempfile.gettempdir()})."
+            + (f" Interrupted installs left {leftovers} there: delete them." if leftovers else ""))
 
 
 def _run(command: list[str], say: Callable[[str], None], show: bool = False) -> None:

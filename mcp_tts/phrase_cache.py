@@ -5,21 +5,26 @@ any model on a GPU) entirely. The key is everything that shapes the sound: backe
 (a saved voice by the content of its manifest and reference), language, instruct, speed and the
 spoken text. Files are written whole and renamed into place; the oldest are removed beyond the
 size bound (MCP_TTS_PHRASE_CACHE_MB, 0 turns the cache off).
+
+The bounded store is kept hand-written: cachetools' caches live in one process's memory, and this one
+lives on disk, shared by every server process of the user and kept across restarts, with the files'
+modification times as its record of use. diskcache could hold it, but as pickles in SQLite, for a
+new dependency in place of the 20 lines of `_trim`; a folder of WAV files stays readable by anything.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from .engines.contract.atomic import atomic_write, atomic_write_text
 
 log = logging.getLogger("mcp_tts.phrase_cache")
 
@@ -90,21 +95,14 @@ class PhraseCache:
         if not self.enabled or not len(samples):
             return
         path = self._path(key)
-        tag = uuid.uuid4().hex[:8]
-        tmp, tmp_meta = path.with_name(f".{path.name}.{tag}.tmp"), path.with_name(f".{path.stem}.{tag}.json.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, path.with_suffix(".json"))  # the metadata first: a WAV alone is never read
-            sf.write(tmp, samples, sample_rate, format="WAV", subtype="FLOAT")
-            os.replace(tmp, path)
+            # the metadata first: a WAV alone is never read
+            atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
+            atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format="WAV", subtype="FLOAT"))
             self._trim()
         except (OSError, RuntimeError) as exc:
             log.warning("phrase not cached: %s", exc)
-        finally:
-            for leftover in (tmp, tmp_meta):
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
 
     def _trim(self) -> None:
         entries = []

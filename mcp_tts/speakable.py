@@ -1,9 +1,17 @@
 """Speakable text: what an agent writes for a screen, turned into what a person should hear.
 
 Each step is a pure function from text to text that can be used and tested alone; `speakable` runs
-them all, in the order that keeps one step from spoiling another's input: code blocks and tables
-first, then markdown block by block, and within a block the finished pieces (code spans, links,
-URLs, paths) are held aside while the prose around them is worked on.
+them all, in the order that keeps one step from spoiling another's input: markdown's blocks first
+(code blocks and tables become their summaries), and within a block the finished pieces (code spans,
+links, URLs, paths) are held aside while the prose around them is worked on.
+
+Markdown is parsed by markdown-it (CommonMark, GFM tables and strikethrough): its tokens give the
+blocks, and each sentence's code spans, links, images, autolinks, emphasis and HTML. Regular
+expressions remain for what CommonMark does not say or says otherwise than agents mean: a line that
+goes on the sentence before it, bullets it leaves inside a paragraph ("3." or "•" after a line of
+text), task boxes and GitHub's alerts (extensions), a reference link with no definition, a table
+row with no pipe (GFM takes the next sentence as a row), a fence closed outside the quote it opened
+in, HTML comments across lines, and the tags inside an HTML token (markdown-it keeps HTML raw).
 
 Conventions, chosen for how speech engines read, not for how text looks:
 
@@ -55,12 +63,16 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
+from contextvars import ContextVar
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from .engines.contract.tags import KNOWN_TAG
 
 __all__ = [
     "speakable", "summarize_code_blocks", "summarize_tables", "markdown_to_prose", "strip_inline_markdown",
-    "strip_html", "strip_emphasis", "speak_urls", "speak_url", "speak_paths", "speak_path", "split_identifiers",
+    "strip_html", "speak_urls", "speak_url", "speak_paths", "speak_path", "split_identifiers",
     "speak_abbreviations", "speak_numbers", "speak_symbols", "drop_emoji",
 ]
 
@@ -189,7 +201,8 @@ UNITS = {
     "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"), "PB": ("petabyte", "petabytes"),
     "KiB": ("kibibyte", "kibibytes"), "MiB": ("mebibyte", "mebibytes"), "GiB": ("gibibyte", "gibibytes"),
     "TiB": ("tebibyte", "tebibytes"), "PiB": ("pebibyte", "pebibytes"), "Kb": ("kilobit", "kilobits"),
-    "Mb": ("megabit", "megabits"), "Gb": ("gigabit", "gigabits"), "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"),
+    "Mb": ("megabit", "megabits"), "Gb": ("gigabit", "gigabits"), "Hz": ("hertz", "hertz"),
+    "kHz": ("kilohertz", "kilohertz"),
     "MHz": ("megahertz", "megahertz"), "GHz": ("gigahertz", "gigahertz"), "px": ("pixel", "pixels"),
     "fps": ("frame per second", "frames per second"), "LOC": ("line of code", "lines of code"),
     "tok/s": ("token per second", "tokens per second"), "tokens/s": ("token per second", "tokens per second"),
@@ -246,14 +259,20 @@ _ATOM = re.compile("[\U000f0000-\U000ffffd]")
 _TAG_BASE = 0x100000  # Turbo's tags, held for the whole pipeline (plane 16, apart from the atoms')
 _TAG_HELD = re.compile("[\U00100000-\U0010fffd]")
 
-_FENCE = re.compile(r"(?P<quote>[ \t]*(?:>[ \t]*)*)(`{3,}(?=[^`]*$)|~{3,})[ \t]*(.*)")  # a quote may hold one
 _CURSOR_CITATION = re.compile(r"\d+:\d+:(\S+)")
 _INFO_WORD = re.compile(r"[^\s{},:=`]*")
-_TABLE_RULE = re.compile(r"[ \t]*(?:\|[ \t]*)?:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*(?:\|[ \t]*)?")
+
+# Markdown's structure is markdown-it's (CommonMark, with GFM tables and strikethrough; HTML recognised so
+# that it can be dropped). Indented code is off: agents indent tracebacks and wrapped lines, which are read
+# here as prose. The block parser leaves inline content alone: each sentence's is parsed once, by _INLINE,
+# with the reference definitions of its document (_REFERENCES).
+_BLOCKS = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).disable(["code", "inline"])
+_INLINE = MarkdownIt("commonmark", {"html": True}).enable(["strikethrough"])
+_REFERENCES: ContextVar[dict] = ContextVar("references")
+_BLOCK_START = re.compile(r"\s*(?:[#>*+\-=_|`~<\[•‣◦▪●]|\d+[.)])")  # what a line that opens a block starts with
+_INLINE_MARKUP = re.compile(r"[`\[!<*_~&\\]")  # what inline markdown starts with: text without one is left alone
 
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_HEADING = re.compile(r"#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
-_RULE = re.compile(r"(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|={3,}")
 _BULLET = re.compile(r"(?:[-*+•‣◦▪●]|\d{1,3}[.)])[ \t]+(.*)")
 _TASK = re.compile(r"\[([ xX✓✔])\][ \t]*(.*)")
 _ALERT = re.compile(r"\[!(NOTE|TIP|IMPORTANT|WARNING|CAUTION)\]", re.I)
@@ -261,23 +280,10 @@ _REF_DEFINITION = re.compile(r"\[[^\]]+\]:[ \t]+\S+.*")
 _DASH_START = re.compile(r"^[-–—]\s+")
 _SENTENCE_END = re.compile(r"[.!?:…][\"'”’)\]»]*$")
 
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-_LINK_TARGET = r"\(\s*<?((?:[^()\s<>]|\([^()\s]*\))*)>?(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)"
-_IMAGE = re.compile(r"!\[([^\[\]\n]*)\]" + _LINK_TARGET)
-_LINK = re.compile(r"\[([^\[\]\n]*)\]" + _LINK_TARGET)
 _REF_LINK = re.compile(r"\[([^\[\]\n]+)\]\[[^\[\]\n]*\]")
-_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^<>\s]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>")
 _HTML_TAG = re.compile(rf"</?(?:{HTML_TAGS})\b(?:[^<>\"']|\"[^\"]*\"|'[^']*')*/?>", re.I)
 _HTML_BLOCK = re.compile(r"<(?:br|hr|/(?:p|div|li|tr|summary|details|h[1-6]|blockquote|pre|table|ul|ol))\b", re.I)
 _ENTITY = re.compile("|".join(map(re.escape, HTML_ENTITIES)))
-
-_EMPHASIS = [
-    re.compile(r"\*\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*\*"),
-    re.compile(r"(?<![\w\\])__(?=[^\s_])([^_\n]+?)(?<=[^\s_])__(?!\w|\.\w)"),
-    re.compile(r"(?<![\w*\\])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])"),
-    re.compile(r"(?<![\w\\])_(?=[^\s_])([^_\n]+?)(?<=[^\s_])_(?!\w|\.\w)"),
-    re.compile(r"~~(?=[^\s~])([^~\n]+?)(?<=[^\s~])~~"),
-]
 
 _URL = re.compile(r"(?:\b(?:https?|ftp|file|wss?|ssh|git)://|\bwww\.)[^\s<>\"'`|\\^{}]+", re.I)
 _URL_TRAILER = ".,;:!?'\")]}*_~"
@@ -393,9 +399,7 @@ def speakable(text: str) -> str:
             tags.append(match.group(0).lower())
             return f" {chr(_TAG_BASE + len(tags) - 1)} "
         text = KNOWN_TAG.sub(hold, text)
-    text = summarize_code_blocks(text)
-    text = summarize_tables(text)
-    text = markdown_to_prose(text, inline=_speak_prose)
+    text = markdown_to_prose(text, inline=_speak_prose)  # code blocks and tables become their summaries
     if tags:
         text = _TAG_HELD.sub(lambda m: tags[ord(m.group(0)) - _TAG_BASE], text)
         text = _SPACES.sub(" ", text).strip()
@@ -435,29 +439,28 @@ class _Atoms:
 
 
 def _speak_prose(text: str) -> str:
-    return _speak(text, code=False)
+    """One sentence's inline markdown made speakable: code spans, links, images and autolinks are
+    spoken and kept aside, then the prose around them is worked on."""
+    atoms = _Atoms()
+
+    def link(label: str, href: str) -> str:
+        spoken = _speak(label, False, atoms)
+        if not spoken.strip(" .,;:!?") and href and not href.startswith("#"):
+            spoken = _speak(href, True, atoms)
+        return atoms.keep(spoken)
+
+    text = _render_inline(
+        text, code=lambda content: atoms.keep(_speak_code(content)), link=link,
+        image=lambda alt: atoms.keep(_image(_speak(alt, False, atoms))),
+        address=lambda address: atoms.keep(_speak_address(address)))
+    return _speak(text, False, atoms, outermost=True)
 
 
-def _speak(text: str, code: bool, atoms: _Atoms | None = None) -> str:
-    """One block's text (or a code span's content, when code) made speakable. Given atoms, the text is
-    a piece of a larger block: its kept pieces stay kept, for the block to restore."""
-    outermost = atoms is None
-    atoms = atoms or _Atoms()
-    if not code:
-        if "`" in text:
-            text = _CODE_SPAN.sub(lambda m: atoms.keep(_speak_code(m.group(2).strip())), text)
-        if "](" in text:
-            text = _IMAGE.sub(lambda m: atoms.keep(_image(_speak(m.group(1), False, atoms))), text)
-            text = _LINK.sub(lambda m: atoms.keep(_link(m.group(1), m.group(2), atoms)), text)
-        if "][" in text:
-            text = _REF_LINK.sub(lambda m: atoms.keep(_speak(m.group(1), False, atoms)), text)
-        if "<" in text:
-            text = _AUTOLINK.sub(lambda m: atoms.keep(_speak_address(m.group(1))), text)
-        text = strip_html(text)
+def _speak(text: str, code: bool, atoms: _Atoms, outermost: bool = False) -> str:
+    """Text free of markdown (a block's, once its inline markdown is rendered, or a code span's content,
+    when code) made speakable. Its kept pieces are restored only by the outermost call."""
     text = _sub_urls(text, atoms.keep)
     text = _sub_paths(text, atoms.keep, code)
-    if not code:
-        text = strip_emphasis(text)
     text = speak_abbreviations(text)
     text = speak_numbers(text)
     if code:
@@ -480,7 +483,7 @@ def _speak_code(code: str) -> str:
     visible = [char for char in code if not char.isspace()]
     if len(visible) >= 5 and sum(char.isalnum() for char in visible) * 2 < len(visible):
         return "a code snippet"
-    return _speak(code, code=True)
+    return _speak(code, True, _Atoms(), outermost=True)
 
 
 def _tidy(text: str) -> str:
@@ -497,35 +500,65 @@ def _tidy(text: str) -> str:
 
 
 def summarize_code_blocks(text: str) -> str:
-    """Each fenced code block (``` or ~~~, closed or running to the end) as a paragraph of its own:
-    "A code block in Python, 12 lines." """
+    """Each fenced code block (``` or ~~~, closed or running to the end of its container) as a paragraph
+    of its own: "A code block in Python, 12 lines." """
     if "```" not in text and "~~~" not in text:
         return text
+    return _summarize(text, "fence")
+
+
+def summarize_tables(text: str) -> str:
+    """Each markdown table (a header row, a |---| rule, its rows) as a paragraph: "A table with 3 rows." """
+    if "|" not in text:
+        return text
+    return _summarize(text, "table_open")
+
+
+def _summarize(text: str, kind: str) -> str:
+    """The text with the source lines of each block of `kind` replaced by its summary, set apart by
+    empty lines (quoted, when the block was in a quote)."""
     lines = text.split("\n")
+    tokens = _BLOCKS.parse(text)
     out: list[str] = []
-    index = 0
-    while index < len(lines):
-        opening = _FENCE.fullmatch(lines[index])
-        if opening is None:
-            out.append(lines[index])
-            index += 1
+    done = 0  # source lines copied so far
+    quoted = 0
+    for index, token in enumerate(tokens):
+        quoted += token.type == "blockquote_open"
+        quoted -= token.type == "blockquote_close"
+        if token.type != kind or token.map is None or token.map[0] < done:
             continue
-        fence = opening.group(2)
-        end = index + 1
-        while end < len(lines) and not _closes(lines[end], fence):
-            end += 1
-        quote = ">" if ">" in opening.group("quote") else ""
-        out += [quote, quote + _code_summary(opening.group(3), lines[index + 1:end]), quote]
-        index = end + 1
-    return "\n".join(out)
+        start, end = token.map
+        quote = ">" if quoted else ""
+        if kind == "fence" and _closes_earlier_fence(tokens, index, lines):
+            out += lines[done:start] + [summarize_code_blocks("\n".join(lines[start + 1:end]))]
+        elif kind == "fence":
+            out += lines[done:start] + [quote, quote + _code_summary(token.info, token.content), quote]
+        else:
+            summary, end = _table(tokens, index, lines)
+            out += lines[done:start] + ["", summary, ""]
+        done = end
+    return "\n".join(out + lines[done:])
 
 
-def _closes(line: str, fence: str) -> bool:
-    stripped = line.strip().lstrip("> \t")
-    return len(stripped) >= len(fence) and stripped == fence[0] * len(stripped)
+def _closes_earlier_fence(tokens: list[Token], index: int, source: list[str]) -> bool:
+    """Whether the fence at `index` is a bare fence line that closes one opened in a quote or list item
+    just before it ("> ```sh", "> npm test", "```"): CommonMark ends that one with its container and
+    opens a new one here, which runs to the end and takes every line after it; an agent meant it closed."""
+    fence, before = tokens[index], index - 1
+    while before >= 0 and tokens[before].type.endswith("_close"):
+        before -= 1
+    opened = tokens[before] if before >= 0 and before < index - 1 else None
+    if opened is None or opened.type != "fence" or not opened.map or not fence.map or fence.info.strip():
+        return False
+    if opened.map[1] != fence.map[0] or fence.markup[0] != opened.markup[0] or len(fence.markup) < len(opened.markup):
+        return False
+    last = source[opened.map[1] - 1].strip().lstrip("> \t-*+")
+    closed = opened.map[1] - opened.map[0] >= 2 and last.startswith(opened.markup) and not last.strip(last[:1])
+    return not closed
 
 
-def _code_summary(info: str, body: list[str]) -> str:
+def _code_summary(info: str, content: str) -> str:
+    body = content.split("\n")
     start, end = 0, len(body)
     while start < end and not body[start].strip():
         start += 1
@@ -558,79 +591,117 @@ def _code_language(info: str) -> str | None:
     return None
 
 
-def summarize_tables(text: str) -> str:
-    """Each markdown table (a header row, a |---| rule, its rows) as a paragraph: "A table with 3 rows." """
-    if "|" not in text:
-        return text
-    lines = text.split("\n")
-    out: list[str] = []
-    index = 0
-    while index < len(lines):
-        if ("|" in lines[index] and index + 1 < len(lines) and "|" in lines[index + 1]
-                and _TABLE_RULE.fullmatch(lines[index + 1])):
-            end = index + 2
-            while end < len(lines) and "|" in lines[end] and lines[end].strip():
-                end += 1
-            rows = end - index - 2
-            out += ["", "An empty table." if rows == 0 else f"A table with {rows} row{'s' * (rows != 1)}.", ""]
-            index = end
-            continue
-        out.append(lines[index])
-        index += 1
-    return "\n".join(out)
+def _table(tokens: list[Token], start: int, source: list[str]) -> tuple[str, int]:
+    """A table's summary, and the source line its rows end at. GFM takes any line up to an empty one as
+    a row; a line without a pipe ends the table here: agents follow a table with a sentence, no gap."""
+    rows, body, end = 0, False, tokens[start].map[1] if tokens[start].map else len(source)
+    for token in tokens[start:]:
+        if token.type == "table_close":
+            break
+        body = (body or token.type == "tbody_open") and token.type != "tbody_close"
+        if body and token.type == "tr_open" and token.map:
+            if "|" not in source[token.map[0]]:
+                end = token.map[0]
+                break
+            rows += 1
+    return ("An empty table." if rows == 0 else f"A table with {rows} row{'s' * (rows != 1)}."), end
 
 
 def markdown_to_prose(text: str, inline: Callable[[str], str] | None = None) -> str:
     """Markdown blocks as sentences, one paragraph per line: headings, list items and paragraphs each end
-    with punctuation; quote marks, rules, list markers and reference definitions go. Each block's text
-    goes through inline (strip_inline_markdown unless given)."""
+    with punctuation; quote marks, rules, list markers and reference definitions go; a code block or a
+    table is its summary. Each sentence's inline markdown goes through inline (strip_inline_markdown
+    unless given)."""
     inline = inline or strip_inline_markdown
-    if "-->" in text:
+    if "-->" in text:  # before the blocks are found: a comment may run across lines, or hide a fence
         text = _HTML_COMMENT.sub(" ", text)
-    out: list[str] = []
+    if "\n" not in text and not _BLOCK_START.match(text):  # one line of prose: no blocks to find
+        out: list[str] = []
+        _paragraph(out, [text], [text], inline, False)
+        return "\n".join(out)
+    env: dict = {}
+    tokens = _BLOCKS.parse(text, env)
+    source = text.split("\n")
+    out = []
+    token_references = _REFERENCES.set({**_REFERENCES.get({}), **env.get("references", {})})
+    try:
+        item = False  # the next paragraph opens a list item
+        for index, token in enumerate(tokens):
+            kind = token.type
+            if kind == "list_item_open":
+                item = True
+            elif kind == "inline" and tokens[index - 1].type == "heading_open":  # a setext one may have lines
+                _paragraph(out, token.content.split("\n"), source[token.map[0]:token.map[1]], inline, False)
+            elif kind == "inline" and tokens[index - 1].type == "paragraph_open":
+                _paragraph(out, token.content.split("\n"), source[token.map[0]:token.map[1]], inline, item)
+                item = False
+            elif kind == "html_block":
+                _html_block(out, token.content, inline)
+            elif kind == "fence" and _closes_earlier_fence(tokens, index, source):
+                out += _prose_lines(source[token.map[0] + 1:token.map[1]], inline)  # the lines it took
+            elif kind == "fence":
+                _sentence(out, _code_summary(token.info, token.content), inline)
+            elif kind == "table_open":
+                summary, end = _table(tokens, index, source)
+                _sentence(out, summary, inline)
+                out += _prose_lines(source[end:token.map[1]], inline)  # lines GFM took for rows
+    finally:
+        _REFERENCES.reset(token_references)
+    return "\n".join(out)
+
+
+def _prose_lines(lines: list[str], inline: Callable[[str], str]) -> list[str]:
+    """Source lines read as markdown of their own: what a block took that was not its own."""
+    return [line for line in markdown_to_prose("\n".join(lines), inline).split("\n") if line] if lines else []
+
+
+def _html_block(out: list[str], content: str, inline: Callable[[str], str]) -> None:
+    """An HTML block (<details>, <div> ...) read as the markdown inside it: its tags dropped, a block
+    tag ending a paragraph, a fence in it still a code block. Tags of no known name are left to the
+    inline step, line by line."""
+    text = _HTML_TAG.sub(lambda m: "\n\n" if _HTML_BLOCK.match(m.group()) else " ", content)
+    if text != content:  # each pass drops a tag, so this ends
+        out += _prose_lines(text.split("\n"), inline)
+    else:
+        lines = content.rstrip("\n").split("\n")
+        _paragraph(out, lines, lines, inline, False)
+
+
+def _paragraph(out: list[str], lines: list[str], raw_lines: list[str], inline: Callable[[str], str],
+               item: bool) -> None:
+    """A paragraph's lines as sentences: a hard-wrapped line that goes on in lowercase (or, in a list
+    item, is indented) joins the line before; a bullet markdown left inside a paragraph ("3. ...",
+    "• ...", which CommonMark lets no paragraph be broken by) starts an item; a task box is read."""
     block: list[str] = []
-    in_item = False
-
-    def flush() -> None:
-        nonlocal in_item
-        if block:
-            sentence = _finish_sentence(inline(" ".join(block)))
-            if sentence:
-                out.append(sentence)
-            block.clear()
-        in_item = False
-
-    for raw_line in text.split("\n"):
-        line = raw_line.strip()
-        while line.startswith(">"):
-            line = line[1:].lstrip()
-        if not line or _RULE.fullmatch(line):
-            flush()
+    for number, line in enumerate(lines):
+        raw = raw_lines[number] if number < len(raw_lines) else line
+        line = line.strip()
+        if not line or _REF_DEFINITION.fullmatch(line):
             continue
-        if _REF_DEFINITION.fullmatch(line):
-            continue
+        bullet = _BULLET.fullmatch(line)
+        if bullet:
+            line, item = bullet.group(1), True
         alert = _ALERT.fullmatch(line)
-        heading = _HEADING.fullmatch(line)
-        item = _BULLET.fullmatch(line)
-        if alert or heading:
-            flush()
-            block.append(f"{alert.group(1).capitalize()}:" if alert else heading.group(1) or "")
-            flush()
-        elif item:
-            flush()
-            task = _TASK.fullmatch(item.group(1))
-            if task:
-                block.append(("To do: " if task.group(1) == " " else "Done: ") + task.group(2))
-            else:
-                block.append(item.group(1))
-            in_item = True
-        elif block and ((in_item and raw_line[:1] in " \t") or _continues(block[-1], line)):
+        if alert:
+            _sentence(out, " ".join(block), inline)
+            _sentence(out, f"{alert.group(1).capitalize()}:", inline)
+            block = []
+        elif item and (number == 0 or bullet):
+            _sentence(out, " ".join(block), inline)
+            task = _TASK.fullmatch(line)
+            block = [("To do: " if task.group(1) == " " else "Done: ") + task.group(2)] if task else [line]
+        elif block and ((item and raw[:1] in " \t") or _continues(block[-1], line)):
             block.append(line)
         else:
-            flush()
-            block.append(line)
-    flush()
-    return "\n".join(out)
+            _sentence(out, " ".join(block), inline)
+            block = [line]
+            item = False
+    _sentence(out, " ".join(block), inline)
+
+
+def _sentence(out: list[str], text: str, inline: Callable[[str], str]) -> None:
+    if text and (sentence := _finish_sentence(inline(text))):
+        out.append(sentence)
 
 
 def _continues(previous: str, line: str) -> bool:
@@ -651,29 +722,60 @@ def _finish_sentence(text: str) -> str:
 def strip_inline_markdown(text: str) -> str:
     """Inline markdown as plain text: code spans as their content, links as their text, images as
     "an image: <alt>", HTML tags and emphasis dropped. Nothing else is changed."""
-    atoms = _Atoms()
-    text = atoms.restore(_strip_inline(_ATOM.sub("", text), atoms))
+    text = _render_inline(
+        _ATOM.sub("", text), code=lambda content: content, link=lambda label, href: label.strip() or href,
+        image=_image, address=lambda address: address)
     return _SPACE_BEFORE.sub(r"\1", _SPACES.sub(" ", text)).strip()
 
 
-def _strip_inline(text: str, atoms: _Atoms) -> str:
-    text = _CODE_SPAN.sub(lambda m: atoms.keep(m.group(2).strip()), text)
-    text = _IMAGE.sub(lambda m: atoms.keep(_image(_strip_inline(m.group(1), atoms))), text)
-    text = _LINK.sub(lambda m: atoms.keep(_strip_inline(m.group(1), atoms).strip() or m.group(2)), text)
-    text = _REF_LINK.sub(lambda m: atoms.keep(_strip_inline(m.group(1), atoms)), text)
-    text = _AUTOLINK.sub(lambda m: atoms.keep(m.group(1)), text)
-    return strip_emphasis(strip_html(text))
+def _render_inline(text: str, code: Callable[[str], str], link: Callable[[str, str], str],
+                   image: Callable[[str], str], address: Callable[[str], str]) -> str:
+    """Inline markdown, parsed by markdown-it, as text: emphasis and HTML tags dropped, and each code
+    span (its content), link (its rendered text and target), image (its rendered alt text) and autolink
+    (its address) as the given function makes it."""
+    if not _INLINE_MARKUP.search(text):
+        return text
+    tokens = _INLINE.parseInline(text, {"references": _REFERENCES.get({})})
+    return _render_tokens(tokens[0].children or [], code, link, image, address) if tokens else text
+
+
+def _render_tokens(tokens: list[Token], code: Callable[[str], str], link: Callable[[str, str], str],
+                   image: Callable[[str], str], address: Callable[[str], str]) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        kind = token.type
+        if kind == "text":
+            # a reference link whose definition is missing is still read as its text (regex: markdown
+            # leaves it as literal brackets)
+            out.append(_REF_LINK.sub(r"\1", token.content) if "][" in token.content else token.content)
+        elif kind == "code_inline":
+            out.append(code(token.content.strip()))
+        elif kind == "link_open":
+            end = index + 1
+            while end < len(tokens) and tokens[end].type != "link_close":
+                end += 1
+            inner = _render_tokens(tokens[index + 1:end], code, link, image, address)
+            if token.markup == "autolink":
+                out.append(address(inner))
+            else:
+                out.append(link(inner, _INLINE.normalizeLinkText(str(token.attrGet("href") or ""))))
+            index = end
+        elif kind == "image":
+            out.append(image(_render_tokens(token.children or [], code, link, image, address)))
+        elif kind == "html_inline":
+            out.append(strip_html(token.content))
+        elif kind in ("softbreak", "hardbreak"):
+            out.append(" ")
+        elif not kind.endswith(("_open", "_close")):  # emphasis and strikethrough marks go, their text stays
+            out.append(token.content)
+        index += 1
+    return "".join(out)
 
 
 def _image(alt: str) -> str:
     return f"an image: {alt}" if alt.strip() else "an image"
-
-
-def _link(label: str, target: str, atoms: _Atoms) -> str:
-    spoken = _speak(label, False, atoms)
-    if spoken.strip(" .,;:!?"):
-        return spoken
-    return _speak(target, True, atoms) if target and not target.startswith("#") else ""
 
 
 def strip_html(text: str) -> str:
@@ -682,19 +784,6 @@ def strip_html(text: str) -> str:
         text = _HTML_TAG.sub(lambda m: ". " if _HTML_BLOCK.match(m.group()) else " ", text)
     if "&" in text:
         text = _ENTITY.sub(lambda m: HTML_ENTITIES[m.group()], text)
-    return text
-
-
-def strip_emphasis(text: str) -> str:
-    """**bold**, *italic*, __bold__, _italic_ and ~~struck~~ as their text; snake_case names are left alone."""
-    if "*" not in text and "_" not in text and "~" not in text:
-        return text
-    for _ in range(3):  # nested emphasis comes off one layer at a time
-        before = text
-        for pattern in _EMPHASIS:
-            text = pattern.sub(r"\1", text)
-        if text == before:
-            break
     return text
 
 
@@ -1008,7 +1097,8 @@ def _version(m: re.Match) -> str:
 
 
 def _duration(m: re.Match) -> str:
-    spoken = [f"{number} {UNITS[unit][number != '1']}" for number, unit in zip(m.groups(), "hms", strict=False) if number]
+    spoken = [f"{number} {UNITS[unit][number != '1']}"
+              for number, unit in zip(m.groups(), "hms", strict=False) if number]
     return " ".join(spoken) if len(spoken) > 1 else m.group()
 
 

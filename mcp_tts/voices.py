@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field, ValidationError
 
+from .engines.contract.atomic import atomic_write
 from .engines.contract.catalog import CLONING_BACKENDS
 from .errors import TTSError
 
@@ -107,20 +108,18 @@ class VoiceLibrary:
             raise TTSError(f"a voice named {manifest.name!r} already exists; choose another name "
                            f"or delete it first ({target})")
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}.", dir=self.root))
-        try:
+
+        def write(staging: Path) -> None:
+            staging.mkdir()
             for filename, data in files.items():
                 (staging / filename).write_bytes(data)
             (staging / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
-            for item in staging.iterdir():
-                with open(item, "rb") as fh:
-                    os.fsync(fh.fileno())
-            try:
-                os.rename(staging, target)  # fails if another process created the name meanwhile
-            except OSError as exc:
+
+        try:  # the folder's files on the disk before it takes the name; private to the user (0o700)
+            atomic_write(target, write, mode=0o700, durable=True)
+        except OSError as exc:
+            if target.exists():  # the rename failed: another process saved the name meanwhile
                 raise TTSError(f"a voice named {manifest.name!r} already exists ({exc})") from exc
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
             raise
         return target
 

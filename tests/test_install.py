@@ -11,10 +11,9 @@ from mcp_tts.families import FAMILIES, interpreter
 
 
 def test_a_failed_install_leaves_no_venv(tmp_path, monkeypatch):
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", torch_index_url="")
     broken = install.Recipe("qwen", "cpu", ("mcp-tts-no-such-package-anywhere==0.0.1",), "print('never')")
     monkeypatch.setattr(install, "recipe", lambda family, device: broken)
-    monkeypatch.setenv("MCP_TTS_TORCH_INDEX_URL", "")
     lines: list[str] = []
     with pytest.raises(TTSError, match="failed"):
         install.install(settings, "qwen", "cpu", say=lines.append)
@@ -38,13 +37,15 @@ def test_a_venv_whose_check_fails_is_not_installed(tmp_path, monkeypatch):
 def test_too_little_disk_space_is_refused_before_anything_is_made(tmp_path, monkeypatch):
     settings = Settings(data_dir=tmp_path / "data")
     monkeypatch.setattr(install.Recipe, "disk_gb", property(lambda self: 1e9))  # a billion GB
+    (settings.families_dir / "qwen" / ".venv.0badf00d.tmp").mkdir(parents=True)  # a killed install's
     lines: list[str] = []
     with pytest.raises(TTSError) as caught:
         install.install(settings, "qwen", "cpu", say=lines.append)
     message = str(caught.value)
     assert "not enough free disk space" in message
     assert str(settings.families_dir) in message and "GB free" in message and "MCP_TTS_FAMILIES_DIR" in message
-    assert not list((settings.families_dir / "qwen").iterdir())
+    assert "Interrupted installs left .venv.0badf00d.tmp there" in message
+    assert [p.name for p in (settings.families_dir / "qwen").iterdir()] == [".venv.0badf00d.tmp"]
     assert lines == []  # refused before a venv was started
 
 
@@ -67,3 +68,15 @@ def test_builtin_and_unknown_families():
         install.install(settings, "builtin")
     with pytest.raises(TTSError, match="families to install: qwen, chatterbox"):
         install.recipe("festival", "cpu")
+
+
+def test_a_reinstall_replaces_the_venv_whole_and_leaves_nothing_beside_it(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data", torch_index_url="")
+    plan = install.Recipe("qwen", "cpu", ("pip",), "print('ok')")
+    monkeypatch.setattr(install, "recipe", lambda family, device: plan)
+    first = install.install(settings, "qwen", "cpu", say=lambda line: None)
+    (first / "from-the-first-install").write_text("x")
+    second = install.install(settings, "qwen", "cpu", force=True, say=lambda line: None)
+    assert second == first and not (second / "from-the-first-install").exists()
+    assert install.installed_recipe(settings, "qwen")["digest"] == plan.digest
+    assert sorted(p.name for p in (settings.families_dir / "qwen").iterdir()) == ["venv"]

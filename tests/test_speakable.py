@@ -252,6 +252,7 @@ CODE_BLOCKS = [
     ("``` then `get_user` → `fetch_user`", "``` then `get_user` → `fetch_user`"),
     ("```\n```", "An empty code block."),
     ("  ```PowerShell\n  Get-Item .\n  ```", "A code block in PowerShell, 1 line."),
+    ("> ```sh\n> npm test\n```\nAll good.", ">\n>A code block in shell, 1 line.\n>\nAll good."),
 ]
 
 
@@ -266,6 +267,7 @@ TABLES = [
     ("| h |\n|:-:|", "An empty table."),
     ("Use a | b for pipes", "Use a | b for pipes"),
     ("x\n| a | b |\n| - | - |\n| 1 | 2 |\n\ny", "x\n\nA table with 1 row.\n\n\ny"),
+    ("| a | b |\n|---|---|\n| 1 | 2 |\nThat is all.", "A table with 1 row.\n\nThat is all."),
 ]
 
 
@@ -304,6 +306,28 @@ MARKDOWN = [
 
 @pytest.mark.parametrize("text, prose", MARKDOWN, ids=repr)
 def test_markdown_becomes_sentences(text, prose):
+    assert markdown_to_prose(text) == prose
+
+
+# Where agents' markdown and CommonMark part ways, what the agent meant is what is read.
+AGENT_MARKDOWN = [
+    ("| a | b |\n|---|---|\n| 1 | 2 |\nThat is all.", "A table with 1 row.\nThat is all."),  # GFM: a 2nd row
+    ("> ```sh\n> npm test\n```\nAll good.", "A code block in shell, 1 line.\nAll good."),  # closed outside
+    ("- Run:\n  ```sh\n  make\n  ```\n- Next item", "Run:\nA code block in shell, 1 line.\nNext item."),
+    ("<div>\n```\ncode\n```\n</div>", "A code block, 1 line."),  # a fence in an HTML block
+    ("<details>\n<summary>**Full** log</summary>\nShown\n</details>", "Full log.\nShown."),
+    ("Fixed it.\nAll good\n---", "Fixed it.\nAll good."),  # a setext heading's lines stay sentences
+    ("See [the docs][1] and [the guide][2].\n\n[1]: https://x.io", "See the docs and the guide."),
+    ("Text\n3. foo\n4. Bar", "Text.\nfoo.\nBar."),  # numbered lines that CommonMark leaves in the paragraph
+    ("- item one\n  continues Here\n- Item two\nLazy Line", "item one continues Here.\nItem two.\nLazy Line."),
+    ("A\n\n    indented line\n    Second", "A.\nindented line.\nSecond."),  # indentation is not code
+    ("Run `a\nb` now <!-- a\nnote -->", "Run a b now."),
+    ("\\*not emphasis\\* and 2 * 3 * 4", "*not emphasis* and 2 * 3 * 4."),
+]
+
+
+@pytest.mark.parametrize("text, prose", AGENT_MARKDOWN, ids=repr)
+def test_markdown_as_agents_write_it(text, prose):
     assert markdown_to_prose(text) == prose
 
 
@@ -607,7 +631,8 @@ def test_a_long_message_is_spoken_whole():
 @pytest.mark.parametrize("text, expected", [
     ("That was close [laugh] but the build passed.", "That was close [laugh] but the build passed."),
     ("**Done** [sigh]. Finally.", "Done [sigh]. Finally."),
-    ("[Clear Throat] Attention please: `deploy_prod` is running.", "[clear throat] Attention please: deploy prod is running."),
+    ("[Clear Throat] Attention please: `deploy_prod` is running.",
+     "[clear throat] Attention please: deploy prod is running."),
     ("- [x] tests [chuckle]", "Done: tests [chuckle]."),
     ("A [note] is not a tag.", "A note is not a tag."),
 ])

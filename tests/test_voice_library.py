@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mcp_tts import voices
+from mcp_tts.engines.contract import atomic
 from mcp_tts.errors import TTSError
 from mcp_tts.voices import MANIFEST, SAMPLE, VoiceLibrary, VoiceManifest, check_name
 
@@ -232,17 +232,28 @@ def test_two_threads_saving_one_name_one_wins_the_other_is_refused(library):
 
 def test_a_voice_created_while_saving_wins_and_the_save_is_refused(library, monkeypatch):
     """Another process takes the name between the existence check and the rename."""
-    real_mkdtemp = voices.tempfile.mkdtemp
+    real_atomic_write = voices.atomic_write
 
-    def mkdtemp_then_competitor(*args, **kwargs):
-        monkeypatch.setattr(voices, "tempfile", SimpleNamespace(mkdtemp=real_mkdtemp))
-        staging = real_mkdtemp(*args, **kwargs)
-        library.save(manifest("calm", description="competitor"), {SAMPLE: b"competitor audio"})
-        return staging
+    def write_then_competitor(path, write, *args, **kwargs):
+        def staged_then_competitor(staging):
+            write(staging)
+            monkeypatch.setattr(voices, "atomic_write", real_atomic_write)
+            library.save(manifest("calm", description="competitor"), {SAMPLE: b"competitor audio"})
+        return real_atomic_write(path, staged_then_competitor, *args, **kwargs)
 
-    monkeypatch.setattr(voices, "tempfile", SimpleNamespace(mkdtemp=mkdtemp_then_competitor))
+    monkeypatch.setattr(voices, "atomic_write", write_then_competitor)
     with pytest.raises(TTSError, match="'calm' already exists"):
         library.save(manifest("calm", description="late"), {SAMPLE: b"late audio"})
     assert entries(library.root) == ["calm"]
     assert library.get("calm").description == "competitor"
     assert (library.root / "calm" / SAMPLE).read_bytes() == b"competitor audio"
+
+
+def test_a_saved_voice_is_private_and_on_the_disk_before_it_has_its_name(library, monkeypatch):
+    synced: list[int] = []
+    real_fsync = atomic.os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    folder = library.save(manifest("calm"), {SAMPLE: b"audio"})
+    assert len(synced) == 2  # the sample and the manifest
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert entries(library.root) == ["calm"]

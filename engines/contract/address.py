@@ -9,6 +9,8 @@ import os
 import socket
 from pathlib import Path
 
+from .atomic import atomic_write_text
+
 
 def socket_path(runtime_dir: Path, service: str) -> Path:
     return runtime_dir / f"{service}.sock"
@@ -31,10 +33,7 @@ def use_unix_sockets() -> bool:
 
 
 def publish(runtime_dir: Path, service: str, address: str) -> None:
-    target = address_file(runtime_dir, service)
-    tmp = target.with_suffix(f".addr.{os.getpid()}")
-    tmp.write_text(address)
-    os.replace(tmp, target)
+    atomic_write_text(address_file(runtime_dir, service), address)
 
 
 def read(runtime_dir: Path, service: str) -> str | None:

@@ -1,6 +1,11 @@
 """An exclusive lock on a file, held by a process: who may spawn a host, and which host may serve.
 
 The operating system drops the lock when its holder dies, so a crashed host never blocks the next.
+
+Kept hand-written rather than taken from filelock: this module is imported by the hosts, which run in
+family venvs under `python -I` with only the standard library and their family's packages, and
+filelock would have to be installed into each of them for these few dozen lines. It would add nothing:
+filelock takes the same flock/msvcrt locks, and its acquire raises on timeout where ours answers False.
 """
 
 from __future__ import annotations

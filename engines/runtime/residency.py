@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..contract.atomic import atomic_write
 from .synthesis import free_bytes
 
 log = logging.getLogger("mcp_tts.residency")
@@ -66,7 +67,5 @@ def prepared(memory: dict[str, T], key: str, file: Path | None, load: Callable[[
     memory[key] = value = compute()
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.tmp")
-        save(value, tmp)
-        os.replace(tmp, file)
+        atomic_write(file, lambda staging: save(value, staging))
     return value
