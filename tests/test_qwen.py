@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.support.families import assert_install_is_a_no_op_and_doctor_reports, qwen_env
+from tests.support.families import REPO, assert_install_is_a_no_op_and_doctor_reports, qwen_env
 from tests.support.homes import host_pids_of, server_env
 from tests.support.mcp_client import MCP_TTS, Progress, audio_of, error_text, mcp_session
 
@@ -19,6 +19,20 @@ pytestmark = pytest.mark.anyio
 
 FRAMES = 12  # MCP_TTS_QWEN_MAX_NEW_TOKENS=13: random weights never stop, N tokens give N-1 frames
 SAMPLES = FRAMES * 1920
+
+
+@pytest.fixture(scope="session")
+def unusual_checkpoints(qwen_family, tmp_path_factory) -> dict[str, str]:
+    """Local checkpoint directories unlike the published ones (tests/checkpoints/qwen.py): a fine-tuned
+    custom_voice with its own speakers and an added language; one of 8 codebooks a frame; one whose
+    talker has biased attention projections, which the fast decode loop does not cover."""
+    root = tmp_path_factory.mktemp("unusual")
+    builds = {"crew": ["--speakers", "captain,ada", "--extra-languages", "klingon"],
+              "eight_codebooks": ["--code-groups", "8"], "biased": ["--attention-bias"]}
+    for name, args in builds.items():
+        subprocess.run([str(qwen_family), "-m", "tests.checkpoints.qwen", "custom_voice", str(root / name), *args],
+                       cwd=REPO, check=True, capture_output=True, timeout=300)
+    return {name: str(root / name) for name in builds}
 
 
 async def test_custom_voice_presets_instruct_and_languages(home, qwen_hub):
@@ -222,3 +236,49 @@ async def test_a_repeated_phrase_plays_from_the_phrase_cache(home, qwen_hub, tmp
     assert other_voice.structured_content["cache_hit"] is False  # the voice is part of the key
     assert raw.structured_content["cache_hit"] is True
     assert len(list((home / "data" / "cache" / "phrases").glob("*.wav"))) == 2
+
+
+async def test_a_fine_tuned_checkpoint_speaks_and_lists_its_own_speakers(home, qwen_hub, unusual_checkpoints):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_BACKEND="qwen-custom",
+                   MCP_TTS_MODEL=unusual_checkpoints["crew"])
+    async with mcp_session(env) as session:
+        spoken = await session.call_tool("say", {"text": "All hands on deck.", "voice": "captain"})
+        added_language = await session.call_tool("say", {"text": "Qapla.", "voice": "Ada", "language": "klingon"})
+        default = await session.call_tool("say", {"text": "Aye."})
+        listed = (await session.call_tool("list_voices", {"backend": "qwen-custom"})).structured_content
+        published = await session.call_tool("say", {"text": "Hi.", "voice": "Vivian"})
+    assert not spoken.is_error, spoken.content
+    out = spoken.structured_content
+    assert (out["voice"], out["model"], out["notes"]) == ("captain", unusual_checkpoints["crew"], [])
+    samples, rate = audio_of(spoken)
+    assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    assert added_language.structured_content["voice"] == "ada"
+    assert default.structured_content["voice"] == "captain"  # no Ryan here: the checkpoint's first speaker
+    entry = listed["backends"][0]
+    names = {v["name"] for v in entry["voices"]}
+    assert names == {"captain", "ada"} and "Vivian" not in names
+    assert "klingon" in entry["supports"]["language"] and "en" in entry["supports"]["language"]
+    message = error_text(published)
+    assert "unknown qwen-custom speaker 'Vivian'" in message and "captain, ada" in message
+
+
+async def test_checkpoints_outside_the_fast_path_speak_through_upstream_with_a_note(home, qwen_hub,
+                                                                                   unusual_checkpoints):
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_BACKEND="qwen-custom")
+    async with mcp_session(env) as session:
+        eight = await session.call_tool("say", {"text": "Eight codebooks.", "voice": "Ryan",
+                                                "model": unusual_checkpoints["eight_codebooks"]})
+        biased = await session.call_tool("say", {"text": "Biased projections.", "voice": "Ryan",
+                                                 "model": unusual_checkpoints["biased"]})
+    # 8 codebooks a frame: the fast loop is generic in them (tests/checks/qwen_fast.py compares its codes)
+    assert not eight.is_error, eight.content
+    assert eight.structured_content["notes"] == []
+    samples, rate = audio_of(eight)
+    assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    # biased attention: decided at load from the config, decoded by qwen-tts's own generate, and said so
+    assert not biased.is_error, biased.content
+    assert any("qwen-tts's own generate" in n and "attention_bias" in n for n in biased.structured_content["notes"])
+    samples, rate = audio_of(biased)
+    assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    log = (home / "run" / "qwen.log").read_text()
+    assert "Traceback" not in log

@@ -21,11 +21,17 @@ def report(qwen_family, tmp_path_factory) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("mode", ["custom_voice", "voice_design", "base"])
+@pytest.mark.parametrize("mode", ["custom_voice", "voice_design", "base", "custom_voice 8 codebooks"])
 def test_greedy_codes_equal_upstream_frame_by_frame(report, mode):
     got = report["greedy"][mode]
     assert got["frames"] >= 47 and got["ours"] == got["frames"]
     assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"
+
+
+def test_coverage_is_decided_from_the_talker_config(report):
+    got = report["coverage"]
+    assert got["published"] is None and got["8 codebooks"] is None
+    assert "attention_bias" in got["attention bias"]
 
 
 def test_streamed_chunks_join_into_the_whole_decode(report):

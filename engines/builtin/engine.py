@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.catalog import BACKENDS, FAMILIES
 from ..contract.protocol import Design, Synthesize
 from ..runtime.pieces import piece_chars, speak_pieces
 from ..runtime.synthesis import DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
 from .design import design_params
 from .espeak import Espeak
 
-BACKEND = "builtin"
-MODEL = "espeak-ng"
-DEFAULT_VOICE = "en-us"
+SPEC = BACKENDS["builtin"]
+BACKEND, MODEL, DEFAULT_VOICE = SPEC.name, SPEC.models[0], SPEC.default_voice
 BASE_RATE = 175  # words per minute at speed 1.0: espeak's own default
 RATE_LIMITS = (80, 450)
 PIECE_CHARS = 1000
@@ -53,15 +53,13 @@ class BuiltinEngine:
             for v in self.espeak.voices()
         ]
         return {BACKEND: {
-            "family": "builtin",
-            "description": "espeak-ng formant synthesis: instant, 100+ languages, robotic timbre. "
-                           "Add a variant to any voice with '+', e.g. 'en-us+f3'.",
-            "models": [MODEL],
+            "family": SPEC.family,
+            "description": SPEC.description,
+            "models": list(SPEC.models),
             "default_model": MODEL,
             "voices": voices,
             "variants": self.espeak.variants(),
-            "supports": {"instruct": False, "speed": True, "language": True, "design": "rule-based",
-                         "clone": False},
+            "supports": SPEC.supports(),
         }}
 
     def load(self, backend: str, model: str | None, report: Report) -> tuple[str, bool]:
@@ -144,4 +142,4 @@ class BuiltinEngine:
 
 
 def create_service() -> SynthesisService:
-    return SynthesisService("builtin", BuiltinEngine())
+    return SynthesisService(FAMILIES[SPEC.family].service, BuiltinEngine())

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.catalog import FAMILIES, backends_of
 from ..contract.protocol import Design, Synthesize
 from ..contract.tags import KNOWN_TAG, TURBO_TAGS
 from ..runtime.pieces import Joiner, piece_chars
@@ -53,9 +54,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 log = logging.getLogger("mcp_tts.chatterbox")
 
-MODELS = {"chatterbox": ("ResembleAI/chatterbox",), "chatterbox-turbo": ("ResembleAI/chatterbox-turbo",)}
+BACKENDS = backends_of("chatterbox")  # published models, languages, capabilities: the catalog's
 WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.safetensors"}
-SAMPLE_RATE = 24000
+SAMPLE_RATE = BACKENDS["chatterbox"].sample_rate
 DEFAULT_VOICE = "default"
 TURBO_MIN_REFERENCE_SECONDS = 5.0  # ChatterboxTurboTTS.prepare_conditionals asserts a longer clip
 # Turbo's tags are engines/contract/tags.py's list, or a loaded model's own tokenizer's when it is resident;
@@ -138,11 +139,12 @@ class ChatterboxEngine:
     # --- models --------------------------------------------------------------------------------
 
     def _model_id(self, backend: str, model: str | None) -> str:
-        if backend not in MODELS:
-            raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(MODELS)}, not {backend!r}")
+        if backend not in BACKENDS:
+            raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(BACKENDS)}, not {backend!r}")
+        models = BACKENDS[backend].models
         if model is None:
-            return MODELS[backend][0]
-        if model in MODELS[backend]:
+            return models[0]
+        if model in models:
             return model
         if Path(model).is_dir():
             if not (Path(model) / WEIGHTS[backend]).exists():
@@ -150,7 +152,7 @@ class ChatterboxEngine:
                                                     f"{WEIGHTS[backend]}")
             return model
         raise RequestError("unknown_model", f"unknown model {model!r} for {backend}; models: "
-                                            f"{', '.join(MODELS[backend])}, or a local checkpoint directory")
+                                            f"{', '.join(models)}, or a local checkpoint directory")
 
     def _get(self, backend: str, model: str | None, report: Report) -> tuple[_Resident, bool]:
         key = (backend, self._model_id(backend, model))
@@ -215,31 +217,30 @@ class ChatterboxEngine:
 
     def describe(self, backend: str | None) -> dict[str, Any]:
         out = {}
-        for name in ([backend] if backend else MODELS):
-            if name not in MODELS:
-                raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(MODELS)}, not {name!r}")
+        for name in ([backend] if backend else BACKENDS):
+            if name not in BACKENDS:
+                raise RequestError("unknown_backend", f"the chatterbox host serves {', '.join(BACKENDS)}, not {name!r}")
+            spec = BACKENDS[name]
             resident = [r for (b, _), r in self.resident.items() if b == name]
             supports: dict[str, Any] = {
-                "instruct": False, "speed": False, "language": ["en"], "design": None, "clone": True,
+                **spec.supports(),
                 "params": {k: {"min": s.low, "max": s.high, "default": s.default, "meaning": s.meaning}
                            for k, s in SETTINGS[name].items()},
             }
-            if name == "chatterbox":
-                description = ("Chatterbox: expressive English; exaggeration (emotion), cfg_weight (pacing, 0 turns "
-                               "guidance off) and temperature; clones saved voices")
-            else:
+            description = spec.description
+            if spec.capabilities.tags:  # the loaded model's own tags, and how long a reference must be
                 tags = next((r.tags for r in resident if r.tags), TURBO_TAGS)
                 supports["tags"] = list(tags)
                 supports["min_reference_seconds"] = TURBO_MIN_REFERENCE_SECONDS
-                description = ("Chatterbox Turbo: fast English; write paralinguistic tags in the text, e.g. "
-                               "'That worked [laugh]'. Tags: " + " ".join(tags) + f". Clones saved voices with a "
-                               f"reference over {TURBO_MIN_REFERENCE_SECONDS:.0f} s")
+                description += (". Tags: " + " ".join(tags) + f". A saved voice's reference must be over "
+                                f"{TURBO_MIN_REFERENCE_SECONDS:.0f} s")
             out[name] = {
-                "family": "chatterbox",
+                "family": spec.family,
                 "description": description,
-                "models": list(MODELS[name]),
-                "default_model": MODELS[name][0],
-                "voices": [{"name": DEFAULT_VOICE, "label": "the checkpoint's preset voice", "languages": ["en"]}],
+                "models": list(spec.models),
+                "default_model": spec.models[0],
+                "voices": [{"name": DEFAULT_VOICE, "label": "the checkpoint's preset voice",
+                            "languages": list(spec.languages)}],
                 "resident": [r.model_id for r in resident],
                 "supports": supports,
             }
@@ -256,7 +257,7 @@ class ChatterboxEngine:
         settings = _read_settings(request.backend, params, notes)
         if request.language and request.language.lower() not in ("en", "english", "auto"):
             raise RequestError("bad_request", f"{request.backend} speaks English only, not {request.language!r}; "
-                                              f"languages: en")
+                                              f"languages: {', '.join(BACKENDS[request.backend].languages)}")
         resident, _ = self._get(request.backend, request.model, report)
         if request.instruct:
             notes.append(f"instruct ignored: {request.backend} takes no instructions"
@@ -505,4 +506,4 @@ def _keep_loudness_float32(model) -> None:
 
 
 def create_service() -> SynthesisService:
-    return SynthesisService("chatterbox", ChatterboxEngine())
+    return SynthesisService(FAMILIES["chatterbox"].service, ChatterboxEngine())

@@ -10,6 +10,7 @@ Standard library only: both sides import it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,14 @@ class Backend:
     capabilities: Capabilities = field(default_factory=Capabilities)
     model_type: str | None = None  # the checkpoint kind it needs (Qwen3-TTS's tts_model_type)
 
+    def supports(self, languages: list[str] | None = None) -> dict[str, Any]:
+        """What `list_voices` says the backend takes, as the hosts describe it; `languages`: a loaded
+        model's own, else the published ones (a backend without a list takes a voice's language)."""
+        caps = self.capabilities
+        return {"instruct": caps.instruct, "speed": caps.speed,
+                "language": list(languages if languages is not None else self.languages) or True,
+                "design": caps.design, "clone": caps.clone}
+
 
 @dataclass(frozen=True)
 class Family:
@@ -47,8 +56,10 @@ class Family:
     runs_in_server: bool = False  # its host runs in the server's own interpreter, no venv of its own
 
 
+# the published CustomVoice speakers as Qwen spells them (checkpoints key them in lower case, spk_id)
 QWEN_SPEAKERS = ("Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee")
-# Qwen3-TTS's language codes and the names its checkpoints use for them
+# Qwen3-TTS's language codes and the names its checkpoints use for them (config.json codec_language_id);
+# a loaded checkpoint's own list (a fine-tuned one's) takes precedence once its host has it
 QWEN_LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean",
                   "de": "german", "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish",
                   "it": "italian"}
@@ -67,11 +78,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("qwen-base", "qwen", "Qwen3-TTS cloning: speaks in a saved voice from its reference recording",
             ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", "Qwen/Qwen3-TTS-12Hz-0.6B-Base"), languages=tuple(QWEN_LANGUAGES),
             footprint_gb=4.5, capabilities=Capabilities(clone=True), model_type="base"),
-    Backend("chatterbox", "chatterbox", "Chatterbox: expressive English, exaggeration and cfg controls, cloning",
-            ("ResembleAI/chatterbox",), languages=("en",), footprint_gb=3.2,
+    Backend("chatterbox", "chatterbox", "Chatterbox: expressive English; exaggeration (emotion), cfg_weight "
+            "(pacing, 0 turns guidance off) and temperature; clones saved voices", ("ResembleAI/chatterbox",),
+            languages=("en",), footprint_gb=3.2,
             capabilities=Capabilities(clone=True, expression=True)),
-    Backend("chatterbox-turbo", "chatterbox", "Chatterbox Turbo: fast, paralinguistic tags such as [laugh], "
-            "cloning", ("ResembleAI/chatterbox-turbo",), languages=("en",), footprint_gb=2.8,
+    Backend("chatterbox-turbo", "chatterbox", "Chatterbox Turbo: fast English; write paralinguistic tags in "
+            "the text, e.g. 'That worked [laugh]'; clones saved voices", ("ResembleAI/chatterbox-turbo",),
+            languages=("en",), footprint_gb=2.8,
             capabilities=Capabilities(clone=True, tags=True, expression=True)),
 )}
 

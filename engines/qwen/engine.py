@@ -1,7 +1,10 @@
 """The qwen family: Qwen3-TTS through the real `qwen-tts` package, in the family's own venv.
 
-Backends: qwen-custom (9 preset speakers; `instruct` styles them on 1.7B), qwen-design (a voice from a
-description, passed as `instruct`), qwen-base (clones a saved voice from its reference recording).
+Backends: qwen-custom (the checkpoint's speakers, the published nine or a fine-tuned model's own;
+`instruct` styles them on 1.7B), qwen-design (a voice from a description, passed as `instruct`),
+qwen-base (clones a saved voice from its reference recording). Models, speakers and languages as
+published are the catalog's (engines/contract/catalog.py); a loaded checkpoint's own speakers and
+languages, read from its config, are what this host then accepts and describes.
 Models stay resident, least recently used evicted beyond MCP_TTS_QWEN_MEMORY_GB, so switching among
 them is a hot swap inside this host. The package keeps state on its modules, so the synthesis
 service runs one request at a time; a hook on the talker stops generation between frames.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.catalog import FAMILIES, QWEN_LANGUAGES, QWEN_SPEAKERS, backends_of
 from ..contract.protocol import Design, Synthesize
 from ..runtime.pieces import piece_chars, speak_pieces
 from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
@@ -29,18 +34,10 @@ from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report
 
 log = logging.getLogger("mcp_tts.qwen")
 
-MODELS = {
-    "qwen-custom": ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"),
-    "qwen-design": ("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",),
-    "qwen-base": ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", "Qwen/Qwen3-TTS-12Hz-0.6B-Base"),
-}
-MODEL_TYPES = {"qwen-custom": "custom_voice", "qwen-design": "voice_design", "qwen-base": "base"}
-SPEAKERS = ("Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee")
-DEFAULT_SPEAKER = "Ryan"
-LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "de": "german",
-             "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish", "it": "italian"}
-SAMPLE_RATE = 24000  # the 12 Hz codec: 1920 samples per 80 ms frame
+BACKENDS = backends_of("qwen")
+SAMPLE_RATE = BACKENDS["qwen-custom"].sample_rate  # the 12 Hz codec: 1920 samples per 80 ms frame
 SAMPLES_PER_FRAME = 1920
+LANGUAGE_CODES = {name: code for code, name in QWEN_LANGUAGES.items()}  # a checkpoint's names -> our codes
 LEFT_CONTEXT = 25  # frames of codes decoded again before each streamed chunk, so the joins are seamless
 # frames per decoded chunk: the first sound after 2 frames (160 ms of audio); later chunks double up to
 # 48 frames, since generation runs ahead of playback and fewer, larger decodes cost less per frame
@@ -54,21 +51,20 @@ SENTENCE_PAUSE = 0.15  # seconds between pieces: each piece ends on its own shor
 class StreamingDecoder:
     """Decodes codec frames as they arrive: each chunk with LEFT_CONTEXT frames before it, keeping only
     the new samples, so the chunks join into what one whole decode gives. `codec` is the fast path's
-    CodecGraphs (CUDA graphs on a GPU, the decoder itself on a CPU)."""
+    CodecGraphs (CUDA graphs on a GPU, the decoder itself on a CPU). Frames are [n, codebooks], as many
+    codebooks as the checkpoint has."""
 
     def __init__(self, codec, emit: Emit, prefix=None) -> None:
-        import torch
-
         self.codec, self.emit = codec, emit
-        self.codes = prefix if prefix is not None else torch.zeros(0, 16, dtype=torch.long)
-        self.done = len(self.codes)  # frames already heard (a clone's reference frames are never spoken)
-        self.start = self.done
+        self.codes = prefix
+        self.done = 0 if prefix is None else len(prefix)  # frames already heard (a clone's reference frames
+        self.start = self.done  # are never spoken)
         self.chunk = FIRST_CHUNK
 
     def push(self, frames) -> None:
         import torch
 
-        self.codes = torch.cat([self.codes.to(frames.device), frames])
+        self.codes = frames if self.codes is None else torch.cat([self.codes.to(frames.device), frames])
         if len(self.codes) - self.done >= self.chunk:
             self._decode(len(self.codes))
             self.chunk = min(self.chunk * 2, MAX_CHUNK)
@@ -98,6 +94,21 @@ class _Resident:
     load_seconds: float
     fast: Any = None  # mcp_tts.engines.qwen.fast.FastTalker, when the fast path is on
     codec: Any = None  # mcp_tts.engines.qwen.fast.CodecGraphs, with it
+    upstream_note: str | None = None  # why upstream's generate decodes it though the fast path is on
+
+    def voices(self) -> list[dict[str, Any]]:
+        """Its speakers as `list_voices` shows them: the published ones as Qwen spells them, a fine-tuned
+        checkpoint's as its config names them."""
+        return [{"name": name, "languages": []} for name in self.speaker_names().values()]
+
+    def speaker_names(self) -> dict[str, str]:
+        """lower-case name -> the name shown, in the checkpoint's order."""
+        spelled = {s.lower(): s for s in QWEN_SPEAKERS}
+        return {s.lower(): spelled.get(s.lower(), s) for s in self.speakers}
+
+    def language_codes(self) -> list[str]:
+        """The languages it takes, by our codes where there is one (a checkpoint names them in words)."""
+        return sorted(LANGUAGE_CODES.get(name, name) for name in self.languages)
 
 
 def _settings() -> tuple[str, Any, str]:
@@ -118,38 +129,28 @@ def _settings() -> tuple[str, Any, str]:
     return device, torch.float32, "sdpa"
 
 
-class _Progress:
-    """A tqdm look-alike that huggingface_hub drives during a download; reports to the server."""
+class _Nowhere(io.TextIOBase):
+    """Where the download bar draws itself: stdout is the protocol's, and stderr is the host's log."""
 
-    report: Report = staticmethod(lambda *_: None)
+    def write(self, text: str) -> int:
+        return len(text)
 
-    def __init__(self, *args, total: float | None = None, desc: str | None = None, **kwargs) -> None:
-        self.total, self.n, self.desc = total, 0, desc or "downloading"
 
-    def update(self, n: float = 1) -> None:
-        self.n += n
-        type(self).report(f"{self.desc}", self.n, self.total)
+def _download_progress(report: Report):
+    """A tqdm class for huggingface_hub's snapshot_download (its `tqdm_class`, which counts the files
+    fetched): each update goes to the server as a progress message, nothing to a terminal."""
+    from tqdm import tqdm
 
-    def __enter__(self):
-        return self
+    class DownloadProgress(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **{**kwargs, "disable": False, "file": _Nowhere()})
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            report(self.desc or "downloading", self.n, self.total)
+            return shown
 
-    def __iter__(self):
-        return iter(())
-
-    def close(self) -> None:
-        pass
-
-    def set_description(self, desc: str, refresh: bool = True) -> None:
-        self.desc = desc
-
-    def set_postfix(self, *args, **kwargs) -> None:
-        pass
-
-    def refresh(self) -> None:
-        pass
+    return DownloadProgress
 
 
 class QwenEngine:
@@ -167,14 +168,15 @@ class QwenEngine:
     # --- models --------------------------------------------------------------------------------
 
     def _model_id(self, backend: str, model: str | None) -> str:
-        if backend not in MODELS:
-            raise RequestError("unknown_backend", f"the qwen host serves {', '.join(MODELS)}, not {backend!r}")
+        if backend not in BACKENDS:
+            raise RequestError("unknown_backend", f"the qwen host serves {', '.join(BACKENDS)}, not {backend!r}")
+        models = BACKENDS[backend].models
         if model is None:
-            return MODELS[backend][0]
-        if model in MODELS[backend] or Path(model).is_dir():
+            return models[0]
+        if model in models or Path(model).is_dir():
             return model
         raise RequestError("unknown_model", f"unknown model {model!r} for {backend}; models: "
-                                            f"{', '.join(MODELS[backend])}, or a local checkpoint directory")
+                                            f"{', '.join(models)}, or a local checkpoint directory")
 
     def _checkpoint_dir(self, model_id: str, report: Report) -> str:
         """A local directory of the checkpoint: as given, or from the Hugging Face cache (downloading
@@ -184,15 +186,12 @@ class QwenEngine:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
-        _Progress.report = staticmethod(report)
         try:
-            return snapshot_download(model_id, tqdm_class=_Progress)
+            return snapshot_download(model_id, tqdm_class=_download_progress(report))
         except LocalEntryNotFoundError as exc:
             raise RequestError("unknown_model", f"{model_id} is not in the Hugging Face cache and cannot be "
                                                 f"downloaded here ({exc}); download it once with network "
                                                 f"access, or unset HF_HUB_OFFLINE") from None
-        finally:
-            _Progress.report = staticmethod(lambda *_: None)
 
     def _get(self, backend: str, model: str | None, report: Report) -> tuple[_Resident, bool]:
         model_id = self._model_id(backend, model)
@@ -201,9 +200,10 @@ class QwenEngine:
             resident, already = self.resident[model_id], True
         else:
             resident, already = self._load(model_id, report), False
-        if resident.kind != MODEL_TYPES[backend]:
+        needed = BACKENDS[backend].model_type
+        if resident.kind != needed:
             raise RequestError("unknown_model", f"{model_id} is a {resident.kind} checkpoint; {backend} needs "
-                                                f"a {MODEL_TYPES[backend]} one")
+                                                f"a {needed} one")
         return resident, already
 
     def _load(self, model_id: str, report: Report) -> _Resident:
@@ -219,11 +219,18 @@ class QwenEngine:
         nbytes = sum(t.numel() * t.element_size() for t in [*wrapper.model.parameters(), *wrapper.model.buffers()])
         resident = _Resident(
             model_id=model_id, model=wrapper, kind=wrapper.model.tts_model_type, size=wrapper.model.tts_model_size,
-            nbytes=nbytes, speakers=tuple(sorted(wrapper.model.get_supported_speakers() or ())),
+            nbytes=nbytes, speakers=tuple(wrapper.model.get_supported_speakers() or ()),
             languages=tuple(wrapper.model.get_supported_languages() or ()),
             load_seconds=time.perf_counter() - started)
         self._evict_for(nbytes)
         if self.use_fast:
+            from .fast import uncovered
+
+            if gap := uncovered(wrapper.model.talker.config):
+                resident.upstream_note = (f"decoded by qwen-tts's own generate, not the fast path, which does not "
+                                          f"cover this checkpoint: {gap}")
+                log.info("%s: %s", model_id, resident.upstream_note)
+        if self.use_fast and resident.upstream_note is None:
             from .fast import CodecGraphs, FastTalker
 
             resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024)
@@ -248,7 +255,7 @@ class QwenEngine:
         before any say."""
         model, kwargs = resident.model, {"max_new_tokens": 6}
         if resident.kind == "custom_voice":
-            model.generate_custom_voice("Ready.", speaker=(resident.speakers or SPEAKERS)[0], **kwargs)
+            model.generate_custom_voice("Ready.", speaker=resident.speakers[0], **kwargs)
         elif resident.kind == "voice_design":
             model.generate_voice_design("Ready.", instruct="a calm voice", **kwargs)
         else:
@@ -267,24 +274,33 @@ class QwenEngine:
     # --- the engine protocol -------------------------------------------------------------------
 
     def describe(self, backend: str | None) -> dict[str, Any]:
+        """Each backend as the catalog publishes it, but for what its loaded models really offer: `voices`
+        and `supports.language` are those of `model`, the one most recently used (a fine-tuned checkpoint's
+        own speakers, say); `loaded` has every resident model's. Nothing loaded: the published ones."""
         out = {}
-        for name in ([backend] if backend else MODELS):
-            if name not in MODELS:
-                raise RequestError("unknown_backend", f"the qwen host serves {', '.join(MODELS)}, not {name!r}")
-            voices = [{"name": s, "languages": []} for s in SPEAKERS] if name == "qwen-custom" else []
+        for name in ([backend] if backend else BACKENDS):
+            if name not in BACKENDS:
+                raise RequestError("unknown_backend", f"the qwen host serves {', '.join(BACKENDS)}, not {name!r}")
+            spec = BACKENDS[name]
+            resident = [r for r in self.resident.values() if r.kind == spec.model_type]  # least recently used first
+            current = resident[-1] if resident else None
+            if current is None:
+                voices = [{"name": s, "languages": []} for s in spec.presets]
+                languages = list(spec.languages)
+            else:
+                voices = current.voices() if name == "qwen-custom" else []
+                languages = current.language_codes()
             out[name] = {
-                "family": "qwen",
-                "description": {
-                    "qwen-custom": "Qwen3-TTS preset speakers; `instruct` sets emotion and style (1.7B only)",
-                    "qwen-design": "Qwen3-TTS: describe the voice in `instruct`, or design_voice to keep it",
-                    "qwen-base": "Qwen3-TTS cloning: speaks in a saved voice from its reference recording",
-                }[name],
-                "models": list(MODELS[name]),
-                "default_model": MODELS[name][0],
+                "family": spec.family,
+                "description": spec.description,
+                "models": list(spec.models),
+                "default_model": spec.models[0],
+                "model": current.model_id if current else spec.models[0],
                 "voices": voices,
-                "resident": [r.model_id for r in self.resident.values() if r.kind == MODEL_TYPES[name]],
-                "supports": {"instruct": name != "qwen-base", "speed": False, "language": sorted(LANGUAGES),
-                             "design": "neural" if name == "qwen-design" else None, "clone": name == "qwen-base"},
+                "resident": [r.model_id for r in resident],
+                "loaded": {r.model_id: {"voices": r.voices() if name == "qwen-custom" else [],
+                                        "languages": r.language_codes()} for r in resident},
+                "supports": spec.supports(sorted(languages)),
             }
         return out
 
@@ -295,15 +311,15 @@ class QwenEngine:
     def _language(self, code: str | None, resident: _Resident) -> str:
         if code is None:
             return "auto"
-        name = LANGUAGES.get(code.lower(), code.lower())
+        name = QWEN_LANGUAGES.get(code.lower(), code.lower())
         if resident.languages and name not in resident.languages:
             raise RequestError("bad_request", f"language {code!r} is not spoken by {resident.model_id}; "
-                                              f"languages: {', '.join(sorted(LANGUAGES))}")
+                                              f"languages: {', '.join(resident.language_codes())}")
         return name
 
     def prepare(self, request: Synthesize, report: Report) -> Prepared:
         resident, _ = self._get(request.backend, request.model, report)
-        notes: list[str] = []
+        notes: list[str] = [resident.upstream_note] if resident.upstream_note else []
         language = self._language(request.language, resident)
         if request.speed != 1.0:
             notes.append("speed ignored: Qwen3-TTS has no rate control (describe the pace in instruct)")
@@ -314,7 +330,7 @@ class QwenEngine:
             if request.voice_params:
                 raise RequestError("unknown_voice", "qwen-custom speaks its preset speakers only; saved voices "
                                                     "are cloned by qwen-base")
-            speaker = self._speaker(request.voice or DEFAULT_SPEAKER, resident)
+            speaker = self._speaker(request.voice, resident)
             instruct = request.instruct or None
             if instruct and resident.size == "0b6":
                 notes.append("instruct ignored: the 0.6B CustomVoice model takes no instructions (1.7B does)")
@@ -365,13 +381,18 @@ class QwenEngine:
 
         return Prepared(sample_rate=SAMPLE_RATE, model=resident.model_id, voice=label, run=run, notes=notes)
 
-    def _speaker(self, name: str, resident: _Resident) -> str:
-        # the checkpoint names its speakers in lower case; we show and report them as Qwen spells them
-        spelled = {s.lower(): s for s in SPEAKERS}
-        known = {s.lower(): spelled.get(s.lower(), s) for s in (resident.speakers or SPEAKERS)}
+    def _speaker(self, name: str | None, resident: _Resident) -> str:
+        """The loaded checkpoint's speaker for a name (any case), shown as `describe` shows it; no name: the
+        published default where the checkpoint has it, else its first speaker."""
+        known = resident.speaker_names()
+        if not known:
+            raise RequestError("unknown_model", f"{resident.model_id} names no speakers (talker_config.spk_id)")
+        if name is None:
+            default = BACKENDS["qwen-custom"].default_voice or ""
+            return known.get(default.lower(), next(iter(known.values())))
         if name.lower() not in known:
-            raise RequestError("unknown_voice", f"unknown qwen-custom speaker {name!r}; speakers: "
-                                                f"{', '.join(known.values())}")
+            raise RequestError("unknown_voice", f"unknown qwen-custom speaker {name!r} for {resident.model_id}; "
+                                                f"speakers: {', '.join(known.values())}")
         return known[name.lower()]
 
     def _generate_streaming(self, resident: _Resident, generate, cancelled: threading.Event, emit: Emit,
@@ -468,4 +489,4 @@ def _cpu(value):
 
 
 def create_service() -> SynthesisService:
-    return SynthesisService("qwen", QwenEngine())
+    return SynthesisService(FAMILIES["qwen"].service, QwenEngine())

@@ -33,7 +33,30 @@ import torch.nn.functional as F
 
 log = logging.getLogger("mcp_tts.qwen_fast")
 
-FrameSink = Callable[[torch.Tensor], None]  # (n, 16) codes, as frames are confirmed
+FrameSink = Callable[[torch.Tensor], None]  # (n, codebooks) codes, as frames are confirmed
+KERNEL_GROUPS = 16  # codebooks the kernels draw for: a frame's draw keys give it 16 streams (kernels.Draw)
+
+
+def uncovered(config) -> str | None:
+    """Why the fast loop cannot decode a model of this talker config (Qwen3TTSTalkerConfig), or None.
+
+    Checked once at load, from the config, so that a checkpoint unlike the published ones speaks
+    through upstream's generate rather than failing, or worse decoding wrongly, in this loop. The
+    loop is generic in widths, depths, heads and the number of codebooks; it assumes the rest."""
+    cp = config.code_predictor_config
+    if cp.num_code_groups != config.num_code_groups:
+        return (f"its code predictor has {cp.num_code_groups} codebooks and its talker {config.num_code_groups}; "
+                f"the fast loop takes one number")
+    for name, part, sliding in (
+            ("talker", config, config.sliding_window is not None),
+            ("code predictor", cp, "sliding_attention" in (cp.layer_types or ())[:cp.num_hidden_layers])):
+        if part.attention_bias:
+            return f"the {name}'s attention projections have biases (attention_bias); the fast loop's have none"
+        if part.hidden_act != "silu":
+            return f"the {name}'s activation is {part.hidden_act!r}; the fast loop's MLP is SiLU-gated"
+        if sliding:
+            return f"the {name} uses sliding-window attention; the fast loop attends to every position"
+    return None
 
 
 def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
@@ -90,10 +113,12 @@ class _Decoder:
 
     def __init__(self, layers, norm, cos: torch.Tensor, sin: torch.Tensor, max_len: int, layer=_layer) -> None:
         attn = layers[0].self_attn
-        for module in (attn, layers[0].mlp):
-            assert not getattr(module, "bias", None), "biased projections are not fused"
+        # what `uncovered` checks in the config, here in the modules themselves
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, layers[0].mlp.gate_proj)
+        assert all(p.bias is None for p in projections), "biased projections are not fused"
         assert layers[0].mlp.act_fn.__class__.__name__ in ("SiLU", "SiLUActivation"), layers[0].mlp.act_fn
-        self.weights = [(layer.input_layernorm.weight, _fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+        self.weights = [(layer.input_layernorm.weight,
+                         _fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
                          layer.self_attn.q_norm.weight, layer.self_attn.k_norm.weight, layer.self_attn.o_proj.weight,
                          layer.post_attention_layernorm.weight, _fuse([layer.mlp.gate_proj, layer.mlp.up_proj]),
                          layer.mlp.down_proj.weight) for layer in layers]
@@ -182,7 +207,8 @@ def _sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float, tem
 
 
 class FastTalker:
-    """Replaces `talker.generate` of one loaded model (batch 1; larger batches go to upstream)."""
+    """Replaces `talker.generate` of one loaded model (batch 1; larger batches go to upstream). For a
+    model whose talker config `uncovered` names a reason for, keep upstream's generate instead."""
 
     def __init__(self, model, max_len: int = 4096, use_graphs: bool | None = None) -> None:
         self.outer = model  # Qwen3TTSForConditionalGeneration
@@ -247,6 +273,10 @@ class FastTalker:
         flag = os.environ.get("MCP_TTS_QWEN_KERNELS", "")
         if flag == "0" or (flag == "" and not self.use_graphs):
             return False
+        if self.groups > KERNEL_GROUPS:
+            log.warning("%d codebooks a frame, the kernels draw for %d at most; decoding with torch layers",
+                        self.groups, KERNEL_GROUPS)
+            return False
         try:
             from . import kernels  # noqa: F401
         except Exception as exc:  # no Triton (it comes with torch's CUDA wheels on Linux)
@@ -276,7 +306,7 @@ class FastTalker:
         # in the first projection's kernel then, not a GEMV and a lookup per code (1.7B: 69 MB)
         proj = cp.small_to_mtp_projection
         assert isinstance(proj, (torch.nn.Linear, torch.nn.Identity)), proj
-        assert self.groups <= 16, "draw keys give each frame 16 streams"  # qwen_kernels.Draw
+        assert self.groups <= KERNEL_GROUPS, "draw keys give each frame 16 streams"  # qwen_kernels.Draw
         with torch.no_grad():
             if isinstance(proj, torch.nn.Linear):
                 inputs, self.cp_first_input = (F.linear(t, proj.weight, proj.bias) for t in (self.cp_table, first))

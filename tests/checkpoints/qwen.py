@@ -4,7 +4,9 @@ Run INSIDE the qwen venv (it imports torch, transformers and qwen_tts); the test
 has no torch and calls it as a script:
 
     <qwen venv>/bin/python -m tests.checkpoints.qwen KIND OUT_DIR [--seed N] [--size 1b7|0b6]
-                                                        [--eos-frames-per-token F]
+                                                        [--eos-frames-per-token F] [--code-groups N]
+                                                        [--speakers A,B] [--extra-languages X,Y]
+                                                        [--attention-bias]
 
 KIND is one of ``custom_voice``, ``voice_design``, ``base``. The script prints the checkpoint
 directory on its last stdout line (``import qwen_tts`` itself prints a flash-attn banner to
@@ -86,6 +88,9 @@ CODEC_IDS = dict(
     codec_nothink_id=2155, codec_think_bos_id=2156, codec_think_eos_id=2157,
 )
 NUM_CODE_GROUPS = 16
+# ids for a fine-tuned checkpoint's own speakers and added languages: free places in the special band
+CUSTOM_SPEAKER_BASE = 3020
+EXTRA_LANGUAGE_BASE = 2080
 SAMPLE_RATE = 24000
 SAMPLES_PER_FRAME = 1920
 
@@ -237,8 +242,22 @@ def _round_up(n: int, m: int) -> int:
     return (n + m - 1) // m * m
 
 
-def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = None) -> dict:
-    """config.json as written (a plain dict, only keys the package's config classes accept)."""
+def custom_speakers(names) -> tuple[dict[str, int], dict[str, bool]]:
+    """spk_id and spk_is_dialect for a fine-tuned checkpoint's own speakers (none a dialect): ids in the
+    special band, clear of the codec, language and dialect ids."""
+    ids = {name.lower(): CUSTOM_SPEAKER_BASE + i for i, name in enumerate(names)}
+    return ids, {name: False for name in ids}
+
+
+def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = None,
+                code_groups: int = NUM_CODE_GROUPS, speakers=None, extra_languages=(),
+                attention_bias: bool = False) -> dict:
+    """config.json as written (a plain dict, only keys the package's config classes accept).
+
+    ``speakers``: a custom_voice checkpoint's speaker names instead of the nine published ones (as a
+    fine-tuned checkpoint has them); ``extra_languages``: language names beyond the published ten;
+    ``code_groups``: codebooks per frame (16 published); ``attention_bias``: biased q/k/v/o projections in
+    the talker (none published; the fast decode loop does not cover them)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if size not in SIZES:
@@ -254,6 +273,8 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
     languages = dict(LANGUAGE_IDS)
     if kind == "custom_voice":
         languages.update(DIALECT_IDS)
+    languages.update({name.lower(): EXTRA_LANGUAGE_BASE + i for i, name in enumerate(extra_languages)})
+    spk_id, spk_is_dialect = custom_speakers(speakers) if speakers else (dict(SPEAKER_IDS), dict(SPEAKER_DIALECT))
     code_predictor = {
         "attention_bias": False,
         "attention_dropout": 0,
@@ -263,12 +284,12 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
         "initializer_range": 0.02,
         "intermediate_size": d["cp_inter"],
         "layer_types": ["full_attention"] * d["cp_layers"],
-        "max_length": NUM_CODE_GROUPS + 4,
+        "max_length": code_groups + 4,
         "max_position_embeddings": 65536,
         "max_window_layers": 28,
         "model_type": "qwen3_tts_talker_code_predictor",
         "num_attention_heads": d["cp_heads"],
-        "num_code_groups": NUM_CODE_GROUPS,
+        "num_code_groups": code_groups,
         "num_hidden_layers": d["cp_layers"],
         "num_key_value_heads": d["cp_kv_heads"],
         "rms_norm_eps": 1e-06,
@@ -280,7 +301,7 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
         "vocab_size": CODEBOOK_SIZE,
     }
     talker = {
-        "attention_bias": False,
+        "attention_bias": attention_bias,
         "attention_dropout": 0,
         "code_predictor_config": code_predictor,
         **CODEC_IDS,
@@ -293,7 +314,7 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
         "max_position_embeddings": 32768,
         "model_type": "qwen3_tts_talker",
         "num_attention_heads": d["heads"],
-        "num_code_groups": NUM_CODE_GROUPS,
+        "num_code_groups": code_groups,
         "num_hidden_layers": d["layers"],
         "num_key_value_heads": d["kv_heads"],
         "position_id_per_seconds": 13,
@@ -307,8 +328,8 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
         "rope_theta": 1000000,
         "sliding_window": None,
         # Every model type needs the dicts (the model reads .keys() of both); {} for the others.
-        "spk_id": dict(SPEAKER_IDS) if kind == "custom_voice" else {},
-        "spk_is_dialect": dict(SPEAKER_DIALECT) if kind == "custom_voice" else {},
+        "spk_id": spk_id if kind == "custom_voice" else {},
+        "spk_is_dialect": spk_is_dialect if kind == "custom_voice" else {},
         "text_hidden_size": d["text_hidden"],
         "text_vocab_size": _round_up(text_ids["__text_vocab_size__"], 64),
         "use_cache": True,
@@ -349,7 +370,7 @@ def main_config(kind: str, size: str = "1b7", text_ids: dict[str, int] | None = 
     return config
 
 
-def speech_tokenizer_config() -> dict:
+def speech_tokenizer_config(code_groups: int = NUM_CODE_GROUPS) -> dict:
     """speech_tokenizer/config.json (Qwen3TTSTokenizerV2Config: Mimi encoder + 12 Hz decoder)."""
     encoder = {
         # Mimi (transformers.MimiConfig); the real one is 512 wide with 8 layers and 32 codebooks.
@@ -409,7 +430,7 @@ def speech_tokenizer_config() -> dict:
         "num_attention_heads": 2,
         "num_hidden_layers": 1,
         "num_key_value_heads": 2,
-        "num_quantizers": NUM_CODE_GROUPS,
+        "num_quantizers": code_groups,
         "num_semantic_quantizers": 1,
         "rms_norm_eps": 1e-05,
         "rope_theta": 10000,
@@ -425,7 +446,7 @@ def speech_tokenizer_config() -> dict:
         "decoder_config": decoder,
         "encode_downsample_rate": SAMPLES_PER_FRAME,
         "encoder_config": encoder,
-        "encoder_valid_num_quantizers": NUM_CODE_GROUPS,
+        "encoder_valid_num_quantizers": code_groups,
         "input_sample_rate": SAMPLE_RATE,
         "model_type": "qwen3_tts_tokenizer_12hz",
         "output_sample_rate": SAMPLE_RATE,
@@ -578,11 +599,11 @@ def _wire_eos(model, base_vocab: int, frames_per_token: float | None) -> None:
         head[eos, e_dim] = -_EOS_GAIN
 
 
-def _build_speech_tokenizer(out: Path, seed: int) -> None:
+def _build_speech_tokenizer(out: Path, seed: int, code_groups: int = NUM_CODE_GROUPS) -> None:
     import torch
     from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
 
-    cfg = speech_tokenizer_config()
+    cfg = speech_tokenizer_config(code_groups)
     torch.manual_seed(seed + 1)
     model = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**cfg)).eval()
     gen = torch.Generator().manual_seed(seed + 2)
@@ -608,7 +629,7 @@ def _build_speech_tokenizer(out: Path, seed: int) -> None:
         last = model.decoder.decoder[-1]  # its output is the waveform before the clamp
         seen = []
         hook = last.register_forward_hook(lambda mod, args, out: seen.append(out))
-        codes = torch.randint(0, CODEBOOK_SIZE, (1, NUM_CODE_GROUPS, 25), generator=gen)
+        codes = torch.randint(0, CODEBOOK_SIZE, (1, code_groups, 25), generator=gen)
         model.decoder(codes)
         hook.remove()
         rms = seen[0].pow(2).mean().sqrt().item()
@@ -622,14 +643,16 @@ def _build_speech_tokenizer(out: Path, seed: int) -> None:
     _save_weights(model, sub / "model.safetensors")
 
 
-def build(kind: str, out_dir, seed: int = 0, size: str = "1b7",
-          eos_frames_per_token: float | None = None) -> Path:
+def build(kind: str, out_dir, seed: int = 0, size: str = "1b7", eos_frames_per_token: float | None = None,
+          code_groups: int = NUM_CODE_GROUPS, speakers=None, extra_languages=(), attention_bias: bool = False) -> Path:
     """Write a tiny random checkpoint of ``kind`` into ``out_dir`` and return its path.
 
     ``eos_frames_per_token=None`` (default): EOS can never be sampled, so a generation always
     yields exactly ``max_new_tokens - 1`` frames. A number F: EOS becomes reachable and a
     generation stops by itself after roughly F frames per text token of the prompt (see
-    ``_wire_eos``), so no ``max_new_tokens`` is needed.
+    ``_wire_eos``), so no ``max_new_tokens`` is needed. ``code_groups``, ``speakers``,
+    ``extra_languages`` and ``attention_bias``: as ``main_config`` takes them (a checkpoint unlike the
+    published ones).
     """
     import torch
     from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
@@ -643,7 +666,7 @@ def build(kind: str, out_dir, seed: int = 0, size: str = "1b7",
 
     with torch.random.fork_rng(devices=[]):
         text_ids = _write_text_tokenizer(out)
-        cfg = main_config(kind, size, text_ids)
+        cfg = main_config(kind, size, text_ids, code_groups, speakers, extra_languages, attention_bias)
         _dump(out / "config.json", cfg)
         _dump(out / "generation_config.json", GENERATION_CONFIG)
 
@@ -653,7 +676,7 @@ def build(kind: str, out_dir, seed: int = 0, size: str = "1b7",
         _wire_eos(model, base_vocab=min(text_ids[t] for t in SPECIAL_TOKENS),
                   frames_per_token=eos_frames_per_token)
         _save_weights(model, out / "model.safetensors")
-        _build_speech_tokenizer(out, seed)
+        _build_speech_tokenizer(out, seed, code_groups)
     return out
 
 
@@ -668,10 +691,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eos-frames-per-token", type=float, default=None, metavar="F",
                         help="make EOS reachable: stop after about F frames per text token "
                              "(default: EOS is never sampled; pass max_new_tokens)")
+    parser.add_argument("--code-groups", type=int, default=NUM_CODE_GROUPS, help="codebooks per frame (16 published)")
+    parser.add_argument("--speakers", default=None, help="comma-separated: custom_voice speakers instead of the nine")
+    parser.add_argument("--extra-languages", default="", help="comma-separated language names beyond the ten")
+    parser.add_argument("--attention-bias", action="store_true", help="biased attention projections in the talker")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = build(args.kind, args.out_dir, seed=args.seed, size=args.size,
-                 eos_frames_per_token=args.eos_frames_per_token)
+                 eos_frames_per_token=args.eos_frames_per_token, code_groups=args.code_groups,
+                 speakers=args.speakers.split(",") if args.speakers else None,
+                 extra_languages=tuple(filter(None, args.extra_languages.split(","))),
+                 attention_bias=args.attention_bias)
     print(path.resolve())
     return 0
 

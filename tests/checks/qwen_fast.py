@@ -4,8 +4,9 @@
 
 (from the repository root, in the qwen family venv).
 
-Greedy codes frame by frame in all three modes; the streamed chunks against one whole decode; and,
-with sampling, the distribution of sampled codes against upstream's (two-sample chi-square)."""
+Greedy codes frame by frame in all three modes, and on a checkpoint of 8 codebooks a frame; which talker
+configs the loop covers; the streamed chunks against one whole decode; and, with sampling, the
+distribution of sampled codes against upstream's (two-sample chi-square)."""
 
 from __future__ import annotations
 
@@ -21,21 +22,24 @@ from engines import launch  # noqa: E402  (mcp_tts.engines without the server si
 launch.install()
 
 from qwen_tts import Qwen3TTSModel  # noqa: E402
+from qwen_tts.core.models import Qwen3TTSConfig  # noqa: E402
 from scipy.stats import chi2_contingency  # noqa: E402
 
 from mcp_tts.engines.qwen.engine import FIRST_CHUNK, SAMPLES_PER_FRAME, StreamingDecoder  # noqa: E402
-from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker  # noqa: E402
-from tests.checkpoints.qwen import build  # noqa: E402
+from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker, uncovered  # noqa: E402
+from tests.checkpoints.qwen import NUM_CODE_GROUPS, build, main_config  # noqa: E402
 
 TEXT = "Hello there, how are you today? The tests pass."
 
 
-def load(root: Path, kind: str, size: str = "1b7"):
+def load(root: Path, kind: str, size: str = "1b7", code_groups: int = NUM_CODE_GROUPS):
     """A tiny checkpoint of `kind`, built once under root; size "0b6" has no projection in front of
     the code predictor (its talker is as wide as the code predictor), "1b7" has one."""
     where = root / (kind if size == "1b7" else f"{kind}-{size}")
+    if code_groups != NUM_CODE_GROUPS:
+        where = where.with_name(f"{where.name}-{code_groups}-codebooks")
     if not (where / "config.json").exists():
-        build(kind, where, seed=0, size=size)
+        build(kind, where, seed=0, size=size, code_groups=code_groups)
     return Qwen3TTSModel.from_pretrained(str(where), device_map="cpu", dtype=torch.float32)
 
 
@@ -62,10 +66,12 @@ def speak(model, kind: str, **kwargs):
 
 
 def greedy(root: Path, frames: int = 48, fast_args: dict | None = None,
-           runs: tuple = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"))) -> dict:
+           runs: tuple = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"),
+                          ("custom_voice", "1b7", 8))) -> dict:
+    """Runs are (kind, size) or (kind, size, codebooks a frame)."""
     out = {}
-    for kind, size in runs:
-        model = load(root, kind, size)
+    for kind, size, *groups in runs:
+        model = load(root, kind, size, *groups)
         codes = recorder(model)
         greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
         speak(model, kind, **greedy_args)
@@ -74,10 +80,17 @@ def greedy(root: Path, frames: int = 48, fast_args: dict | None = None,
         speak(model, kind, **greedy_args)
         upstream, ours = codes
         same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
-        name = kind if size == "1b7" else f"{kind} {size}"
+        name = " ".join([kind, *([size] if size != "1b7" else []), *(f"{g} codebooks" for g in groups)])
         out[name] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()), "kernels": fast.kernels,
                      "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
     return out
+
+
+def coverage() -> dict:
+    """What `uncovered` says of talker configs: None for the ones the loop decodes, else a reason."""
+    configs = {"published": {}, "8 codebooks": {"code_groups": 8}, "attention bias": {"attention_bias": True}}
+    return {name: uncovered(Qwen3TTSConfig(**main_config("custom_voice", **args)).talker_config)
+            for name, args in configs.items()}
 
 
 def streaming(root: Path) -> dict:
@@ -158,4 +171,5 @@ def sampling(root: Path, runs: int) -> dict:
 if __name__ == "__main__":
     root = Path(sys.argv[1])
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
-    print(json.dumps({"greedy": greedy(root), "streaming": streaming(root), "sampling": sampling(root, runs)}))
+    print(json.dumps({"greedy": greedy(root), "coverage": coverage(), "streaming": streaming(root),
+                      "sampling": sampling(root, runs)}))
