@@ -234,33 +234,20 @@ class Speech:
         arrived = time.monotonic()
         stops_at_arrival = self._stops
         plan = self.plan(request)
-        family, python = families.installed_family(plan.backend, self.settings)
+        _, python = families.installed_family(plan.backend, self.settings)
         families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
         file_path = check_output_path(plan.file_path, overwrite=plan.overwrite) if plan.file_path else None
         if plan.destination == "play":
             self._spawn(self.prepare_speaker, plan.backend)  # starts alongside the synthesis
         utt_id = _new_id()
         key = self._phrase_key(plan)
-        cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
-        if cached is not None:
-            samples, rate, meta = cached
-            reader = ReplyReader(CachedReply(utt_id, samples), plan.backend, progress)
-            start = AudioStart(id=utt_id, sample_rate=rate, model=meta.get("model", key.model),
-                               voice=meta.get("voice", key.voice),
-                               notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
-        else:
-            host = await self.hosts.get(family.service, python)
-            reader = ReplyReader(await host.request(Synthesize(
-                id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
-                voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct,
-                speed=plan.speed)), plan.backend, progress)
+        reader, cached_start = await self._open(plan, utt_id, key, python, progress)
         try:
-            if cached is None:
-                start = await reader.expect(AudioStart)
+            start = cached_start or await reader.expect(AudioStart)
             utt = Utterance(id=utt_id, backend=plan.backend, model=start.model, voice=start.voice,
                             output=plan.destination, arrived=arrived, reader=reader, sample_rate=start.sample_rate,
                             notes=[*plan.notes, *start.notes], engine_notes=list(start.notes),
-                            cache_hit=cached is not None, cache_key=key if cached is None else None)
+                            cache_hit=cached_start is not None, cache_key=None if cached_start else key)
             if plan.destination == "play":
                 plan = await self._enqueue(utt, plan)
             if utt.output == "file":
@@ -294,6 +281,23 @@ class Speech:
             raise TTSError(utt.error)
         audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
         return utt.result(), audio
+
+    async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path,
+                    progress: ProgressSink) -> tuple[ReplyReader, AudioStart | None]:
+        """The utterance's audio stream: a cached phrase (with its start, as the host would have sent
+        it), else a Synthesize to the family's host, whose start is still to come."""
+        cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
+        if cached is not None:
+            samples, rate, meta = cached
+            start = AudioStart(id=utt_id, sample_rate=rate, model=meta.get("model", key.model),
+                               voice=meta.get("voice", key.voice),
+                               notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
+            return ReplyReader(CachedReply(utt_id, samples), plan.backend, progress), start
+        host = await self.hosts.get(plan.service, python)
+        reply = await host.request(Synthesize(
+            id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
+            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed))
+        return ReplyReader(reply, plan.backend, progress), None
 
     def _phrase_key(self, plan: SayPlan) -> PhraseKey | None:
         if (not self.phrases.enabled or len(plan.text) > PHRASE_MAX_CHARS
