@@ -116,6 +116,7 @@ async def say(ctx: Context, **arguments: Any) -> Annotated[CallToolResult, SayRe
     return _with_audio(result, audio, _say_summary(result))
 
 
+# the say tool's parameters are SayRequest's fields: the SDK reads the schema from this signature
 say.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
      *request_parameters(SayRequest, hidden=SayRequest.TOOL_HIDDEN)],
