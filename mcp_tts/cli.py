@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 
 import anyio
+from pydantic import ValidationError
 
 from . import families
 from .config import Settings
 from .errors import TTSError
 from .host_client import open_hosts, stop_host
+from .request import SayRequest, explain_validation
 from .version import __version__
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
@@ -37,14 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the MCP stdio server")
     say = sub.add_parser("say", help="speak text now")
-    say.add_argument("text")
-    say.add_argument("-v", "--voice")
-    say.add_argument("-b", "--backend")
-    say.add_argument("-m", "--model")
-    say.add_argument("-l", "--language")
-    say.add_argument("-i", "--instruct")
-    say.add_argument("-s", "--speed", type=float, default=1.0)
+    field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
+    say.add_argument("text", help=field["text"].description)
+    say.add_argument("-v", "--voice", help=field["voice"].description)
+    say.add_argument("-b", "--backend", help=field["backend"].description)
+    say.add_argument("-m", "--model", help=field["model"].description)
+    say.add_argument("-l", "--language", help=field["language"].description)
+    say.add_argument("-i", "--instruct", help=field["instruct"].description)
+    say.add_argument("-s", "--speed", type=float, default=field["speed"].default, help=field["speed"].description)
     say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing")
+    say.add_argument("--raw", action="store_true", help=field["raw"].description)
     say.add_argument("--json", action="store_true", help="print the result as JSON")
     voices = sub.add_parser("voices", help="list voices, or add one from a recording")
     voices.add_argument("-b", "--backend")
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except TTSError as exc:
         print(f"mcp-tts: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:  # the say tool's request model refused it, as it would the tool call
+        print(f"mcp-tts: {explain_validation(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -112,11 +119,9 @@ async def _with_speech(settings: Settings, work):
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
-    from .speech import SayRequest
-
     request = SayRequest(text=args.text, voice=args.voice, backend=args.backend, model=args.model,
-                         language=args.language, instruct=args.instruct, speed=args.speed,
-                         output="file" if args.output_file else None, wait="end", file_path=args.output_file,
+                         language=args.language, instruct=args.instruct, speed=args.speed, raw=args.raw,
+                         output="file" if args.output_file else "auto", wait="end", file_path=args.output_file,
                          overwrite=True)
     result, _ = await _with_speech(settings, lambda speech: speech.say(request))
     if args.json:
@@ -131,7 +136,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _voices(settings: Settings, args: argparse.Namespace) -> int:
-    result = await _with_speech(settings, lambda speech: speech.list_voices(args.backend))
+    result = await _with_speech(settings, lambda speech: speech.list_voices(args.backend, start_hosts=True))
     if args.json:
         print(result.model_dump_json(indent=2))
         return 0

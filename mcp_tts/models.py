@@ -9,9 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Output = Literal["auto", "play", "file", "audio"]
-Wait = Literal["start", "end", "none"]
-
 
 class SayResult(BaseModel):
     utterance_id: str
@@ -52,6 +49,9 @@ class BackendVoices(BaseModel):
     voices: list[PresetVoice]
     variants: list[str] = Field(default_factory=list, description="builtin: append '+variant' to any voice")
     supports: dict[str, object] = Field(default_factory=dict)
+    source: Literal["host", "catalog"] = Field(
+        "catalog", description="host: told by its running engine host, from the model it serves; catalog: the "
+                               "published facts, its host not running (listing voices starts none)")
 
 
 class LibraryVoice(BaseModel):

@@ -7,18 +7,20 @@ background afterwards, so the first `say` is fast without making the client wait
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import AudioContent, CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 
 from . import families
 from .config import Settings
@@ -28,13 +30,12 @@ from .models import (
     AddVoiceResult,
     DesignVoiceResult,
     ListVoicesResult,
-    Output,
     SayResult,
     StopResult,
     SwitchBackendResult,
-    Wait,
 )
-from .speech import SayRequest, Speech
+from .request import SayRequest, explain_validation
+from .speech import Speech
 from .version import __version__
 
 log = logging.getLogger("mcp_tts.server")
@@ -55,6 +56,8 @@ result says where the audio went (a device, a WAV file when no device exists, or
 with output="audio"), how long it is, and how quickly it started. Utterances from all agents on
 the machine queue and never overlap; call `stop` to silence your queued speech."""
 
+VOICE_NAME = "name to save it under: letters, digits, '_', '-', '.'"
+
 
 @dataclass
 class State:
@@ -62,9 +65,124 @@ class State:
     speech: Speech
 
 
+# --- tools: module-level functions, registered by create_server ------------------------------------
+
+TOOLS: list[tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = []  # (tool, how it is listed)
+
+
+def tool(name: str, title: str, annotations: ToolAnnotations, description: str | None = None):
+    """Lists a function as an MCP tool (its docstring is its description unless one is given), with the
+    one error translation every tool has: what the caller can act on becomes a tool error."""
+    def register(func):
+        @functools.wraps(func)
+        async def call(*args, **kwargs):
+            try:
+                return await func(*args, **kwargs)
+            except TTSError as exc:  # HostError and EngineFailed too: a host that failed or went away
+                raise ToolError(str(exc)) from None
+            except ValidationError as exc:
+                raise ToolError(explain_validation(exc)) from None
+        listing = {"name": name, "title": title, "description": description or inspect.cleandoc(func.__doc__ or ""),
+                   "annotations": annotations}
+        TOOLS.append((call, listing))
+        return call
+    return register
+
+
+def request_parameters(model: type[BaseModel], hidden: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """A request model's fields as a tool's keyword parameters: its schema is the model's, written once."""
+    params = []
+    for name, info in model.model_fields.items():
+        if name in hidden:
+            continue
+        annotation = Annotated[(info.annotation, *info.metadata, Field(description=info.description))]
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default))
+    return params
+
+
+def speech_of(ctx: Context) -> Speech:
+    return ctx.request_context.lifespan_context.speech
+
+
+def _writes(idempotent: bool = False) -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=idempotent,
+                           open_world_hint=False)
+
+
+@tool("say", "Speak aloud", _writes(), description=SAY_DESCRIPTION)
+async def say(ctx: Context, **arguments: Any) -> Annotated[CallToolResult, SayResult]:
+    result, audio = await speech_of(ctx).say(SayRequest(**arguments), _progress(ctx))
+    return _with_audio(result, audio, _say_summary(result))
+
+
+# the say tool's parameters are SayRequest's fields: the SDK reads the schema from this signature
+say.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+     *request_parameters(SayRequest, hidden=SayRequest.TOOL_HIDDEN)],
+    return_annotation=Annotated[CallToolResult, SayResult])
+say.__annotations__ = {p.name: p.annotation for p in say.__signature__.parameters.values()}  # type: ignore[attr-defined]
+
+
+@tool("list_voices", "List voices", ToolAnnotations(read_only_hint=True, open_world_hint=False))
+async def list_voices(
+    ctx: Context,
+    backend: Annotated[str | None, Field(max_length=64, description="only this backend's voices")] = None,
+) -> ListVoicesResult:
+    """The voices each backend offers (presets) and the user's saved voices, with the backends that can
+    use each. Backends whose family is not installed are listed with their install command."""
+    return await speech_of(ctx).list_voices(backend)
+
+
+@tool("design_voice", "Design a voice from a description", _writes())
+async def design_voice(
+    ctx: Context,
+    description: Annotated[str, Field(max_length=2000,
+                                      description="the voice in words: gender, age, pitch, pace, accent")],
+    name: Annotated[str, Field(max_length=200, description=VOICE_NAME)],
+    sample_text: Annotated[str | None, Field(max_length=5000, description="what the returned sample says")] = None,
+    backend: Annotated[str | None, Field(max_length=64, description="'builtin' (rule-based, instant) or "
+                                                                    "'qwen-design' (neural)")] = None,
+) -> Annotated[CallToolResult, DesignVoiceResult]:
+    """Create a named voice from a text description, save it in the voice library and return a sample.
+    Use the name as `voice` in later `say` calls."""
+    result, wav = await speech_of(ctx).design_voice(description, name, sample_text, backend, _progress(ctx))
+    return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
+
+
+@tool("add_voice", "Save a voice from a recording", _writes())
+async def add_voice(
+    ctx: Context,
+    name: Annotated[str, Field(max_length=200, description=VOICE_NAME)],
+    audio_path: Annotated[str, Field(max_length=4096, description="a recording of one speaker, 2-30 s, 16 kHz or "
+                                                                  "more (WAV, FLAC, OGG, MP3)")],
+    transcript: Annotated[str, Field(max_length=2000, description="exactly what the recording says")],
+) -> AddVoiceResult:
+    """Save a cloneable voice from the user's own recording, for the cloning backends (qwen-base,
+    chatterbox). Use the name as `voice` in `say`."""
+    return await speech_of(ctx).add_voice(name, audio_path, transcript)
+
+
+@tool("switch_backend", "Switch the default backend", _writes(idempotent=True))
+async def switch_backend(
+    ctx: Context,
+    backend: Annotated[str, Field(max_length=64, description="backend name, see list_voices")],
+    model: Annotated[str | None, Field(max_length=4096, description="model of that backend; default: its "
+                                                                   "first")] = None,
+) -> SwitchBackendResult:
+    """Make a backend the default for later `say` calls in this session, and load its model. Reports
+    whether it was a hot swap inside a running engine host or a new host, and how long it took."""
+    return await speech_of(ctx).switch_backend(backend, model, _progress(ctx))
+
+
+@tool("stop", "Stop speaking", _writes(idempotent=True))
+async def stop(ctx: Context) -> StopResult:
+    """Interrupt what is playing now and drop this session's queued utterances."""
+    return await speech_of(ctx).stop()
+
+
 def create_server(settings: Settings | None = None) -> MCPServer:
     settings = settings or Settings.from_env()
-    holder: dict[str, State] = {}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[State]:
@@ -72,7 +190,6 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         idle.update({f.service: settings.idle_timeout for f in families.FAMILIES.values()})
         async with open_hosts(settings.runtime_dir, idle) as hosts, anyio.create_task_group() as tg:
             state = State(settings, Speech(settings, hosts, tg))
-            holder["state"] = state
             tg.start_soon(_warm_up, state)
             try:
                 yield state
@@ -81,126 +198,8 @@ def create_server(settings: Settings | None = None) -> MCPServer:
 
     mcp = MCPServer("mcp-tts", title="mcp-tts: speech for AI agents", version=__version__,
                     instructions=INSTRUCTIONS, lifespan=lifespan)
-
-    def speech() -> Speech:
-        return holder["state"].speech
-
-    @mcp.tool(name="say", title="Speak aloud", description=SAY_DESCRIPTION,
-              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                          open_world_hint=False))
-    async def say(
-        text: Annotated[str, Field(description="what to say: short, speakable sentences, not code")],
-        voice: Annotated[str | None, Field(max_length=200, description="a preset voice of the backend or a saved voice "
-                                                      "(see list_voices); default: the backend's")] = None,
-        backend: Annotated[str | None, Field(max_length=64, description="backend to use for this call; default: the "
-                                                        "current one (see switch_backend)")] = None,
-        model: Annotated[str | None, Field(max_length=4096, description="model of the backend for this call; "
-                                                                       "default: the current one")] = None,
-        language: Annotated[str | None, Field(max_length=32, description="language code such as 'en', 'de', 'ja', or "
-                                                         "'auto'")] = None,
-        instruct: Annotated[str | None, Field(max_length=1000, description="style or emotion, e.g. 'cheerful' (backends "
-                                                         "that support it)")] = None,
-        speed: Annotated[float, Field(ge=0.5, le=2.0, description="speaking rate, 1.0 is normal")] = 1.0,
-        output: Annotated[Output, Field(description="auto: play, or a WAV file when there is no audio "
-                                                     "device; play; file; audio: attach the audio to the "
-                                                     "result")] = "auto",
-        wait: Annotated[Wait, Field(description="return when playback starts (default), ends, or at "
-                                                 "once")] = "start",
-        file_path: Annotated[str | None, Field(max_length=4096, description="where to write the audio (.wav, .flac, .ogg) "
-                                                          "with output='file'")] = None,
-        raw: Annotated[bool, Field(description="speak the text exactly as written; by default markdown, code "
-                                               "blocks, paths, URLs and identifiers are read as a person would "
-                                               "say them")] = False,
-        exaggeration: Annotated[float | None, Field(ge=0.0, le=2.0, description="chatterbox: emotional "
-                                                    "intensity, 0.5 neutral, higher more dramatic")] = None,
-        cfg_weight: Annotated[float | None, Field(ge=0.0, le=1.0, description="chatterbox: adherence to the "
-                                                  "voice and pacing, lower is slower and looser; 0 turns "
-                                                  "guidance off")] = None,
-        temperature: Annotated[float | None, Field(ge=0.05, le=5.0, description="chatterbox backends: "
-                                                   "sampling randomness (0.8 by default)")] = None,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> Annotated[CallToolResult, SayResult]:
-        expression = {k: v for k, v in (("exaggeration", exaggeration), ("cfg_weight", cfg_weight),
-                                        ("temperature", temperature)) if v is not None}
-        request = SayRequest(text=text, voice=voice, backend=backend, model=model, language=language,
-                             instruct=instruct,
-                             speed=speed, output=None if output == "auto" else output, wait=wait,
-                             file_path=file_path, raw=raw, expression=expression)
-        try:
-            result, audio = await speech().say(request, _progress(ctx))
-        except TTSError as exc:
-            raise ToolError(str(exc)) from None
-        return _with_audio(result, audio, _say_summary(result))
-
-    @mcp.tool(name="list_voices", title="List voices",
-              annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
-    async def list_voices(
-        backend: Annotated[str | None, Field(max_length=64, description="only this backend's voices")] = None,
-    ) -> ListVoicesResult:
-        """The voices each backend offers (presets) and the user's saved voices, with the backends that can
-        use each. Backends whose family is not installed are listed with their install command."""
-        try:
-            return await speech().list_voices(backend)
-        except TTSError as exc:
-            raise ToolError(str(exc)) from None
-
-    @mcp.tool(name="design_voice", title="Design a voice from a description",
-              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                          open_world_hint=False))
-    async def design_voice(
-        description: Annotated[str, Field(max_length=2000, description="the voice in words: gender, age, pitch, pace, accent")],
-        name: Annotated[str, Field(max_length=200, description="name to save it under: letters, digits, '_', '-', '.'")],
-        sample_text: Annotated[str | None, Field(max_length=5000, description="what the returned sample says")] = None,
-        backend: Annotated[str | None, Field(max_length=64, description="'builtin' (rule-based, instant) or 'qwen-design' "
-                                                        "(neural)")] = None,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> Annotated[CallToolResult, DesignVoiceResult]:
-        """Create a named voice from a text description, save it in the voice library and return a sample.
-        Use the name as `voice` in later `say` calls."""
-        try:
-            result, wav = await speech().design_voice(description, name, sample_text, backend, _progress(ctx))
-        except TTSError as exc:
-            raise ToolError(str(exc)) from None
-        return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
-
-    @mcp.tool(name="add_voice", title="Save a voice from a recording",
-              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                          open_world_hint=False))
-    async def add_voice(
-        name: Annotated[str, Field(max_length=200, description="name to save it under: letters, digits, '_', '-', '.'")],
-        audio_path: Annotated[str, Field(max_length=4096, description="a recording of one speaker, 2-30 s, 16 kHz or more "
-                                                    "(WAV, FLAC, OGG, MP3)")],
-        transcript: Annotated[str, Field(max_length=2000, description="exactly what the recording says")],
-    ) -> AddVoiceResult:
-        """Save a cloneable voice from the user's own recording, for the cloning backends (qwen-base,
-        chatterbox). Use the name as `voice` in `say`."""
-        try:
-            return await speech().add_voice(name, audio_path, transcript)
-        except TTSError as exc:
-            raise ToolError(str(exc)) from None
-
-    @mcp.tool(name="switch_backend", title="Switch the default backend",
-              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                          open_world_hint=False))
-    async def switch_backend(
-        backend: Annotated[str, Field(max_length=64, description="backend name, see list_voices")],
-        model: Annotated[str | None, Field(max_length=4096, description="model of that backend; default: its first")] = None,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> SwitchBackendResult:
-        """Make a backend the default for later `say` calls in this session, and load its model. Reports
-        whether it was a hot swap inside a running engine host or a new host, and how long it took."""
-        try:
-            return await speech().switch_backend(backend, model, _progress(ctx))
-        except TTSError as exc:
-            raise ToolError(str(exc)) from None
-
-    @mcp.tool(name="stop", title="Stop speaking",
-              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                          open_world_hint=False))
-    async def stop() -> StopResult:
-        """Interrupt what is playing now and drop this session's queued utterances."""
-        return await speech().stop()
-
+    for func, listing in TOOLS:
+        mcp.add_tool(func, **listing)
     return mcp
 
 

@@ -1,4 +1,4 @@
-"""One server's speech: resolve a request, stream it from its engine host to the speaker or a file.
+"""One server's speech: carry out a say plan, streaming from its engine host to the speaker or a file.
 
 The say call returns at the moment the caller asked for (audio started, ended, or at once); the
 rest of the utterance goes on in the server's task group, so an agent is not held for a whole clip.
@@ -10,8 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import anyio
@@ -36,7 +35,6 @@ from .engines.contract.protocol import (
     Dropped,
     EndOfAudio,
     Enqueue,
-    Failed,
     ListVoices,
     Load,
     Loaded,
@@ -44,15 +42,14 @@ from .engines.contract.protocol import (
     Played,
     Playing,
     Prepare,
-    Progress,
     Queued,
     Shutdown,
     StopPlayback,
     Synthesize,
     Voices,
 )
-from .errors import TTSError
-from .host_client import HostConnection, HostLost, Hosts, Reply
+from .errors import EngineFailed, TTSError
+from .host_client import HostConnection, HostLost, Hosts
 from .models import (
     AddVoiceResult,
     BackendVoices,
@@ -66,38 +63,17 @@ from .models import (
 )
 from .phrase_cache import MAX_CHARS as PHRASE_MAX_CHARS
 from .phrase_cache import PhraseCache, PhraseKey, voice_fingerprint
-from .speakable import speakable
+from .plan import AUDIO_SUFFIXES, SayPlan, SayRequest, output_path_name, plan_say
+from .replies import M, ProgressSink, ReplyReader, pcm
+from .replies import no_progress as _no_progress
 from .text import check_text
-from .voices import NAME_PATTERN, SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
+from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
+
+__all__ = ["Speech", "SayRequest", "SayPlan", "check_output_path", "write_audio"]
 
 log = logging.getLogger("mcp_tts.speech")
 
-AUDIO_SUFFIXES = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
-SPEED_LIMITS = (0.5, 2.0)
 KEPT_RECORDINGS = 200
-
-ProgressSink = Callable[[str, float, "float | None"], Awaitable[None]]
-
-
-async def _no_progress(message: str, done: float, total: float | None) -> None:
-    return None
-
-
-@dataclass
-class SayRequest:
-    text: str
-    voice: str | None = None
-    backend: str | None = None
-    model: str | None = None
-    language: str | None = None
-    instruct: str | None = None
-    speed: float = 1.0
-    output: str | None = None
-    wait: str = "start"
-    file_path: str | None = None
-    overwrite: bool = False
-    raw: bool = False
-    expression: dict[str, float] = field(default_factory=dict)  # Chatterbox: exaggeration, cfg_weight, temperature
 
 
 @dataclass
@@ -108,10 +84,10 @@ class Utterance:
     voice: str
     output: str
     arrived: float
-    reply: Reply
+    reader: ReplyReader
     sample_rate: int = 0
     speaker: HostConnection | None = None
-    speaker_reply: Reply | None = None
+    speaker_reader: ReplyReader | None = None  # the speaker's replies: Playing, then Played or Dropped
     file_path: Path | None = None
     device: str | None = None
     queue_position: int | None = None
@@ -128,10 +104,14 @@ class Utterance:
     cache_key: PhraseKey | None = None  # set: the audio goes into the phrase cache once complete
     engine_notes: list[str] = field(default_factory=list)  # what the engine said of it, kept with a cached phrase
     cache_hit: bool = False
-    progress: ProgressSink | None = None  # the say call's, while it waits
     started: anyio.Event = field(default_factory=anyio.Event)
     synthesized: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def engine(self):
+        """Where the utterance's Cancel goes: its engine host's connection."""
+        return self.reader.reply.conn
 
     def fail(self, message: str) -> None:
         if self.error is None:
@@ -191,19 +171,15 @@ class CachedReply:
         return None
 
 
-def check_output_path(raw: str, default_suffix: str = ".wav", overwrite: bool = False) -> Path:
+def check_output_path(raw: str | Path, default_suffix: str = ".wav", overwrite: bool = False) -> Path:
     """An output path we can really write, checked before any synthesis; an existing file is only
-    replaced when the caller says so (the CLI's -o does, a tool call does not)."""
-    if not raw or not raw.strip() or "\x00" in raw:
-        raise TTSError("the output path is empty; give a file path ending in .wav, .flac or .ogg")
-    path = Path(raw).expanduser()
+    replaced when the caller says so (the CLI's -o does, a tool call does not). The plan has made the
+    checks that need no file system (plan.output_path_name); these are the rest."""
+    path = output_path_name(str(raw)).expanduser()
     if path.is_dir():
         raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory; give a file name in it")
     if not path.suffix:
         path = path.with_suffix(default_suffix)
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise TTSError(f"cannot write audio to {str(path)!r}: the name must end in "
-                       f"{', '.join(AUDIO_SUFFIXES)}")
     path = path.resolve()
     if path.is_dir():
         raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory")
@@ -225,8 +201,9 @@ def check_output_path(raw: str, default_suffix: str = ".wav", overwrite: bool = 
 
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """Written beside the target and renamed over it, so a reader never sees half a file."""
-    atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format=AUDIO_SUFFIXES[path.suffix.lower()],
-                                                subtype="PCM_16" if path.suffix.lower() == ".wav" else None))
+    suffix = path.suffix.lower()
+    atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format=AUDIO_SUFFIXES[suffix],
+                                                subtype="PCM_16" if suffix == ".wav" else None))
 
 
 class Speech:
@@ -244,6 +221,11 @@ class Speech:
 
     # --- say ----------------------------------------------------------------------------------
 
+    def plan(self, request: SayRequest) -> SayPlan:
+        """What `say` will do for `request`, decided before any host is asked (see plan.plan_say)."""
+        return plan_say(request, self.settings, self.library, families.installed_backends(self.settings),
+                        backend=self.backend, model=self.model)
+
     async def say(self, request: SayRequest, progress: ProgressSink = _no_progress
                   ) -> tuple[SayResult, bytes | None]:
         """Speaks; returns the result and, for output "audio", the WAV bytes.
@@ -251,160 +233,100 @@ class Speech:
         `progress` hears of slow work (a model loading) before the first sound, never after."""
         arrived = time.monotonic()
         stops_at_arrival = self._stops
-        text = check_text(request.text, self.settings.max_text_chars)
-        if not request.raw:
-            text = speakable(text)
-            if not text.strip():
-                raise TTSError("nothing left to speak: the text is only emoji, markup or rules once shaped "
-                               "for speech; say it in words, or pass raw=true to speak it exactly as written")
-        if not SPEED_LIMITS[0] <= request.speed <= SPEED_LIMITS[1]:
-            raise TTSError(f"speed {request.speed} is outside {SPEED_LIMITS[0]}-{SPEED_LIMITS[1]} "
-                           f"(1.0 is normal)")
-        backend, voice, voice_params, notes = self._resolve_voice(request.voice if request.voice is not None else self.settings.voice,
-                                                                  request.backend)
-        family, python = families.installed_family(backend, self.settings)
-        model = request.model or (self.model if backend == self.backend else None)
-        families.check_model(backend, model)
-        if request.expression:
-            if family.name == "chatterbox":  # the engine reads them with the voice's own settings
-                voice_params = {**voice_params, **request.expression}
-            else:
-                notes.append(f"{', '.join(sorted(request.expression))} ignored: only the chatterbox backends take "
-                             f"them")
-        output = request.output or self.settings.output
-        file_path = check_output_path(request.file_path, overwrite=request.overwrite) if request.file_path else None
-        if file_path and output in ("auto", "play"):
-            output = "file" if output == "auto" else output
-        if output == "play" and file_path:
-            raise TTSError("file_path goes with output='file' (or 'auto'), not output='play'")
-        if output == "audio" and file_path:
-            raise TTSError("file_path goes with output='file', not output='audio'")
-
-        if output in ("auto", "play"):
-            self._spawn(self.prepare_speaker, backend)  # starts alongside the synthesis
+        plan = self.plan(request)
+        _, python = families.installed_family(plan.backend, self.settings)
+        families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
+        file_path = check_output_path(plan.file_path, overwrite=plan.overwrite) if plan.file_path else None
+        if plan.destination == "play":
+            self._spawn(self.prepare_speaker, plan.backend)  # starts alongside the synthesis
         utt_id = _new_id()
-        key = self._phrase_key(backend, model, voice, voice_params, request, text)
-        cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
-        if cached is not None:
-            samples, rate, meta = cached
-            host = None
-            reply = CachedReply(utt_id, samples)
-            message = AudioStart(id=utt_id, sample_rate=rate, model=meta.get("model", key.model),
-                                 voice=meta.get("voice", key.voice),
-                                 notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
-        else:
-            host = await self.hosts.get(family.service, python)
-            reply = await host.request(Synthesize(
-                id=utt_id, backend=backend, text=text, model=model, voice=voice, voice_params=voice_params,
-                language=request.language, instruct=request.instruct, speed=request.speed))
+        key = self._phrase_key(plan)
+        reader, cached_start = await self._open(plan, utt_id, key, python, progress)
         try:
-            if host is not None:
-                message, _ = await reply.next()
-                while isinstance(message, Progress):
-                    await progress(message.message, message.done, message.total)
-                    message, _ = await reply.next()
-            if isinstance(message, Failed):
-                raise TTSError(_explain(message, backend))
-            assert isinstance(message, AudioStart), message
-            utt = Utterance(id=utt_id, backend=backend, model=message.model, voice=message.voice,
-                            output=output, arrived=arrived, reply=reply, sample_rate=message.sample_rate,
-                            notes=[*notes, *message.notes], engine_notes=list(message.notes),
-                            cache_hit=cached is not None,
-                            cache_key=key if cached is None else None, progress=progress)
-            if output in ("auto", "play"):
-                await self._enqueue(utt, strict=output == "play")
-            if utt.output == "file" and utt.file_path is None:
+            start = cached_start or await reader.expect(AudioStart)
+            utt = Utterance(id=utt_id, backend=plan.backend, model=start.model, voice=start.voice,
+                            output=plan.destination, arrived=arrived, reader=reader, sample_rate=start.sample_rate,
+                            notes=[*plan.notes, *start.notes], engine_notes=list(start.notes),
+                            cache_hit=cached_start is not None, cache_key=None if cached_start else key)
+            if plan.destination == "play":
+                plan = await self._enqueue(utt, plan)
+            if utt.output == "file":
                 utt.file_path = file_path or self._recording_path(utt_id)
             utt.keep_audio = utt.output in ("file", "audio") or utt.cache_key is not None
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await _quietly(reply.conn.send(Cancel(id=utt_id)))
-            reply.close()
+                await _quietly(reader.reply.conn.send(Cancel(id=utt_id)))
+            reader.close()
             raise
         self._active[utt_id] = utt
         self._spawn(self._pump, utt)
-        if utt.speaker_reply is not None:
+        if utt.speaker_reader is not None:
             self._spawn(self._watch_speaker, utt)
         if self._stops != stops_at_arrival:  # stop() came while this one was starting: it is dropped too
-            utt.progress = None
+            reader.progress = None
             await self._cancel(utt, error=None)
             return utt.result(), None
-
-        wait = request.wait
-        if utt.output == "audio" or (utt.output == "file" and wait != "none"):
-            wait = "end"
         try:
-            if wait == "start":
+            if plan.wait == "start":
                 await utt.started.wait()
-            elif wait == "end":
+            elif plan.wait == "end":
                 await utt.finished.wait()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancel(utt, error="cancelled")
             raise
         finally:
-            utt.progress = None  # the result is on its way: progress after it would confuse the client
+            reader.progress = None  # the result is on its way: progress after it would confuse the client
         if utt.error:
             raise TTSError(utt.error)
         audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
         return utt.result(), audio
 
-    def _phrase_key(self, backend: str, model: str | None, voice: str | None, voice_params: dict,
-                    request: SayRequest, text: str) -> PhraseKey | None:
-        if not self.phrases.enabled or len(text) > PHRASE_MAX_CHARS or families.backend(backend).family == "builtin":
+    async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path,
+                    progress: ProgressSink) -> tuple[ReplyReader, AudioStart | None]:
+        """The utterance's audio stream: a cached phrase (with its start, as the host would have sent
+        it), else a Synthesize to the family's host, whose start is still to come."""
+        cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
+        if cached is not None:
+            samples, rate, meta = cached
+            start = AudioStart(id=utt_id, sample_rate=rate, model=meta.get("model", key.model),
+                               voice=meta.get("voice", key.voice),
+                               notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
+            return ReplyReader(CachedReply(utt_id, samples), plan.backend, progress), start
+        host = await self.hosts.get(plan.service, python)
+        reply = await host.request(Synthesize(
+            id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
+            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed))
+        return ReplyReader(reply, plan.backend, progress), None
+
+    def _phrase_key(self, plan: SayPlan) -> PhraseKey | None:
+        if (not self.phrases.enabled or len(plan.text) > PHRASE_MAX_CHARS
+                or families.backend(plan.backend).family == "builtin"):
             return None  # espeak makes a phrase faster than the cache can read it back
-        return PhraseKey(backend=backend, model=model or self.model or "default", voice=voice or "",
-                         voice_params=voice_fingerprint(voice_params), language=request.language or "",
-                         instruct=request.instruct or "", speed=round(request.speed, 3), text=text)
+        return PhraseKey(backend=plan.backend, model=plan.model or self.model or "default", voice=plan.voice or "",
+                         voice_params=voice_fingerprint(plan.voice_params), language=plan.language or "",
+                         instruct=plan.instruct or "", speed=round(plan.speed, 3), text=plan.text)
 
-    def _resolve_voice(self, voice: str | None, backend: str | None) -> tuple[str, str | None, dict, list[str]]:
-        """(backend, preset voice, library voice parameters, notes) for the voice asked for."""
-        if voice is not None:
-            if not voice.strip():
-                raise TTSError("voice is empty; leave it out for the backend's default, or see list_voices")
-            if "/" in voice or "\\" in voice or ".." in voice:
-                raise TTSError(f"voice {voice!r} is not a voice name: names never hold '/', '\\' or '..'; "
-                               f"see list_voices")
-        if backend is not None:
-            families.backend(backend)
-        if voice and NAME_PATTERN.fullmatch(voice) and self.library.exists(voice):
-            manifest = self.library.get(voice)
-            if backend is None:
-                installed = families.installed_backends(self.settings)
-                usable = [b for b in manifest.usable_with if b in installed]
-                backend = (self.backend if self.backend in manifest.usable_with
-                           else usable[0] if usable else manifest.usable_with[0])
-            if backend not in manifest.usable_with:
-                raise TTSError(f"saved voice {voice!r} works with {', '.join(manifest.usable_with)}, "
-                               f"not {backend!r}")
-            if manifest.kind == "params":
-                return backend, None, dict(manifest.params), []
-            return backend, None, {"reference_audio": str(self.library.path(voice) / manifest.reference_audio),
-                                   "transcript": manifest.transcript, "voice_name": voice,
-                                   "prompt_cache_dir": str(self.settings.data_dir / "cache" / "clone-prompts")}, []
-        return backend or self.backend, voice, {}, []
-
-    async def _enqueue(self, utt: Utterance, strict: bool) -> None:
+    async def _enqueue(self, utt: Utterance, plan: SayPlan) -> SayPlan:
+        """A place in the speaker's queue; where there is no device, the plan without one."""
         speaker = await self.hosts.get("speaker")
-        reply = await speaker.request(Enqueue(id=utt.id, client=self.client_id, sample_rate=utt.sample_rate))
+        reader = ReplyReader(await speaker.request(Enqueue(id=utt.id, client=self.client_id,
+                                                           sample_rate=utt.sample_rate)), "speaker")
         try:
-            message, _ = await reply.next()
+            message = await reader.expect((Queued, NoDevice))
         except BaseException:  # it may sit in the shared queue already: never leave it blocking the others
             with anyio.CancelScope(shield=True):
                 await _quietly(speaker.send(Abort(id=utt.id)))
-            reply.close()
+            reader.close()
             raise
         if isinstance(message, Queued):
-            utt.speaker, utt.speaker_reply = speaker, reply
-            utt.output, utt.device, utt.queue_position = "play", message.device, message.position
-            return
-        reply.close()
-        assert isinstance(message, NoDevice), message
-        if strict:
-            raise TTSError(f"cannot play: {message.message}. Use output='file' for a WAV, or "
-                           f"output='audio' to receive the audio in the result")
-        utt.output = "file"
-        utt.notes.append(f"no audio device ({message.message}): the speech was written to a file instead")
+            utt.speaker, utt.speaker_reader = speaker, reader
+            utt.device, utt.queue_position = message.device, message.position
+            return plan
+        reader.close()
+        plan = plan.without_device(message.message)
+        utt.output, utt.notes = plan.destination, [*utt.notes, plan.notes[-1]]
+        return plan
 
     async def prepare_speaker(self, backend: str | None = None) -> None:
         """Starts the speaker and its audio stream before the first chunk needs them."""
@@ -435,29 +357,26 @@ class Speech:
 
     async def _pump(self, utt: Utterance) -> None:
         """Carries the host's chunks to the speaker and/or memory as they come."""
+        async def on_frame(message, payload: bytes) -> None:
+            if not isinstance(message, AudioChunk):
+                return
+            if utt.first_chunk is None:
+                utt.first_chunk = time.monotonic()
+            if utt.speaker is not None:
+                await utt.speaker.send(Chunk(id=utt.id), payload)
+            if utt.keep_audio:
+                utt.chunks.append(pcm(payload))
+            utt.samples += len(payload) // 4
+
         try:
-            while True:
-                message, payload = await utt.reply.next()
-                if isinstance(message, AudioChunk):
-                    if utt.first_chunk is None:
-                        utt.first_chunk = time.monotonic()
-                    if utt.speaker is not None:
-                        await utt.speaker.send(Chunk(id=utt.id), payload)
-                    if utt.keep_audio:
-                        utt.chunks.append(np.frombuffer(payload, dtype=SAMPLE_FORMAT).astype(np.float32))
-                    utt.samples += len(payload) // 4
-                elif isinstance(message, AudioEnd):
-                    utt.synth_seconds = message.synth_seconds
-                    if utt.speaker is not None:
-                        await utt.speaker.send(EndOfAudio(id=utt.id))
-                    break
-                elif isinstance(message, Progress):  # a long text's parts, heard while the call waits
-                    if utt.progress is not None:
-                        await _quietly(utt.progress(message.message, message.done, message.total))
-                elif isinstance(message, Failed):
-                    if message.code == "cancelled" and utt.interrupted:
-                        break  # stopped on purpose: an interruption, not a failure
-                    raise TTSError(_explain(message, utt.backend))
+            try:
+                end = await utt.reader.until(AudioEnd, on_frame)
+                utt.synth_seconds = end.synth_seconds
+                if utt.speaker is not None:
+                    await utt.speaker.send(EndOfAudio(id=utt.id))
+            except EngineFailed as exc:
+                if not (exc.code == "cancelled" and utt.interrupted):
+                    raise  # stopped on purpose is an interruption, not a failure
             if utt.output == "file" and utt.file_path is not None and not utt.interrupted:
                 try:
                     await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
@@ -476,40 +395,40 @@ class Speech:
                 message = f"speech cut off: {exc}"
             utt.fail(message)
             with anyio.CancelScope(shield=True):
-                await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))  # nobody consumes it any more
+                await _quietly(utt.engine.send(Cancel(id=utt.id)))  # nobody consumes it any more
                 if utt.speaker is not None:
                     await _quietly(utt.speaker.send(Abort(id=utt.id)))
         finally:
-            utt.reply.close()
+            utt.reader.close()
             if utt.speaker is None:
                 self._active.pop(utt.id, None)
 
     async def _watch_speaker(self, utt: Utterance) -> None:
-        assert utt.speaker_reply is not None
+        assert utt.speaker_reader is not None
+
+        async def on_frame(message, payload: bytes) -> None:
+            if isinstance(message, Playing):
+                utt.started_clock = message.clock
+                utt.device = message.device or utt.device
+                utt.started.set()
+
         try:
-            while True:
-                message, _ = await utt.speaker_reply.next()
-                if isinstance(message, Playing):
-                    utt.started_clock = message.clock
-                    utt.device = message.device or utt.device
-                    utt.started.set()
-                elif isinstance(message, Played):
-                    utt.ended_clock, utt.interrupted = message.clock, message.interrupted
-                    break
-                elif isinstance(message, Dropped):
-                    if utt.error is None and message.reason != "stopped" and not utt.interrupted:
-                        utt.error = f"playback dropped: {message.reason}"
-                    utt.interrupted = message.reason == "stopped"
-                    break
+            message = await utt.speaker_reader.until((Played, Dropped), on_frame)
+            if isinstance(message, Played):
+                utt.ended_clock, utt.interrupted = message.clock, message.interrupted
+            else:
+                if utt.error is None and message.reason != "stopped" and not utt.interrupted:
+                    utt.error = f"playback dropped: {message.reason}"
+                utt.interrupted = message.reason == "stopped"
         except HostLost as exc:
             pid = utt.speaker.pid if utt.speaker else "?"
             utt.error = utt.error or (f"playback cut off: the speaker process (pid {pid}) went away ({exc}); "
                                       f"the next call starts a new one")
         finally:
-            utt.speaker_reply.close()
+            utt.speaker_reader.close()
             if utt.interrupted or utt.error:  # interrupted by anyone's stop, or the speaker died: free the engine
                 with anyio.CancelScope(shield=True):
-                    await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
+                    await _quietly(utt.engine.send(Cancel(id=utt.id)))
             utt.started.set()
             with anyio.move_on_after(1):
                 await utt.synthesized.wait()
@@ -519,7 +438,7 @@ class Speech:
 
     async def _cancel(self, utt: Utterance, error: str | None) -> None:
         utt.interrupted = True
-        await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
+        await _quietly(utt.engine.send(Cancel(id=utt.id)))
         if utt.speaker is not None:
             await _quietly(utt.speaker.send(Abort(id=utt.id)))
         if error:
@@ -529,7 +448,7 @@ class Speech:
         self._stops += 1
         mine = list(self._active.values())
         for utt in mine:
-            await _quietly(utt.reply.conn.send(Cancel(id=utt.id)))
+            await _quietly(utt.engine.send(Cancel(id=utt.id)))
         speaker = await self.hosts.existing("speaker")
         if speaker is not None:
             await _quietly(speaker.send(StopPlayback(client=self.client_id)))
@@ -539,8 +458,12 @@ class Speech:
 
     # --- voices -------------------------------------------------------------------------------
 
-    async def list_voices(self, backend: str | None) -> ListVoicesResult:
+    async def list_voices(self, backend: str | None, start_hosts: bool = False) -> ListVoicesResult:
+        """A family whose host runs is asked what its model offers; the others are answered from the
+        catalog, as the read-only tool starts nothing. `start_hosts`: start the installed families'
+        hosts to ask them too (the command line's `mcp-tts voices`)."""
         names = [families.backend(backend).name] if backend else list(families.BACKENDS)
+        running: dict[str, dict] = {}  # service -> its host's answer, for the hosts that run now
         out = []
         for name in names:
             spec = families.BACKENDS[name]
@@ -549,22 +472,37 @@ class Speech:
             entry = BackendVoices(backend=name, family=family.name, installed=python is not None,
                                   install_command=None if python else families.install_command(family),
                                   description=spec.description, models=list(spec.models),
-                                  voices=[PresetVoice(name=p) for p in spec.presets])
-            if python is not None:
-                host = await self.hosts.get(family.service, python)
-                message = await _ask(host, ListVoices(id=_new_id(), backend=name), name, Voices)
-                info = message.backends[name]
+                                  voices=[PresetVoice(name=p) for p in _catalog_voices(spec)],
+                                  supports=asdict(spec.capabilities), source="catalog")
+            if python is not None and family.service not in running:
+                running[family.service] = await self._host_voices(family.service, python if start_hosts else None,
+                                                                  backend)
+            info = running.get(family.service, {}).get(name)
+            if info is not None:
                 entry.description = info.get("description", entry.description)
                 entry.models = info.get("models", entry.models)
                 entry.voices = [PresetVoice(**v) for v in info.get("voices", [])]
                 entry.variants = info.get("variants", [])
                 entry.supports = info.get("supports", {})
+                entry.source = "host"
             out.append(entry)
         saved, problems = self.library.list()
         library = [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,
                                 description=v.description, has_sample=v.sample is not None)
                    for v in saved if backend is None or backend in v.usable_with]
         return ListVoicesResult(backends=out, library=library, problems=problems)
+
+    async def _host_voices(self, service: str, python: Path | None, backend: str | None) -> dict[str, dict]:
+        """What a host's backends offer, by backend: the running host's, or, given its `python`, a host
+        started to ask; nothing when it does not run."""
+        host = await (self.hosts.get(service, python) if python else self.hosts.existing(service))
+        if host is None:
+            return {}
+        reader = ReplyReader(await host.request(ListVoices(id=_new_id(), backend=backend)), backend or service)
+        try:
+            return (await reader.expect(Voices)).backends
+        finally:
+            reader.close()
 
     async def design_voice(self, description: str, name: str, sample_text: str | None, backend: str | None,
                            progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes]:
@@ -581,29 +519,25 @@ class Speech:
         sample = check_text(sample_text or "Hello! This is the voice you designed. How does it sound?",
                             self.settings.max_text_chars)
         host = await self.hosts.get(family.service, python)
-        reply = await host.request(Design(id=_new_id(), backend=backend,
-                                          description=description.strip(), sample_text=sample))
+        reader = ReplyReader(await host.request(Design(id=_new_id(), backend=backend, description=description.strip(),
+                                                       sample_text=sample)), backend, progress)
         chunks: list[np.ndarray] = []
-        designed: Designed | None = None
-        sample_rate, model = 0, ""
+        found: dict[str, Designed | AudioStart] = {}
+
+        async def on_frame(message, payload: bytes) -> None:
+            if isinstance(message, (Designed, AudioStart)):
+                found[message.name] = message
+            elif isinstance(message, AudioChunk):
+                chunks.append(pcm(payload))
+
         try:
-            while True:
-                message, payload = await reply.next()
-                if isinstance(message, Failed):
-                    raise TTSError(_explain(message, backend))
-                if isinstance(message, Progress):
-                    await progress(message.message, message.done, message.total)
-                elif isinstance(message, Designed):
-                    designed = message
-                elif isinstance(message, AudioStart):
-                    sample_rate, model = message.sample_rate, message.model
-                elif isinstance(message, AudioChunk):
-                    chunks.append(np.frombuffer(payload, dtype=SAMPLE_FORMAT).astype(np.float32))
-                elif isinstance(message, AudioEnd):
-                    break
+            await reader.until(AudioEnd, on_frame)
         finally:
-            reply.close()
-        assert designed is not None
+            reader.close()
+        designed, start = found.get(Designed.name), found.get(AudioStart.name)
+        if not isinstance(designed, Designed) or not isinstance(start, AudioStart):
+            raise TTSError(f"the {backend} host ended the design without {'a voice' if designed is None else 'audio'}")
+        sample_rate, model = start.sample_rate, start.model
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         wav = wav_bytes(audio, sample_rate)
         if backend == "builtin":
@@ -711,6 +645,11 @@ class Speech:
         return False
 
 
+def _catalog_voices(spec: families.Backend) -> tuple[str, ...]:
+    """A backend's published voices: its presets, else its default voice."""
+    return spec.presets or ((spec.default_voice,) if spec.default_voice else ())
+
+
 def _alive(pid: int) -> bool:
     if os.name == "nt":  # signal 0 would end the process there; the closed connection says enough
         return False
@@ -727,28 +666,14 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def _ask(host: HostConnection, request, backend: str, expected: type,
-               progress: ProgressSink = _no_progress):
-    """One request, one reply of the `expected` message type; a Failed reply becomes a TTSError."""
-    reply = await host.request(request)
+async def _ask(host: HostConnection, request, backend: str, expected: type[M],
+               progress: ProgressSink = _no_progress) -> M:
+    """One request, one reply of the `expected` message type; a Failed reply raises EngineFailed."""
+    reader = ReplyReader(await host.request(request), backend, progress)
     try:
-        message, _ = await reply.next()
-        while isinstance(message, Progress):
-            await progress(message.message, message.done, message.total)
-            message, _ = await reply.next()
+        return await reader.expect(expected)
     finally:
-        reply.close()
-    if isinstance(message, Failed):
-        raise TTSError(_explain(message, backend))
-    if not isinstance(message, expected):
-        raise TTSError(f"the {host.service} host answered {message.name!r} to {request.name!r}")
-    return message
-
-
-def _explain(failure: Failed, backend: str) -> str:
-    if failure.code == "unknown_voice":
-        return f"{failure.message} (list_voices(backend={backend!r}) lists every voice)"
-    return failure.message
+        reader.close()
 
 
 async def _quietly(awaitable) -> None:

@@ -50,7 +50,7 @@ def test_say_bad_input_exit_codes(home):
     env = server_env(home, None)
     for args, message in [(["say", " "], "empty"), (["say", "hi", "-v", "nope-voice"], "unknown espeak voice"),
                           (["say", "hi", "-b", "qwen-custom"], "mcp-tts install qwen"),
-                          (["say", "hi", "-s", "5"], "speed")]:
+                          (["say", "hi", "-s", "5"], "speed: Input should be less than or equal to 2 (given 5.0)")]:
         result = run(env, *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr

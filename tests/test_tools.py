@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.support.homes import host_pids_of, server_env
+from tests.support.homes import host_pids, host_pids_of, server_env
 from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +39,9 @@ async def test_tools_are_listed_with_schemas_and_annotations(home, pulse):
     props = say.input_schema["properties"]
     assert {"text", "voice", "backend", "language", "instruct", "speed", "output", "wait"} <= set(props)
     assert all(props[name].get("description") for name in props)
-    assert props["output"]["enum"] == ["auto", "play", "file", "audio"] or "auto" in str(props["output"])
+    assert props["output"]["enum"] == ["auto", "play", "file", "audio"] and props["output"]["default"] == "auto"
+    assert props["wait"]["enum"] == ["start", "end", "none"] and props["wait"]["default"] == "start"
+    assert "overwrite" not in props  # the command line's: a tool call never replaces a file
     assert "utterance_id" in say.output_schema["properties"]
     assert tools["list_voices"].annotations.read_only_hint is True
     assert say.annotations.read_only_hint is False
@@ -133,11 +135,31 @@ async def test_list_voices(home, pulse):
     names = {v["name"] for v in espeak["voices"]}
     assert {"en-us", "en-gb", "de", "fr-fr", "ja"} <= names and not any("/" in n for n in names)
     assert "f3" in espeak["variants"]
+    assert espeak["source"] == "host"  # the server's warm-up started the builtin host: it was asked
     qwen = by_backend["qwen-custom"]
     assert not qwen["installed"] and qwen["install_command"] == "mcp-tts install qwen"
-    assert {"Vivian", "Ryan", "Sohee"} <= {v["name"] for v in qwen["voices"]}
+    assert {"Vivian", "Ryan", "Sohee"} <= {v["name"] for v in qwen["voices"]} and qwen["source"] == "catalog"
     assert [b["backend"] for b in builtin["backends"]] == ["builtin"]
     assert "unknown backend 'nope'" in error_text(bad) and "builtin" in error_text(bad)
+
+
+async def test_list_voices_starts_no_host(home, pulse):
+    # the default backend's family is not installed, so the warm-up starts nothing either
+    env = server_env(home, pulse, MCP_TTS_BACKEND="qwen-custom")
+    async with mcp_session(env) as session:
+        listed = (await session.call_tool("list_voices", {})).structured_content
+        await anyio.sleep(0.5)  # a host started in the background would show by now
+        assert host_pids(home / "run") == []
+        by_backend = {b["backend"]: b for b in listed["backends"]}
+        espeak = by_backend["builtin"]
+        assert espeak["installed"] and espeak["source"] == "catalog"
+        assert [v["name"] for v in espeak["voices"]] == ["en-us"] and espeak["supports"]["design"] == "rule-based"
+        assert {b["source"] for b in listed["backends"]} == {"catalog"}
+        await session.call_tool("say", {"text": "Now it runs.", "backend": "builtin", "output": "audio"})
+        asked = (await session.call_tool("list_voices", {"backend": "builtin"})).structured_content
+    assert len(host_pids_of(home / "run", "builtin")) == 1
+    entry = asked["backends"][0]
+    assert entry["source"] == "host" and len(entry["voices"]) > 100 and "f3" in entry["variants"]
 
 
 async def test_design_voice_saves_and_is_used_by_say(home, pulse):
