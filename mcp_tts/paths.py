@@ -40,20 +40,22 @@ class Folders:
 
     allowed: tuple[tuple[Path, str], ...] | None
     base: Path
+    note: str = ""  # said with the list: why it lacks what one might expect
 
     def describe(self) -> str:
         if self.allowed is None:
             return "anywhere"
-        return ", ".join(f"{str(folder)!r} ({origin})" for folder, origin in self.allowed) or "none"
+        listed = ", ".join(f"{str(folder)!r} ({origin})" for folder, origin in self.allowed) or "none"
+        return f"{listed} ({self.note})" if self.note else listed
 
 
 ANYWHERE = Folders(allowed=None, base=Path("."))
 
 
-def for_client(settings: Settings, roots: list[str] | None, cwd: Path | None = None,
-               roots_note: str = "the client's MCP roots") -> Folders:
+def for_client(settings: Settings, roots: list[str] | None, cwd: Path | None = None, note: str = "") -> Folders:
     """The folders of a tool call: the client's `roots` (file:// URIs; None when it declares no roots
     capability, then the working directory `cwd` stands in for them), the data dir and the allowed dirs."""
+    roots_note = "the client's MCP roots"
     cwd = Path(cwd or os.getcwd())
     allowed: list[tuple[Path, str]] = []
     if roots is None:
@@ -71,7 +73,7 @@ def for_client(settings: Settings, roots: list[str] | None, cwd: Path | None = N
             unique.append((real, origin))
     first_root = next((f for f, origin in unique if origin == roots_note), None)
     base = first_root if first_root is not None and first_root.is_dir() else cwd
-    return Folders(allowed=tuple(unique), base=base)
+    return Folders(allowed=tuple(unique), base=base, note=note)
 
 
 def confine(raw: str | Path, folders: Folders, doing: str) -> Path:
@@ -131,7 +133,7 @@ def os_error(exc: OSError, path: str | Path | None, doing: str) -> TTSError:
     at = str(exc.filename) if exc.filename is not None else shown
     other = f" (at {at!r})" if at != shown and not STAGING.fullmatch(os.path.basename(at)) else ""
     name = f" [{errno.errorcode[exc.errno]}]" if exc.errno in errno.errorcode else ""
-    return TTSError(f"{doing} {shown!r}: {cause}{other}{name}")
+    return TTSError(f"{doing}{f' {shown!r}' if shown else ''}: {cause}{other}{name}")
 
 
 def _real(path: Path) -> Path:
