@@ -196,6 +196,7 @@ def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False
                 raise TTSError(f"{WRITING} {shown!r}: it names an existing file and has no audio suffix; "
                                f"give a new name ending in {', '.join(AUDIO_SUFFIXES)}")
             path = path.with_suffix(".wav")
+        output_path_name(str(path))  # a symlink's target is named .wav, .flac or .ogg too
         if not path.parent.is_dir():
             raise paths.os_error(OSError(errno.ENOTDIR if path.parent.exists() else errno.ENOENT, ""), path,
                                  WRITING)

@@ -221,6 +221,7 @@ async def test_file_output_writes_what_the_engine_made(scripted, tmp_path):
     ("out.mp3", {}, "must end in"),
     ("../outside.wav", {}, "it is outside the folders this server may use: '{tmp}/root'"),
     ("link/out.wav", {}, "it is outside the folders this server may use"),
+    ("to-text.wav", {}, "must end in .wav, .flac, .ogg"),  # a symlink to a name of another kind
     ("out.wav", {"output": "play"}, "not output='play'"),
     ("out.wav", {"output": "audio"}, "not output='audio'"),
 ])
@@ -232,6 +233,7 @@ async def test_file_output_refusals_come_before_any_synthesis(scripted, tmp_path
     (root / "sub").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (root / "link").symlink_to(tmp_path / "elsewhere")  # a symlink out of the root
+    (root / "to-text.wav").symlink_to(root / "notes.txt")
     request = {"output": "file", **options}
     with pytest.raises(TTSError) as caught:
         await say(scripted, file_path=str(root / name), roots=(root,), **request)
@@ -240,7 +242,7 @@ async def test_file_output_refusals_come_before_any_synthesis(scripted, tmp_path
         assert str(root / name) in str(caught.value)  # the path named as given
     assert scripted.engine.of(Synthesize) == []
     assert (root / "exists.wav").read_bytes() == (root / "exists").read_bytes() == b"precious"
-    assert sorted(p.name for p in root.iterdir()) == ["exists", "exists.wav", "link", "sub"]  # no leftovers
+    assert sorted(p.name for p in root.iterdir()) == ["exists", "exists.wav", "link", "sub", "to-text.wav"]
     assert list((tmp_path / "elsewhere").iterdir()) == [] and not (tmp_path / "outside.wav").exists()
 
 
@@ -339,6 +341,16 @@ async def test_a_write_that_fails_names_the_cause_and_the_path(scripted, tmp_pat
     assert message.startswith(f"cannot write audio to {str(path)!r}: {cause}"), message
     assert errno.errorcode[code] in message
     assert list(tmp_path.iterdir()) == []  # neither the placeholder nor a staging file is left
+
+
+async def test_design_voice_into_a_data_dir_it_cannot_write_names_the_cause_and_the_path(scripted, tmp_path):
+    scripted.settings.data_dir.mkdir(parents=True)
+    scripted.settings.voices_dir.write_text("a file where the voices folder should be")
+    with pytest.raises(TTSError) as caught:
+        await scripted.speech.design_voice("a calm voice", "calm", None, "builtin")
+    target = scripted.settings.voices_dir / "calm"
+    assert str(caught.value).startswith(f"cannot save the voice 'calm' to {str(target)!r}: a part of the path is "
+                                        f"a file, not a folder")
 
 
 async def test_overwrite_replaces_a_file_when_asked(scripted, tmp_path):
