@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from .config import Settings
-from .engines.contract.atomic import STAGING, private_dir, sweep_staging
+from .engines.contract.atomic import STAGING, Entries, mine, private_dir, sweep_staging
 
 __all__ = ["DELETED_VOICE", "KEPT_RECORDINGS", "RECORDING", "STAGING", "data_folders", "prune_recordings",
            "recordings_folder", "tidy"]
@@ -36,10 +36,15 @@ def data_folders(settings: Settings) -> list[Path]:
 
 
 def tidy(settings: Settings, older_than: float = 60.0) -> list[str]:
-    """At start: each data folder private (0700), and the staging files and folders that writers killed
-    mid-way left there (older than `older_than` seconds: a live writer's are younger) removed. Returns
-    what was removed, as paths; a folder that cannot be tidied is logged and left."""
+    """At start: the data dir (made if need be) and each of its folders private (0700), and the staging
+    files and folders that writers killed mid-way left there (older than `older_than` seconds: a live
+    writer's are younger) removed. Returns what was removed, as paths; a folder that cannot be tidied is
+    logged and left."""
     removed: list[str] = []
+    try:  # made now if new: what is written in it later is private from the first write on
+        private_dir(settings.data_dir)
+    except OSError as exc:
+        log.warning("data dir %s not made private: %s", settings.data_dir, exc)
     for folder in data_folders(settings):
         try:
             if not folder.is_dir():
@@ -66,30 +71,27 @@ def prune_recordings(folder: Path, keep: int = KEPT_RECORDINGS) -> list[str]:
     names of RECORDING's pattern that are regular files of this user, in `folder` itself, opened without
     following a symlink; a symlinked folder is not pruned at all. Returns the names deleted."""
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        entries = Entries(folder)
     except OSError as exc:
         log.warning("recordings in %s not pruned: %s", folder,
                     "it is a symbolic link" if os.path.islink(folder) else exc)
         return []
     deleted: list[str] = []
-    try:
+    with entries:
         ours = []
-        for name in os.listdir(fd):
+        for name in entries.names():
             if not RECORDING.fullmatch(name):
                 continue
             try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                st = entries.lstat(name)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
+            if stat.S_ISREG(st.st_mode) and mine(st):
                 ours.append((st.st_mtime_ns, name))  # a name's time has whole seconds only
         for _, name in sorted(ours)[:max(0, len(ours) - keep)]:
             try:
-                os.unlink(name, dir_fd=fd)
+                entries.remove(name)
                 deleted.append(name)
             except OSError as exc:
                 log.warning("old recording %s not deleted: %s", folder / name, exc)
-    finally:
-        os.close(fd)
     return deleted
-

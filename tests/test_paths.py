@@ -198,12 +198,23 @@ def test_a_private_reservation_is_0600(tmp_path):
 # --- the data dir's housekeeping -------------------------------------------------------------------
 
 
+@pytest.fixture(params=[True, False], ids=["by_descriptor", "by_path"])
+def folder_access(request, monkeypatch):
+    """Both ways to a folder's entries: a descriptor opened with O_NOFOLLOW, or paths (where the system has no
+    dir_fd, as on Windows)."""
+    from mcp_tts.engines.contract import atomic
+
+    if request.param and not atomic._BY_DESCRIPTOR:
+        pytest.skip("this system has no dir_fd")
+    monkeypatch.setattr(atomic, "_BY_DESCRIPTOR", request.param)
+
+
 def age(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then), follow_symlinks=False)
 
 
-def test_tidy_removes_only_old_leftovers_of_our_own_and_makes_the_folders_private(settings, tmp_path):
+def test_tidy_removes_only_old_leftovers_of_our_own_and_makes_the_folders_private(settings, tmp_path, folder_access):
     for folder in datadir.data_folders(settings):
         folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         folder.chmod(0o755)
@@ -235,7 +246,7 @@ def test_tidy_removes_only_old_leftovers_of_our_own_and_makes_the_folders_privat
         assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
-def test_tidy_leaves_a_symlinked_folder_alone(settings, tmp_path):
+def test_tidy_leaves_a_symlinked_folder_alone(settings, tmp_path, folder_access):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     leftover = elsewhere / ".x.0123abcd.tmp"
@@ -257,13 +268,19 @@ def test_tidy_runs_when_a_server_s_speech_starts(settings):
     leftover.mkdir()
     age(leftover, 3600)
 
-    async def start() -> None:
+    async def start_with(settings: Settings) -> None:
         async with anyio.create_task_group() as tg:
             Speech(settings, None, tg)  # type: ignore[arg-type]  # no host is asked
 
+    async def start() -> None:
+        await start_with(settings)
+
     anyio.run(start)
     assert not leftover.exists()
-    assert settings.data_dir.stat().st_mode & 0o777 == 0o700
+    assert settings.data_dir.stat().st_mode & 0o777 == settings.voices_dir.stat().st_mode & 0o777 == 0o700
+    fresh = Settings(data_dir=settings.data_dir.parent / "new" / "data")
+    anyio.run(start_with, fresh)
+    assert fresh.data_dir.stat().st_mode & 0o777 == 0o700  # a new one is private before anything is in it
 
 
 def test_private_dir_makes_missing_parents_private(tmp_path):
@@ -271,7 +288,7 @@ def test_private_dir_makes_missing_parents_private(tmp_path):
     assert (tmp_path / "a").stat().st_mode & 0o777 == (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
 
 
-def test_pruning_deletes_the_oldest_of_our_own_regular_files_only(tmp_path):
+def test_pruning_deletes_the_oldest_of_our_own_regular_files_only(tmp_path, folder_access):
     folder = tmp_path / "recordings"
     folder.mkdir()
     ours = [f"20260101-0000{i:02d}-0123456789a{i:x}.wav" for i in range(5)]

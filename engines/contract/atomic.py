@@ -110,28 +110,72 @@ def sweep_staging(folder: Path, older_than: float = 60.0, pattern: re.Pattern = 
     followed). Returns the names removed."""
     removed: list[str] = []
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        entries = Entries(folder)
     except OSError:  # absent, not a folder, or a symlink
         return removed
     cutoff = time.time() - older_than
-    try:
-        for name in os.listdir(fd):
+    with entries:
+        for name in entries.names():
             if not pattern.fullmatch(name):
                 continue
             try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if st.st_uid != os.getuid() or st.st_mtime > cutoff:
+                st = entries.lstat(name)
+                if not mine(st) or st.st_mtime > cutoff:
                     continue
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(name, dir_fd=fd)
-                else:
-                    os.unlink(name, dir_fd=fd)
+                entries.remove(name, folder=stat.S_ISDIR(st.st_mode))
                 removed.append(name)
             except OSError:
                 continue
-    finally:
-        os.close(fd)
     return removed
+
+
+_BY_DESCRIPTOR = (hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW") and os.stat in os.supports_dir_fd
+                  and os.unlink in os.supports_dir_fd and shutil.rmtree.avoids_symlink_attacks)
+
+
+class Entries:
+    """The entries of one folder, reached without following a symlink: through a descriptor of the folder
+    opened with O_NOFOLLOW where the system has one (swapping the folder for a symlink meanwhile changes
+    nothing), else by path once a symlinked folder is refused. OSError if it is absent, not a folder, or a
+    symlink."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fd: int | None = None
+        if _BY_DESCRIPTOR:
+            self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        elif os.path.islink(folder) or not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder, or a symbolic link", str(folder))
+
+    def names(self) -> list[str]:
+        return os.listdir(self.fd if self.fd is not None else self.folder)
+
+    def lstat(self, name: str) -> os.stat_result:
+        if self.fd is not None:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        return os.lstat(self.folder / name)
+
+    def remove(self, name: str, folder: bool = False) -> None:
+        """A file or a symlink is unlinked; a folder (never a symlink to one) removed with what it holds."""
+        if self.fd is None:
+            (shutil.rmtree if folder else os.unlink)(self.folder / name)
+        elif folder:
+            shutil.rmtree(name, dir_fd=self.fd)
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+    def __enter__(self) -> Entries:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def mine(st: os.stat_result) -> bool:
+    """Owned by this process's user (where the system has user ids)."""
+    return not hasattr(os, "getuid") or st.st_uid == os.getuid()
 
 
 def private_dir(path: Path) -> Path:
@@ -148,7 +192,7 @@ def private_dir(path: Path) -> Path:
         except FileExistsError:
             pass
     st = path.stat()
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
+    if stat.S_ISDIR(st.st_mode) and mine(st) and stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path
 
