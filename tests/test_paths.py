@@ -376,3 +376,12 @@ async def test_a_client_without_roots_may_use_the_working_directory_and_allowed_
     refused = error_text(results[str(elsewhere)])
     assert "(the server's working directory; the client declares no MCP roots)" in refused
     assert f"{str(more)!r} (MCP_TTS_ALLOWED_DIRS)" in refused
+
+
+def test_cached_phrases_are_private(tmp_path):
+    from mcp_tts.phrase_cache import PhraseCache, PhraseKey
+
+    cache = PhraseCache(tmp_path / "cache" / "phrases", 2**20)
+    cache.put(PhraseKey("builtin", "m", "v", "{}", "", "", 1.0, "Done."), np.zeros(100, np.float32), 16000, {})
+    assert {p.stat().st_mode & 0o777 for p in cache.folder.iterdir()} == {0o600}
+    assert cache.folder.stat().st_mode & 0o777 == (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
