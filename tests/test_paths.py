@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp_types import ListRootsResult, Root
+from mcp_types import INTERNAL_ERROR, ErrorData, ListRootsResult, Root
 
 from mcp_tts import datadir, paths
 from mcp_tts.config import Settings
@@ -311,9 +311,12 @@ def test_pruning_deletes_the_oldest_of_our_own_regular_files_only(tmp_path, fold
 
 
 @asynccontextmanager
-async def client(env: dict[str, str], roots: list[Path] | None, cwd: Path):
-    """The real MCP client against `mcp-tts serve`, declaring `roots` (None: no roots capability)."""
-    async def list_roots(context) -> ListRootsResult:
+async def client(env: dict[str, str], roots: list[Path] | ErrorData | None, cwd: Path):
+    """The real MCP client against `mcp-tts serve`, declaring `roots` (None: no roots capability; ErrorData:
+    it declares them, then answers roots/list with that error)."""
+    async def list_roots(context) -> ListRootsResult | ErrorData:
+        if isinstance(roots, ErrorData):
+            return roots
         return ListRootsResult(roots=[Root(uri=p.as_uri()) for p in roots or []])
 
     params = StdioServerParameters(command=MCP_TTS, args=["serve"], env=env, cwd=str(cwd))
@@ -385,3 +388,13 @@ def test_cached_phrases_are_private(tmp_path):
     cache.put(PhraseKey("builtin", "m", "v", "{}", "", "", 1.0, "Done."), np.zeros(100, np.float32), 16000, {})
     assert {p.stat().st_mode & 0o777 for p in cache.folder.iterdir()} == {0o600}
     assert cache.folder.stat().st_mode & 0o777 == (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.anyio
+async def test_a_client_that_declares_roots_but_cannot_list_them_gets_none(home, tmp_path):
+    recording(tmp_path / "me.wav")
+    broken = ErrorData(code=INTERNAL_ERROR, message="the roots are on holiday")
+    async with client(server_env(home, None), broken, cwd=tmp_path) as session:  # not even the working directory
+        refused = await session.call_tool("add_voice", {"name": "me", "audio_path": str(tmp_path / "me.wav"),
+                                                        "transcript": "Hi."})
+    assert "the client declares MCP roots but did not list them: the roots are on holiday" in error_text(refused)
