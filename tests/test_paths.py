@@ -398,3 +398,25 @@ async def test_a_client_that_declares_roots_but_cannot_list_them_gets_none(home,
         refused = await session.call_tool("add_voice", {"name": "me", "audio_path": str(tmp_path / "me.wav"),
                                                         "transcript": "Hi."})
     assert "the client declares MCP roots but did not list them: the roots are on holiday" in error_text(refused)
+
+
+# --- the command line: not confined, yet exclusive of what it was not told to replace, and as clear --------
+
+
+@pytest.mark.parametrize("target, message", [
+    ("{tmp}/" + "x" * 300 + ".wav", "the name is too long"),
+    ("/etc/passwd", "it names an existing file and has no audio suffix; give a new name ending in .wav, .flac, .ogg"),
+    ("{tmp}/file/out.wav", "a part of the path is a file, not a folder [ENOTDIR]"),
+    ("/proc/out.wav", "the folder '/proc' is not writable"),
+])
+def test_the_command_line_names_the_cause_and_the_path(monkeypatch, capsys, tmp_path, target, message):
+    from mcp_tts import cli
+
+    monkeypatch.setenv("MCP_TTS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MCP_TTS_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "file").write_text("")
+    target = target.format(tmp=tmp_path)
+    assert cli.main(["say", "Hi.", "-o", target]) == 2  # refused before any host is started
+    error = capsys.readouterr().err
+    assert error.startswith(f"mcp-tts: cannot write audio to {target!r}") and message in error, error
+    assert not os.path.exists("/etc/passwd.wav")
