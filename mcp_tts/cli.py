@@ -22,7 +22,7 @@ from pathlib import Path
 import anyio
 from pydantic import ValidationError
 
-from . import families
+from . import families, paths
 from .config import Settings
 from .errors import TTSError
 from .host_client import open_hosts, stop_host
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     say.add_argument("-l", "--language", help=field["language"].description)
     say.add_argument("-i", "--instruct", help=field["instruct"].description)
     say.add_argument("-s", "--speed", type=float, default=field["speed"].default, help=field["speed"].description)
-    say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing")
+    say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing; "
+                                                 "an existing file of that name is replaced")
     say.add_argument("--raw", action="store_true", help=field["raw"].description)
     say.add_argument("--json", action="store_true", help="print the result as JSON")
     voices = sub.add_parser("voices", help="list voices, or add one from a recording")
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:  # the say tool's request model refused it, as it would the tool call
         print(f"mcp-tts: {explain_validation(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # one the commands did not name themselves: still its cause and its path
+        print(f"mcp-tts: {paths.os_error(exc, exc.filename, 'cannot use')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -123,7 +127,8 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                          language=args.language, instruct=args.instruct, speed=args.speed, raw=args.raw,
                          output="file" if args.output_file else "auto", wait="end", file_path=args.output_file,
                          overwrite=True)
-    result, _ = await _with_speech(settings, lambda speech: speech.say(request))
+    # the person at their shell may write wherever they can already: no confinement (paths.py); -o replaces
+    result, _ = await _with_speech(settings, lambda speech: speech.say(request, folders=paths.ANYWHERE))
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

@@ -13,11 +13,11 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 APP = "mcp-tts"
 OUTPUTS = ("auto", "play", "file", "audio")
@@ -38,6 +38,7 @@ _ACCEPTED = {
     "phrase_cache_mb": "a number of megabytes (0 turns the cache off)",
     "memory_gb": "a number of gigabytes, or empty for as much as is free",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
+    "allowed_dirs": f"folders separated by {os.pathsep!r}",
 }
 
 
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
     # "" leaves pip's own configuration alone.
     torch_index_url: str = DEFAULT_CPU_INDEX if sys.platform == "linux" else ""
     log_level: str = "WARNING"
+    # folders a tool call may read and write besides the client's MCP roots and the data dir (mcp_tts/paths.py)
+    allowed_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -96,6 +99,16 @@ class Settings(BaseSettings):
             if not math.isfinite(number):
                 raise ValueError("not a finite number")
             return int(number)
+        return value
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        """"~/a:/b" (os.pathsep between folders, as PATH); empty entries are skipped, "~" is expanded."""
+        if isinstance(value, str):
+            value = [part for part in value.split(os.pathsep) if part.strip()]
+        if isinstance(value, (list, tuple)):
+            return [Path(os.path.expanduser(str(part))) for part in value]
         return value
 
     @field_validator("log_level")

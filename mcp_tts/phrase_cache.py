@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .engines.contract.atomic import atomic_write, atomic_write_text
+from .engines.contract.atomic import atomic_write, atomic_write_text, private_dir
 
 log = logging.getLogger("mcp_tts.phrase_cache")
 
@@ -96,10 +96,11 @@ class PhraseCache:
             return
         path = self._path(key)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)  # the user's phrases: 0600 files in a 0700 folder
             # the metadata first: a WAV alone is never read
-            atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
-            atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format="WAV", subtype="FLOAT"))
+            atomic_write_text(path.with_suffix(".json"), json.dumps(meta), 0o600)
+            atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format="WAV", subtype="FLOAT"),
+                         0o600)
             self._trim()
         except (OSError, RuntimeError) as exc:
             log.warning("phrase not cached: %s", exc)

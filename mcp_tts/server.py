@@ -10,6 +10,7 @@ import base64
 import functools
 import inspect
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import AudioContent, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from . import families
+from . import families, paths
 from .config import Settings
 from .errors import TTSError
 from .host_client import open_hosts
@@ -110,9 +112,34 @@ def _writes(idempotent: bool = False) -> ToolAnnotations:
                            open_world_hint=False)
 
 
+ROOTS_TIMEOUT = 5.0  # seconds a client has to list its roots
+
+
+async def client_folders(ctx: Context) -> paths.Folders:
+    """The folders this call may read and write (paths.py): the client's MCP roots, asked at each call that
+    names a path (they change), or the working directory where it declares none; with the data dir and
+    MCP_TTS_ALLOWED_DIRS. A client that declares roots and cannot list them gets no roots at all."""
+    settings = ctx.request_context.lifespan_context.settings
+    capabilities = ctx.session.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return paths.for_client(settings, None)
+    try:
+        with warnings.catch_warnings():  # deprecated by the 2026-07-28 protocol, yet what clients send today
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            listing = ctx.session.list_roots()
+        with anyio.fail_after(ROOTS_TIMEOUT):
+            roots = (await listing).roots
+    except Exception as exc:
+        log.warning("the client's roots could not be listed: %s", exc or type(exc).__name__)
+        return paths.for_client(settings, [], note=f"the client declares MCP roots but did not list them: "
+                                                   f"{exc or type(exc).__name__}")
+    return paths.for_client(settings, [str(root.uri) for root in roots])
+
+
 @tool("say", "Speak aloud", _writes(), description=SAY_DESCRIPTION)
 async def say(ctx: Context, **arguments: Any) -> Annotated[CallToolResult, SayResult]:
-    result, audio = await speech_of(ctx).say(SayRequest(**arguments), _progress(ctx))
+    folders = await client_folders(ctx) if arguments.get("file_path") else None
+    result, audio = await speech_of(ctx).say(SayRequest(**arguments), _progress(ctx), folders)
     return _with_audio(result, audio, _say_summary(result))
 
 
@@ -160,7 +187,7 @@ async def add_voice(
 ) -> AddVoiceResult:
     """Save a cloneable voice from the user's own recording, for the cloning backends (qwen-base,
     chatterbox). Use the name as `voice` in `say`."""
-    return await speech_of(ctx).add_voice(name, audio_path, transcript)
+    return await speech_of(ctx).add_voice(name, audio_path, transcript, await client_folders(ctx))
 
 
 @tool("switch_backend", "Switch the default backend", _writes(idempotent=True))

@@ -6,6 +6,8 @@ rest of the utterance goes on in the server's task group, so an agent is not hel
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
 import time
@@ -18,9 +20,9 @@ import numpy as np
 import soundfile as sf
 from anyio.abc import TaskGroup
 
-from . import families
+from . import datadir, families, paths
 from .config import Settings
-from .engines.contract.atomic import atomic_write
+from .engines.contract.atomic import Reservation, atomic_write, staging_name
 from .engines.contract.catalog import CLONING_BACKENDS
 from .engines.contract.protocol import (
     SAMPLE_FORMAT,
@@ -61,6 +63,7 @@ from .models import (
     StopResult,
     SwitchBackendResult,
 )
+from .paths import Folders
 from .phrase_cache import MAX_CHARS as PHRASE_MAX_CHARS
 from .phrase_cache import PhraseCache, PhraseKey, voice_fingerprint
 from .plan import AUDIO_SUFFIXES, SayPlan, SayRequest, output_path_name, plan_say
@@ -69,11 +72,11 @@ from .replies import no_progress as _no_progress
 from .text import check_text
 from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
-__all__ = ["Speech", "SayRequest", "SayPlan", "check_output_path", "write_audio"]
+__all__ = ["OutputFile", "Speech", "SayRequest", "SayPlan", "check_output_path"]
 
 log = logging.getLogger("mcp_tts.speech")
 
-KEPT_RECORDINGS = 200
+WRITING = "cannot write audio to"
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Utterance:
     sample_rate: int = 0
     speaker: HostConnection | None = None
     speaker_reader: ReplyReader | None = None  # the speaker's replies: Playing, then Played or Dropped
-    file_path: Path | None = None
+    output_file: OutputFile | None = None  # output "file": where the audio goes, held until written
     device: str | None = None
     queue_position: int | None = None
     keep_audio: bool = False
@@ -107,6 +110,10 @@ class Utterance:
     started: anyio.Event = field(default_factory=anyio.Event)
     synthesized: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def file_path(self) -> Path | None:
+        return self.output_file.path if self.output_file is not None else None
 
     @property
     def engine(self):
@@ -171,39 +178,70 @@ class CachedReply:
         return None
 
 
-def check_output_path(raw: str | Path, default_suffix: str = ".wav", overwrite: bool = False) -> Path:
-    """An output path we can really write, checked before any synthesis; an existing file is only
-    replaced when the caller says so (the CLI's -o does, a tool call does not). The plan has made the
-    checks that need no file system (plan.output_path_name); these are the rest."""
-    path = output_path_name(str(raw)).expanduser()
-    if path.is_dir():
-        raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory; give a file name in it")
-    if not path.suffix:
-        path = path.with_suffix(default_suffix)
-    path = path.resolve()
-    if path.is_dir():
-        raise TTSError(f"cannot write audio to {str(path)!r}: it is a directory")
-    if path.exists() and not overwrite:
-        raise TTSError(f"cannot write audio to {str(path)!r}: the file exists and is not replaced; "
-                       f"give a new file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise TTSError(f"cannot write audio to {str(path)!r}: the directory {str(parent)!r} does not exist")
-    probe = parent / f".mcp-tts-probe-{uuid.uuid4().hex[:8]}"
+def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False) -> OutputFile:
+    """Where a say's audio goes, checked and held before any synthesis: in a folder the caller may write
+    (paths.confine), named .wav, .flac or .ogg, and created now, exclusively (O_CREAT|O_EXCL), so that a
+    file appearing meanwhile is never replaced and a second say to the same new name is refused at once.
+    A name without a suffix gets ".wav" only when nothing has that name already. An existing file is
+    replaced only with `overwrite` (the CLI's -o; a tool call never). The plan has made the checks that
+    need no file system (plan.output_path_name); these are the rest."""
+    shown = str(raw)
+    output_path_name(shown)
+    path = paths.confine(raw, folders, WRITING)
     try:
-        probe.touch(exist_ok=False)
-        probe.unlink()
+        if path.is_dir():
+            raise TTSError(f"{WRITING} {shown!r}: it is a directory; give a file name in it")
+        if not path.suffix:
+            if os.path.lexists(path):
+                raise TTSError(f"{WRITING} {shown!r}: it names an existing file and has no audio suffix; "
+                               f"give a new name ending in {', '.join(AUDIO_SUFFIXES)}")
+            path = path.with_suffix(".wav")
+        output_path_name(str(path))  # a symlink's target is named .wav, .flac or .ogg too
+        if not path.parent.is_dir():
+            raise paths.os_error(OSError(errno.ENOTDIR if path.parent.exists() else errno.ENOENT, ""), path,
+                                 WRITING)
+        if overwrite and os.path.lexists(path):
+            if path.is_dir():
+                raise TTSError(f"{WRITING} {str(path)!r}: it is a directory")
+            Reservation(staging_name(path)).release()  # a probe: the folder takes new files
+            return OutputFile(path, None)
+        return OutputFile(path, Reservation(path))
     except OSError as exc:
-        raise TTSError(f"cannot write audio to {str(path)!r}: the directory is not writable "
-                       f"({exc.strerror or exc})") from None
-    return path
+        raise paths.os_error(exc, path, WRITING) from None
 
 
-def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Written beside the target and renamed over it, so a reader never sees half a file."""
-    suffix = path.suffix.lower()
-    atomic_write(path, lambda staging: sf.write(staging, samples, sample_rate, format=AUDIO_SUFFIXES[suffix],
-                                                subtype="PCM_16" if suffix == ".wav" else None))
+@dataclass
+class OutputFile:
+    """An output path, checked and held (reserved) until the audio is written into it or given up."""
+
+    path: Path
+    reservation: Reservation | None  # None: an existing file the CLI replaces (overwrite)
+
+    def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        """The whole file at once: encoded in memory, written beside the name and renamed onto it, so a
+        reader never sees half a file and a full disk is an OSError naming ENOSPC, not libsndfile's
+        "System error"."""
+        suffix = self.path.suffix.lower()
+        buffer = io.BytesIO()
+        try:
+            sf.write(buffer, samples, sample_rate, format=AUDIO_SUFFIXES[suffix],
+                     subtype="PCM_16" if suffix == ".wav" else None)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise TTSError(f"{WRITING} {str(self.path)!r}: the audio could not be encoded as "
+                           f"{AUDIO_SUFFIXES[suffix]} ({exc})") from None
+        data = buffer.getvalue()
+        try:
+            if self.reservation is not None:
+                self.reservation.fill(lambda staging: staging.write_bytes(data))
+            else:
+                atomic_write(self.path, lambda staging: staging.write_bytes(data))
+        except OSError as exc:
+            raise paths.os_error(exc, self.path, WRITING) from None
+
+    def release(self) -> None:
+        """The audio will not come: the reserved name is given back (the empty placeholder removed)."""
+        if self.reservation is not None:
+            self.reservation.release()
 
 
 class Speech:
@@ -218,6 +256,7 @@ class Speech:
         self._active: dict[str, Utterance] = {}
         self.phrases = PhraseCache(settings.data_dir / "cache" / "phrases", int(settings.phrase_cache_mb * 2**20))
         self._stops = 0  # stop() calls so far: a say that was still starting when one came is dropped
+        self._spawn(anyio.to_thread.run_sync, datadir.tidy, settings)  # private folders, crash leftovers gone
 
     # --- say ----------------------------------------------------------------------------------
 
@@ -226,22 +265,30 @@ class Speech:
         return plan_say(request, self.settings, self.library, families.installed_backends(self.settings),
                         backend=self.backend, model=self.model)
 
-    async def say(self, request: SayRequest, progress: ProgressSink = _no_progress
+    async def say(self, request: SayRequest, progress: ProgressSink = _no_progress, folders: Folders | None = None
                   ) -> tuple[SayResult, bytes | None]:
         """Speaks; returns the result and, for output "audio", the WAV bytes.
 
-        `progress` hears of slow work (a model loading) before the first sound, never after."""
+        `progress` hears of slow work (a model loading) before the first sound, never after. `folders`:
+        where a file_path may lie (paths.for_client; paths.ANYWHERE for the CLI); None: the folders of a
+        client that declares no roots."""
         arrived = time.monotonic()
         stops_at_arrival = self._stops
         plan = self.plan(request)
         _, python = families.installed_family(plan.backend, self.settings)
         families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
-        file_path = check_output_path(plan.file_path, overwrite=plan.overwrite) if plan.file_path else None
+        output = (check_output_path(plan.file_path, folders or paths.for_client(self.settings, None), plan.overwrite)
+                  if plan.file_path else None)  # the file's name is held from here on: released on any failure
         if plan.destination == "play":
             self._spawn(self.prepare_speaker, plan.backend)  # starts alongside the synthesis
         utt_id = _new_id()
         key = self._phrase_key(plan)
-        reader, cached_start = await self._open(plan, utt_id, key, python, progress)
+        try:
+            reader, cached_start = await self._open(plan, utt_id, key, python, progress)
+        except BaseException:
+            if output is not None:
+                output.release()
+            raise
         try:
             start = cached_start or await reader.expect(AudioStart)
             utt = Utterance(id=utt_id, backend=plan.backend, model=start.model, voice=start.voice,
@@ -251,9 +298,11 @@ class Speech:
             if plan.destination == "play":
                 plan = await self._enqueue(utt, plan)
             if utt.output == "file":
-                utt.file_path = file_path or self._recording_path(utt_id)
+                utt.output_file = output or await anyio.to_thread.run_sync(self._new_recording, utt_id)
             utt.keep_audio = utt.output in ("file", "audio") or utt.cache_key is not None
         except BaseException:
+            if output is not None:
+                output.release()
             with anyio.CancelScope(shield=True):
                 await _quietly(reader.reply.conn.send(Cancel(id=utt_id)))
             reader.close()
@@ -347,13 +396,16 @@ class Speech:
                 log.exception("background %s failed", getattr(func, "__name__", func))
         self._tg.start_soon(guarded)
 
-    def _recording_path(self, utt_id: str) -> Path:
+    def _new_recording(self, utt_id: str) -> OutputFile:
+        """A new file in the recordings folder (private: 0600 in 0700), the oldest beyond the bound deleted."""
         folder = self.settings.recordings_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        old = sorted(folder.glob("*.wav"))
-        for stale in old[:max(0, len(old) - KEPT_RECORDINGS + 1)]:
-            stale.unlink(missing_ok=True)
-        return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"  # datadir.RECORDING's pattern
+        try:
+            datadir.recordings_folder(self.settings)
+            datadir.prune_recordings(folder, datadir.KEPT_RECORDINGS - 1)
+            return OutputFile(path, Reservation(path, private=True))
+        except OSError as exc:
+            raise paths.os_error(exc, path, WRITING) from None
 
     async def _pump(self, utt: Utterance) -> None:
         """Carries the host's chunks to the speaker and/or memory as they come."""
@@ -377,11 +429,8 @@ class Speech:
             except EngineFailed as exc:
                 if not (exc.code == "cancelled" and utt.interrupted):
                     raise  # stopped on purpose is an interruption, not a failure
-            if utt.output == "file" and utt.file_path is not None and not utt.interrupted:
-                try:
-                    await anyio.to_thread.run_sync(write_audio, utt.file_path, utt.audio(), utt.sample_rate)
-                except (OSError, RuntimeError) as exc:  # libsndfile's errors are RuntimeErrors
-                    raise TTSError(f"could not write {utt.file_path}: {exc}") from exc
+            if utt.output == "file" and utt.output_file is not None and not utt.interrupted:
+                await anyio.to_thread.run_sync(utt.output_file.write, utt.audio(), utt.sample_rate)
             utt.synthesized.set()
             if utt.speaker is None:
                 utt.started.set()
@@ -393,6 +442,8 @@ class Speech:
             message = str(exc)
             if isinstance(exc, HostLost):
                 message = f"speech cut off: {exc}"
+            if utt.output_file is not None:
+                utt.output_file.release()  # before the say that waits on it returns
             utt.fail(message)
             with anyio.CancelScope(shield=True):
                 await _quietly(utt.engine.send(Cancel(id=utt.id)))  # nobody consumes it any more
@@ -400,6 +451,8 @@ class Speech:
                     await _quietly(utt.speaker.send(Abort(id=utt.id)))
         finally:
             utt.reader.close()
+            if utt.output_file is not None:
+                utt.output_file.release()  # written, or never to be: the name is not held any longer
             if utt.speaker is None:
                 self._active.pop(utt.id, None)
 
@@ -558,11 +611,14 @@ class Speech:
                                    notes=designed.notes)
         return result, wav
 
-    async def add_voice(self, name: str, audio_path: str, transcript: str) -> AddVoiceResult:
+    async def add_voice(self, name: str, audio_path: str, transcript: str,
+                        folders: Folders | None = None) -> AddVoiceResult:
+        """`folders`: where the recording may lie (paths.for_client); None: a client's that declares no roots."""
         from .voices import add_recording
 
-        manifest = await anyio.to_thread.run_sync(add_recording, self.library.root, name, Path(audio_path),
-                                                  transcript)
+        check_name(name)
+        path = paths.confine(audio_path, folders or paths.for_client(self.settings, None), "cannot read")
+        manifest = await anyio.to_thread.run_sync(add_recording, self.library.root, name, path, transcript)
         reference = self.library.path(name) / manifest.reference_audio
         return AddVoiceResult(name=name, usable_with=manifest.usable_with,
                               reference_seconds=round(sf.info(reference).duration, 3), path=str(reference))

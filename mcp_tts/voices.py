@@ -2,7 +2,7 @@
 
 Voices are the user's own work, so the library never loses one: every write goes to a temporary
 folder first and appears under its name only when complete; a corrupt manifest is reported and
-skipped, never fatal to listing the others.
+skipped, never fatal to listing the others. They are private: 0600 files in 0700 folders.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +22,10 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field, ValidationError
 
-from .engines.contract.atomic import atomic_write
+from .engines.contract.atomic import atomic_write, private_dir
 from .engines.contract.catalog import CLONING_BACKENDS
 from .errors import TTSError
+from .paths import os_error
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST = "manifest.json"
@@ -107,20 +109,20 @@ class VoiceLibrary:
         if target.exists():
             raise TTSError(f"a voice named {manifest.name!r} already exists; choose another name "
                            f"or delete it first ({target})")
-        self.root.mkdir(parents=True, exist_ok=True)
 
         def write(staging: Path) -> None:
-            staging.mkdir()
+            staging.mkdir(mode=0o700)
             for filename, data in files.items():
-                (staging / filename).write_bytes(data)
-            (staging / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
+                _write_private(staging / filename, data)
+            _write_private(staging / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2).encode())
 
         try:  # the folder's files on the disk before it takes the name; private to the user (0o700)
+            private_dir(self.root)
             atomic_write(target, write, mode=0o700, durable=True)
         except OSError as exc:
             if target.exists():  # the rename failed: another process saved the name meanwhile
                 raise TTSError(f"a voice named {manifest.name!r} already exists ({exc})") from exc
-            raise
+            raise os_error(exc, target, f"cannot save the voice {manifest.name!r} to") from None
         return target
 
     def delete(self, name: str) -> None:
@@ -130,6 +132,13 @@ class VoiceLibrary:
         trash = Path(tempfile.mkdtemp(prefix=f".deleted.{name}.", dir=self.root))
         os.replace(folder, trash / name)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file only its user may read (0600 from its creation, whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with open(fd, "wb") as fh:
+        fh.write(data)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -142,25 +151,41 @@ SILENCE_RMS = 0.003  # about -50 dBFS
 
 
 def check_recording(path: Path) -> tuple[np.ndarray, int]:
-    """A recording fit to clone from, as mono float32; an error saying what is wrong with it."""
+    """A recording fit to clone from, as mono float32; an error saying what is wrong with it. Its rate and
+    length are read from the header before any of it is decoded, and no more than the longest accepted
+    length is ever decoded, whatever the header says."""
+    shown = str(path)
     if not path.is_file():
-        raise TTSError(f"no audio file at {str(path)!r}")
-    try:
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise TTSError(f"{str(path)!r} is not audio that can be read ({_first_line(exc)}); "
-                       f"give a WAV, FLAC, OGG or MP3 recording") from None
+        raise TTSError(f"no audio file at {shown!r}")
+    try:  # opened once, not blocking on a FIFO swapped in meanwhile; libsndfile would hide the errno
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise os_error(exc, shown, "cannot read") from None
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TTSError(f"no audio file at {shown!r}: it is not a regular file")
+        try:
+            with sf.SoundFile(fh) as audio:
+                rate, frames = audio.samplerate, audio.frames
+                seconds = frames / rate if rate else 0.0
+                if not REFERENCE_RATES[0] <= rate <= REFERENCE_RATES[1]:
+                    raise TTSError(f"{shown!r} is sampled at {rate} Hz; recordings of {REFERENCE_RATES[0]}-"
+                                   f"{REFERENCE_RATES[1]} Hz are accepted (record at 16 kHz or more)")
+                if not REFERENCE_SECONDS[0] <= seconds <= REFERENCE_SECONDS[1]:
+                    raise TTSError(f"{shown!r} is {seconds:.1f} s long; a reference voice takes "
+                                   f"{REFERENCE_SECONDS[0]:.0f}-{REFERENCE_SECONDS[1]:.0f} s of one speaker "
+                                   f"(5-15 s is best)")
+                samples = audio.read(min(frames, int(REFERENCE_SECONDS[1] * rate) + 1), dtype="float32",
+                                     always_2d=True)
+        except OSError as exc:
+            raise os_error(exc, shown, "cannot read") from None
+        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            raise TTSError(f"{shown!r} is not audio that can be read ({_first_line(exc)}); "
+                           f"give a WAV, FLAC, OGG or MP3 recording") from None
     mono = samples.mean(axis=1)
-    seconds = len(mono) / rate
-    if not REFERENCE_RATES[0] <= rate <= REFERENCE_RATES[1]:
-        raise TTSError(f"{str(path)!r} is sampled at {rate} Hz; recordings of {REFERENCE_RATES[0]}-"
-                       f"{REFERENCE_RATES[1]} Hz are accepted (record at 16 kHz or more)")
-    if not REFERENCE_SECONDS[0] <= seconds <= REFERENCE_SECONDS[1]:
-        raise TTSError(f"{str(path)!r} is {seconds:.1f} s long; a reference voice takes "
-                       f"{REFERENCE_SECONDS[0]:.0f}-{REFERENCE_SECONDS[1]:.0f} s of one speaker (5-15 s is best)")
     rms = float(np.sqrt(np.mean(mono ** 2))) if len(mono) else 0.0
     if rms < SILENCE_RMS or not np.isfinite(rms):
-        raise TTSError(f"{str(path)!r} is silent (RMS {rms:.5f}); record someone speaking")
+        raise TTSError(f"{shown!r} is silent (RMS {rms:.5f}); record someone speaking")
     return mono, rate
 
 

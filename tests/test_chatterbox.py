@@ -127,7 +127,7 @@ async def test_long_text_is_split_at_sentences_and_every_piece_is_spoken(shared_
 
 
 async def test_saved_voices_are_cloned_with_cached_conditionals(shared_home, chatterbox_hub, tmp_path):
-    env = chatterbox_env(shared_home, None, chatterbox_hub, MCP_TTS_OUTPUT="audio")
+    env = chatterbox_env(shared_home, None, chatterbox_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_ALLOWED_DIRS=str(tmp_path))
     recording = voice_wav(tmp_path / "me.wav", 6.5, seed=1)
     async with mcp_session(env) as session:
         added = await session.call_tool("add_voice", {"name": "me", "audio_path": str(recording),

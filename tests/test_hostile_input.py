@@ -37,8 +37,10 @@ CASES = [
     ("say", {"text": "hi", "output": "speakers"}, ["output"]),
     ("say", {"text": "hi", "wait": "forever"}, ["wait"]),
     ("say", {"text": "hi", "output": "file", "file_path": "/nonexistent-dir/x.wav"},
-     ["cannot write audio", "does not exist"]),
-    ("say", {"text": "hi", "output": "file", "file_path": "/proc/x.wav"}, ["cannot write audio", "not writable"]),
+     ["cannot write audio", "outside the folders this server may use", "MCP_TTS_ALLOWED_DIRS"]),
+    ("say", {"text": "hi", "output": "file", "file_path": "/proc/x.wav"}, ["cannot write audio", "outside"]),
+    ("say", {"text": "hi", "output": "file", "file_path": "/etc/passwd"}, ["cannot write audio", "outside"]),
+    ("add_voice", {"name": "n", "audio_path": "/etc/hostname", "transcript": "x"}, ["cannot read", "outside"]),
     ("say", {"text": "hi", "output": "file", "file_path": "/tmp"}, ["cannot write audio"]),
     ("say", {"text": "hi", "output": "file", "file_path": "/tmp/x.mp4"}, [".wav, .flac, .ogg"]),
     ("say", {"text": "hi", "output": "audio", "file_path": "/tmp/x.wav"}, ["file_path goes with output='file'"]),
@@ -75,7 +77,7 @@ async def test_hostile_input_gives_clear_errors_and_server_keeps_serving(home, p
 async def test_an_existing_file_is_never_overwritten_by_a_tool(home, pulse, tmp_path):
     precious = tmp_path / "precious.wav"
     precious.write_bytes(b"the user's own recording")
-    async with mcp_session(server_env(home, pulse)) as session:
+    async with mcp_session(server_env(home, pulse, MCP_TTS_ALLOWED_DIRS=str(tmp_path))) as session:
         result = await session.call_tool("say", {"text": "hi", "output": "file", "file_path": str(precious)})
     assert "file exists" in error_text(result)
     assert precious.read_bytes() == b"the user's own recording"

@@ -5,14 +5,18 @@ output, hosts lost mid-say and engines still loading; milliseconds each, no proc
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import numpy as np
 import pytest
 import soundfile as sf
 
+from mcp_tts import paths
 from mcp_tts.engines.contract.protocol import Abort, Cancel, Enqueue, StopPlayback, Synthesize
 from mcp_tts.errors import HostError, TTSError
 from mcp_tts.speakable import speakable
@@ -36,8 +40,10 @@ async def heard_of(peer, kind: type, utt_id: str) -> None:
     await until(lambda: utt_id in [m.id for m in peer.of(kind)])
 
 
-async def say(rig, text: str = "Hello.", **options):
-    result, audio = await rig.speech.say(SayRequest(text=text, **options))
+async def say(rig, text: str = "Hello.", roots: tuple[Path, ...] | None = None, **options):
+    """A say from a client whose MCP roots are `roots` (None: it declares none)."""
+    folders = paths.for_client(rig.settings, [p.as_uri() for p in roots]) if roots is not None else None
+    result, audio = await rig.speech.say(SayRequest(text=text, **options), folders=folders)
     return result
 
 
@@ -189,44 +195,207 @@ async def test_no_device_falls_back_to_a_file_for_auto_only(scripted):
 
 async def test_file_output_writes_what_the_engine_made(scripted, tmp_path):
     path = tmp_path / "out.wav"
-    result = await say(scripted, output="file", file_path=str(path))  # a file waits for its end ...
+    result = await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))  # a file waits for its end
     assert result.status == "saved" and result.file_path == str(path.resolve())
     data, rate = sf.read(path, dtype="float32")
     assert rate == 16000
     np.testing.assert_allclose(data, Script().audio(), atol=PCM16)
-    later = await say(scripted, output="file", file_path=str(tmp_path / "later.wav"), wait="none")
+    later = await say(scripted, output="file", file_path=str(tmp_path / "later.wav"), wait="none", roots=(tmp_path,))
     assert later.status == "synthesizing"  # ... unless told not to wait at all
-    await until(lambda: (tmp_path / "later.wav").exists())
-    auto = await say(scripted, file_path=str(tmp_path / "named"))  # output auto with a path: the file
+    await until(lambda: (tmp_path / "later.wav").stat().st_size > 0)
+    # output auto with a path: the file; a name without a suffix gets .wav, as nothing has that name
+    auto = await say(scripted, file_path=str(tmp_path / "named"), roots=(tmp_path,))
     assert auto.output == "file" and auto.file_path == str(tmp_path / "named.wav")
-    flac = await say(scripted, output="file", file_path=str(tmp_path / "out.flac"))
-    assert sf.info(flac.file_path).format == "FLAC"
+    flac = await say(scripted, output="file", file_path="out.flac", roots=(tmp_path,))  # relative: to the root
+    assert flac.file_path == str(tmp_path / "out.flac") and sf.info(flac.file_path).format == "FLAC"
     assert scripted.speaker.of(Enqueue) == []
 
 
 @pytest.mark.parametrize(("name", "options", "message"), [
-    ("exists.wav", {}, "the file exists"),
+    ("exists.wav", {}, "the file exists and is not replaced"),
+    ("exists", {}, "names an existing file and has no audio suffix; give a new name ending in .wav, .flac, .ogg"),
     ("sub", {}, "it is a directory"),
-    ("missing/out.wav", {}, "does not exist"),
+    ("missing/out.wav", {}, "the folder '{tmp}/root/missing' does not exist"),
+    ("exists.wav/out.wav", {}, "a part of the path is a file, not a folder"),
+    ("x" * 256 + ".wav", {}, "the name is too long (a file or folder name holds at most 255 bytes"),
     ("out.mp3", {}, "must end in"),
+    ("../outside.wav", {}, "it is outside the folders this server may use: '{tmp}/root'"),
+    ("link/out.wav", {}, "it is outside the folders this server may use"),
+    ("to-text.wav", {}, "must end in .wav, .flac, .ogg"),  # a symlink to a name of another kind
     ("out.wav", {"output": "play"}, "not output='play'"),
     ("out.wav", {"output": "audio"}, "not output='audio'"),
 ])
 async def test_file_output_refusals_come_before_any_synthesis(scripted, tmp_path, name, options, message):
-    (tmp_path / "exists.wav").write_bytes(b"precious")
-    (tmp_path / "sub").mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    for precious in ("exists.wav", "exists"):
+        (root / precious).write_bytes(b"precious")
+    (root / "sub").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")  # a symlink out of the root
+    (root / "to-text.wav").symlink_to(root / "notes.txt")
     request = {"output": "file", **options}
-    with pytest.raises(TTSError, match=message):
-        await say(scripted, file_path=str(tmp_path / name), **request)
+    with pytest.raises(TTSError) as caught:
+        await say(scripted, file_path=str(root / name), roots=(root,), **request)
+    assert message.format(tmp=tmp_path) in str(caught.value)
+    if "/" in name or name.startswith("x"):
+        assert str(root / name) in str(caught.value)  # the path named as given
     assert scripted.engine.of(Synthesize) == []
-    assert (tmp_path / "exists.wav").read_bytes() == b"precious"
+    assert (root / "exists.wav").read_bytes() == (root / "exists").read_bytes() == b"precious"
+    assert sorted(p.name for p in root.iterdir()) == ["exists", "exists.wav", "link", "sub", "to-text.wav"]
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and not (tmp_path / "outside.wav").exists()
+
+
+async def test_the_refusal_names_the_allowed_folders_and_how_to_widen_them(scripted, tmp_path):
+    with pytest.raises(TTSError) as caught:
+        await say(scripted, output="file", file_path="/etc/passwd.wav", roots=(tmp_path,))
+    message = str(caught.value)
+    assert f"{str(tmp_path)!r} (the client's MCP roots)" in message
+    assert f"{str(scripted.settings.data_dir)!r} (the data dir)" in message
+    assert "MCP_TTS_ALLOWED_DIRS" in message and not os.path.exists("/etc/passwd.wav")
+    with pytest.raises(TTSError, match="no audio suffix"):  # never /etc/passwd.wav, with any roots
+        await scripted.speech.say(SayRequest(text="Hi.", file_path="/etc/passwd"), folders=paths.ANYWHERE)
+    scripted.settings.allowed_dirs = [tmp_path / "more"]
+    (tmp_path / "more").mkdir()
+    widened = await say(scripted, output="file", file_path=str(tmp_path / "more" / "x.wav"), roots=())
+    assert widened.status == "saved"
+
+
+async def test_two_says_to_one_new_name_the_second_is_refused_at_once(scripted, tmp_path):
+    path = tmp_path / "race.wav"
+    loading = anyio.Event()
+    scripted.engine.scripts.append(Script(hold=loading))
+    results = {}
+
+    async def first() -> None:
+        results["first"] = await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await until(lambda: scripted.engine.of(Synthesize))
+        assert path.exists() and path.stat().st_size == 0  # the name is held while the first is made
+        with pytest.raises(TTSError, match="the file exists and is not replaced"):
+            await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
+        assert len(scripted.engine.of(Synthesize)) == 1  # refused before any synthesis
+        loading.set()
+    assert results["first"].status == "saved"
+    np.testing.assert_allclose(sf.read(path, dtype="float32")[0], Script().audio(), atol=PCM16)
+
+
+async def test_a_file_put_at_the_held_name_meanwhile_is_never_replaced(scripted, tmp_path):
+    path = tmp_path / "held.wav"
+    loading = anyio.Event()
+    scripted.engine.scripts.append(Script(hold=loading))
+    errors = []
+
+    async def speak() -> None:
+        with pytest.raises(TTSError) as caught:
+            await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
+        errors.append(str(caught.value))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(speak)
+        await until(lambda: scripted.engine.of(Synthesize))
+        (tmp_path / "theirs").write_bytes(b"another program's file")
+        os.replace(tmp_path / "theirs", path)  # replaces the empty placeholder
+        loading.set()
+    assert path.read_bytes() == b"another program's file"
+    assert f"cannot write audio to {str(path)!r}" in errors[0] and "EEXIST" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held.wav"]  # no staging file left
+
+
+@pytest.mark.parametrize("how", ["engine_fails", "stopped", "host_lost"])
+async def test_a_say_that_never_writes_its_file_gives_the_name_back(scripted, tmp_path, how):
+    path = tmp_path / "given-back.wav"
+    script = {"engine_fails": Script(chunks=4, fail="engine_error", fail_after=2),
+              "stopped": Script(chunks=40, pause=0.01), "host_lost": Script(drop_after=0)}[how]
+    scripted.engine.scripts.append(script)
+    if how == "stopped":
+        result = await say(scripted, output="file", file_path=str(path), roots=(tmp_path,), wait="none")
+        await until(path.exists)
+        await scripted.speech.stop()
+        await heard_of(scripted.engine, Cancel, result.utterance_id)
+    else:
+        with pytest.raises(TTSError):
+            await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
+    await until(lambda: not path.exists())
+    assert list(tmp_path.iterdir()) == []
+    again = await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))  # the name is free
+    assert again.status == "saved"
+
+
+@pytest.mark.parametrize("code, cause", [
+    (errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied"), (errno.EDQUOT, "disk quota"),
+])
+async def test_a_write_that_fails_names_the_cause_and_the_path(scripted, tmp_path, monkeypatch, code, cause):
+    path = tmp_path / "full.wav"
+
+    def failing(self, data):
+        raise OSError(code, os.strerror(code), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", failing)  # the staging file's write: the disk says no
+    with pytest.raises(TTSError) as caught:
+        await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
+    message = str(caught.value)
+    assert message.startswith(f"cannot write audio to {str(path)!r}: {cause}"), message
+    assert errno.errorcode[code] in message
+    assert list(tmp_path.iterdir()) == []  # neither the placeholder nor a staging file is left
+
+
+async def test_design_voice_into_a_data_dir_it_cannot_write_names_the_cause_and_the_path(scripted, tmp_path):
+    scripted.settings.data_dir.mkdir(parents=True)
+    scripted.settings.voices_dir.write_text("a file where the voices folder should be")
+    with pytest.raises(TTSError) as caught:
+        await scripted.speech.design_voice("a calm voice", "calm", None, "builtin")
+    target = scripted.settings.voices_dir / "calm"
+    assert str(caught.value).startswith(f"cannot save the voice 'calm' to {str(target)!r}: a part of the path is "
+                                        f"a file, not a folder")
 
 
 async def test_overwrite_replaces_a_file_when_asked(scripted, tmp_path):
+    """The CLI's -o: it acts for the person at the shell, anywhere, and replaces what it is told to."""
     path = tmp_path / "again.wav"
     path.write_bytes(b"old")
-    await say(scripted, output="file", file_path=str(path), overwrite=True)
-    assert sf.info(path).frames == len(Script().audio())
+    result, _ = await scripted.speech.say(SayRequest(text="Hi.", output="file", file_path=str(path), overwrite=True),
+                                          folders=paths.ANYWHERE)
+    assert result.status == "saved" and sf.info(path).frames == len(Script().audio())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.wav"]
+
+
+async def test_recordings_are_private_and_pruned_of_only_our_own(scripted, monkeypatch):
+    from mcp_tts import datadir
+
+    monkeypatch.setattr(datadir, "KEPT_RECORDINGS", 3)
+    scripted.speaker.device = None  # every say becomes a recording
+    folder = scripted.settings.recordings_dir
+    folder.mkdir(parents=True)
+    foreign = ["notes.wav", "20200101-000000-zzzzzzzzzzzz.wav", "20200101-000000-0123456789ab.wav.bak"]
+    for name in foreign:
+        (folder / name).write_bytes(b"not ours")
+    (folder / "20200101-000000-aaaaaaaaaaaa.wav").mkdir()  # our pattern, but not a regular file
+    made = [(await say(scripted, f"Number {i}.")).file_path for i in range(5)]
+    kept = sorted(p.name for p in folder.iterdir() if p.name not in foreign and p.is_file())
+    assert kept == sorted(os.path.basename(p) for p in made[-3:])
+    assert all((folder / name).read_bytes() == b"not ours" for name in foreign)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all((folder / name).stat().st_mode & 0o777 == 0o600 for name in kept)
+
+
+async def test_a_symlinked_recordings_folder_is_never_pruned(scripted, tmp_path, monkeypatch):
+    from mcp_tts import datadir
+
+    monkeypatch.setattr(datadir, "KEPT_RECORDINGS", 1)
+    scripted.speaker.device = None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = elsewhere / "20200101-000000-0123456789ab.wav"  # named like ours, yet never written by us
+    theirs.write_bytes(b"someone's")
+    scripted.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    scripted.settings.recordings_dir.symlink_to(elsewhere)
+    for i in range(2):
+        await say(scripted, f"Number {i}.")
+    assert theirs.read_bytes() == b"someone's" and len(list(elsewhere.iterdir())) == 3
 
 
 async def test_the_engine_receives_speakable_text_unless_raw(scripted):

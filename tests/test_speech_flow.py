@@ -32,13 +32,15 @@ async def say_to_file(session, tmp_path, name: str, **args) -> tuple[dict, np.nd
 
 
 async def test_long_text_in_pieces_joins_like_one_piece(home, pulse, tmp_path):
-    async with mcp_session(server_env(home, pulse, MCP_TTS_PHRASE_CACHE_MB="0")) as session:
+    async with mcp_session(server_env(home, pulse, MCP_TTS_PHRASE_CACHE_MB="0",
+                                      MCP_TTS_ALLOWED_DIRS=str(tmp_path))) as session:
         _, whole = await say_to_file(session, tmp_path, "whole", text=LONG)
     home_pieces = home / "pieces"
     home_pieces.mkdir()
     (home_pieces / "data").mkdir()
     env = server_env(home, pulse, MCP_TTS_PHRASE_CACHE_MB="0", MCP_TTS_PIECE_CHARS="60",
-                     MCP_TTS_RUNTIME_DIR=str(home_pieces / "run"), MCP_TTS_DATA_DIR=str(home_pieces / "data"))
+                     MCP_TTS_ALLOWED_DIRS=str(tmp_path), MCP_TTS_RUNTIME_DIR=str(home_pieces / "run"),
+                     MCP_TTS_DATA_DIR=str(home_pieces / "data"))
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def progress(done, total, message) -> None:

@@ -94,7 +94,7 @@ async def test_say_options_voice_language_speed_instruct(home, pulse):
 
 async def test_say_to_file_and_audio_content(home, pulse, tmp_path):
     target = tmp_path / "note.wav"
-    async with mcp_session(server_env(home, pulse)) as session:
+    async with mcp_session(server_env(home, pulse, MCP_TTS_ALLOWED_DIRS=str(tmp_path))) as session:
         saved = await session.call_tool("say", {"text": "Saved to a file.", "output": "file",
                                                 "file_path": str(target)})
         attached = await session.call_tool("say", {"text": "Attached as audio.", "output": "audio"})
@@ -274,7 +274,7 @@ async def test_add_voice_from_a_recording(home, pulse, tmp_path):
     (tmp_path / "notes.wav").write_text("this is not audio")
     bad = [("silent.wav", "is silent"), ("long.wav", "40.0 s long"), ("lofi.wav", "8000 Hz"),
            ("notes.wav", "is not audio"), ("missing.wav", "no audio file")]
-    async with mcp_session(server_env(home, pulse)) as session:
+    async with mcp_session(server_env(home, pulse, MCP_TTS_ALLOWED_DIRS=str(tmp_path))) as session:
         added = await session.call_tool("add_voice", {"name": "me", "audio_path": str(tmp_path / "me.wav"),
                                                       "transcript": "Hello, this is my voice."})
         errors = [await session.call_tool("add_voice", {"name": f"bad{i}", "audio_path": str(tmp_path / f),

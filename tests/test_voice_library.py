@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from mcp_tts import voices
 from mcp_tts.engines.contract import atomic
@@ -257,3 +260,99 @@ def test_a_saved_voice_is_private_and_on_the_disk_before_it_has_its_name(library
     assert len(synced) == 2  # the sample and the manifest
     assert folder.stat().st_mode & 0o777 == 0o700
     assert entries(library.root) == ["calm"]
+
+
+def test_a_saved_voice_s_files_are_private(library):
+    folder = library.save(manifest("calm"), {SAMPLE: b"audio"})
+    assert library.root.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {SAMPLE: 0o600, MANIFEST: 0o600}
+
+
+@pytest.mark.parametrize("code, cause", [
+    (errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied"),
+])
+def test_a_save_that_the_disk_refuses_names_the_cause_and_the_voice(library, monkeypatch, code, cause):
+    def refused(path, data):
+        raise OSError(code, os.strerror(code), str(path))
+
+    library.root.mkdir()
+    monkeypatch.setattr(voices, "_write_private", refused)  # each file of the voice: the disk says no
+    with pytest.raises(TTSError) as caught:
+        library.save(manifest("calm"), {SAMPLE: b"audio"})
+    assert str(caught.value).startswith(f"cannot save the voice 'calm' to {str(library.root / 'calm')!r}: {cause}")
+    assert errno.errorcode[code] in str(caught.value)
+    assert entries(library.root) == []
+
+
+def test_a_library_under_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    library = VoiceLibrary(tmp_path / "file" / "voices")
+    with pytest.raises(TTSError, match=r"cannot save the voice 'calm' to .*: a part of the path is a file, not a"):
+        library.save(manifest("calm"), {SAMPLE: b"audio"})
+
+
+# --- recordings to clone from --------------------------------------------------------------------
+
+
+def speech_like(seconds: float, rate: int = 24000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_a_recording_s_length_is_judged_from_its_header_before_decoding(tmp_path, monkeypatch):
+    long = tmp_path / "long.wav"
+    sf.write(long, speech_like(40.0), 24000)
+    decoded: list[int] = []
+    real_read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, *a, **k: (decoded.append(frames),
+                                                                                real_read(self, frames, *a, **k))[1])
+    with pytest.raises(TTSError, match=r"is 40\.0 s long; a reference voice takes 2-30 s"):
+        voices.check_recording(long)
+    assert decoded == []  # not a sample of it was decoded
+    fine = tmp_path / "fine.wav"
+    sf.write(fine, speech_like(4.0), 24000)
+    samples, rate = voices.check_recording(fine)
+    assert rate == 24000 and len(samples) == 4 * 24000 and decoded == [4 * 24000]
+
+
+def test_a_header_that_understates_the_length_decodes_no_more_than_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "liar.wav"
+    sf.write(path, speech_like(4.0), 24000)
+    monkeypatch.setattr(sf.SoundFile, "frames", property(lambda self: 24000 * 29))  # the header says 29 s
+    real_read = sf.SoundFile.read
+    asked: list[int] = []
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, *a, **k: (asked.append(frames),
+                                                                                real_read(self, frames, *a, **k))[1])
+    voices.check_recording(path)
+    assert asked == [24000 * 29]  # bounded by the header's count, itself bounded by the 30 s limit
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "no audio file at"),
+    (lambda p: p.mkdir(), "no audio file at"),
+    (lambda p: os.mkfifo(p), "no audio file at"),  # never blocks on a pipe with no writer
+    (lambda p: p.write_text("not audio"), "is not audio that can be read"),
+])
+def test_unfit_recordings_are_clear_errors(tmp_path, make, message):
+    path = tmp_path / "rec.wav"
+    make(path)
+    with pytest.raises(TTSError, match=message):
+        voices.check_recording(path)
+
+
+def test_an_unreadable_recording_names_the_cause_and_the_path(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file whatever its mode: permission denied cannot happen to this user")
+    path = tmp_path / "secret.wav"
+    sf.write(path, speech_like(4.0), 24000)
+    path.chmod(0)
+    with pytest.raises(TTSError, match=rf"cannot read {str(path)!r}: permission denied.*\[EACCES\]"):
+        voices.check_recording(path)
+
+
+def test_add_recording_saves_a_private_reference(tmp_path):
+    sf.write(tmp_path / "me.wav", speech_like(4.0), 24000)
+    saved = voices.add_recording(tmp_path / "voices", "me", tmp_path / "me.wav", "Hello there.")
+    reference = tmp_path / "voices" / "me" / saved.reference_audio
+    assert sf.info(reference).duration == pytest.approx(4.0) and reference.stat().st_mode & 0o777 == 0o600

@@ -1,16 +1,24 @@
-"""Writing a file or a folder so that a reader sees the old one or the whole new one, never half of one.
+"""Writing a file or a folder so that a reader sees the old one or the whole new one, never half of one;
+creating one exclusively, never in place of another; and removing what a killed writer left.
 
-One helper for both sides: the server's recordings, voices, phrase cache and family venvs, the
-hosts' address files and prepared voices. Standard library only.
+One helper for both sides: the server's recordings, voices, phrase cache, output files and family venvs,
+the hosts' address files and prepared voices. Standard library only.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
+import stat
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+# staging_name's pattern: a killed writer's leftover is recognised by it, and nothing else is
+STAGING = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 
 def staging_name(path: Path) -> Path:
@@ -44,6 +52,149 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> Path
 
 def atomic_write_text(path: Path, text: str, mode: int | None = None) -> Path:
     return atomic_write(path, lambda staging: staging.write_text(text, encoding="utf-8"), mode)
+
+
+class Reservation:
+    """A new file's name, held from the moment a request is accepted until its content is ready.
+
+    `reserve` creates an empty file exclusively (O_CREAT|O_EXCL: it fails if anything has the name, a
+    dangling symlink included), so of two requests for one name the second is refused at once; `fill`
+    writes the content beside it and renames it over the placeholder, only while the placeholder is still
+    the one created here; `release` removes the placeholder, on the same condition."""
+
+    def __init__(self, path: Path, private: bool = False) -> None:
+        mode = 0o600 if private else 0o666  # the umask applies to 0o666, as to any new file of the user's
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        self.path = path
+        self.private = private
+        self._identity = (st.st_dev, st.st_ino)
+        self.done = False
+
+    def ours(self) -> bool:
+        """The placeholder is still the empty file created here (no one replaced or wrote it)."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity and stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+    def fill(self, write: Callable[[Path], object], *, durable: bool = False) -> Path:
+        """The content, written by `write(staging_path)`, takes the reserved name atomically."""
+        def checked(staging: Path) -> None:
+            write(staging)
+            if not self.ours():
+                raise FileExistsError(errno.EEXIST, "another program put a file at this name meanwhile",
+                                      str(self.path))
+        atomic_write(self.path, checked, 0o600 if self.private else None, durable=durable)
+        self.done = True
+        return self.path
+
+    def release(self) -> None:
+        """Gives the name back: the placeholder goes, if it is still ours and was never filled."""
+        if not self.done and self.ours():
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.done = True
+
+
+def sweep_staging(folder: Path, older_than: float = 60.0, pattern: re.Pattern = STAGING) -> list[str]:
+    """Removes what writers killed mid-way left in `folder`: entries named by `pattern` (staging_name's, by
+    default), owned by this user and untouched for `older_than` seconds; never through a symlink (a
+    symlinked folder is left alone, and a symlink among the leftovers is removed as a link, never
+    followed). Returns the names removed."""
+    removed: list[str] = []
+    try:
+        entries = Entries(folder)
+    except OSError:  # absent, not a folder, or a symlink
+        return removed
+    cutoff = time.time() - older_than
+    with entries:
+        for name in entries.names():
+            if not pattern.fullmatch(name):
+                continue
+            try:
+                st = entries.lstat(name)
+                if not mine(st) or st.st_mtime > cutoff:
+                    continue
+                entries.remove(name, folder=stat.S_ISDIR(st.st_mode))
+                removed.append(name)
+            except OSError:
+                continue
+    return removed
+
+
+_BY_DESCRIPTOR = (hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW") and os.stat in os.supports_dir_fd
+                  and os.unlink in os.supports_dir_fd and shutil.rmtree.avoids_symlink_attacks)
+
+
+class Entries:
+    """The entries of one folder, reached without following a symlink: through a descriptor of the folder
+    opened with O_NOFOLLOW where the system has one (swapping the folder for a symlink meanwhile changes
+    nothing), else by path once a symlinked folder is refused. OSError if it is absent, not a folder, or a
+    symlink."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fd: int | None = None
+        if _BY_DESCRIPTOR:
+            self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        elif os.path.islink(folder) or not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder, or a symbolic link", str(folder))
+
+    def names(self) -> list[str]:
+        return os.listdir(self.fd if self.fd is not None else self.folder)
+
+    def lstat(self, name: str) -> os.stat_result:
+        if self.fd is not None:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        return os.lstat(self.folder / name)
+
+    def remove(self, name: str, folder: bool = False) -> None:
+        """A file or a symlink is unlinked; a folder (never a symlink to one) removed with what it holds."""
+        if self.fd is None:
+            (shutil.rmtree if folder else os.unlink)(self.folder / name)
+        elif folder:
+            shutil.rmtree(name, dir_fd=self.fd)
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+    def __enter__(self) -> Entries:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def mine(st: os.stat_result) -> bool:
+    """Owned by this process's user (where the system has user ids)."""
+    return not hasattr(os, "getuid") or st.st_uid == os.getuid()
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only its user may enter (0700), made with any missing parents (0700 too); an
+    existing one of this user's is made private. A symlink is followed: it is where the user put it."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode) and mine(st) and stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
 
 
 def _fsync(staging: Path) -> None:
