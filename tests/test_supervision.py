@@ -1,0 +1,334 @@
+"""Supervision of the hosts: a host or the speaker that is alive but answers nothing (SIGSTOP, a wedged event
+loop) is found out within its health deadline, killed and replaced, and the calls waiting on it fail naming
+it and its log; a busy host is not frozen; `mcp-tts hosts` answers at once; a lock held by another program
+fails at once; hosts refuse another user's peers; the runtime dir's fallback refuses what it cannot trust.
+
+In-process against the scripted hosts first (a frozen one: `peer.freeze()`), then with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import anyio
+import pytest
+
+from mcp_tts import host_client
+from mcp_tts.engines.contract import address
+from mcp_tts.engines.contract.lockfile import LockFile, holder
+from mcp_tts.engines.contract.protocol import Health
+from mcp_tts.errors import HostError, TTSError
+from mcp_tts.host_client import open_hosts, survey
+from mcp_tts.request import SayRequest
+from tests.support.scripted import Script, ScriptedEngine
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 0.5  # the health deadline in the scripted tests: a frozen peer is found out within about this
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """A short health deadline, and frozen hosts 'killed' by recording them (the scripted peers run in
+    this process: the real kill_frozen refuses them, as their command line is not a host's)."""
+    monkeypatch.setattr(host_client, "HEALTH_DEADLINE", DEADLINE)
+    monkeypatch.setattr(host_client, "HEALTH_INTERVAL", 0.1)
+    killed: list[tuple[int | None, str]] = []
+    monkeypatch.setattr(host_client, "kill_frozen", lambda pid, service: killed.append((pid, service)) or False)
+    return killed
+
+
+async def timed(awaitable):
+    started = time.monotonic()
+    try:
+        return await awaitable, time.monotonic() - started
+    except Exception as exc:
+        return exc, time.monotonic() - started
+
+
+# --- the scripted hosts -------------------------------------------------------------------------------
+
+
+async def test_a_frozen_engine_fails_the_waiting_list_voices_within_the_deadline(scripted, quick):
+    first = await scripted.speech.list_voices("builtin")  # connected, answering
+    assert first.backends[0].source == "host"
+    scripted.engine.freeze()
+    failure, seconds = await timed(scripted.speech.list_voices("builtin"))
+    assert isinstance(failure, HostError), failure
+    assert seconds < DEADLINE + 1.0, seconds
+    text = str(failure)
+    assert "builtin engine host" in text and f"pid {scripted.engine.pid}" in text
+    assert f"did not answer a health check within {DEADLINE:g} s" in text
+    assert str(address.log_path(scripted.settings.runtime_dir, "builtin")) in text
+    assert quick == [(scripted.engine.pid, "builtin")]  # the watchdog tried to kill it
+
+
+async def test_a_frozen_engine_fails_a_design_in_progress(scripted, quick):
+    hold = anyio.Event()
+    scripted.engine.scripts.append(Script(hold=hold, loading=["loading the voice designer"]))
+
+    async def freeze_soon():
+        await anyio.sleep(0.3)
+        scripted.engine.freeze()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(freeze_soon)
+        failure, seconds = await timed(scripted.speech.design_voice("a calm voice", "calm", None, "builtin"))
+    assert isinstance(failure, HostError) and "did not answer a health check" in str(failure), failure
+    assert seconds < 0.3 + DEADLINE + 1.0, seconds
+    assert not scripted.speech.library.path("calm").exists()
+
+
+async def test_a_busy_engine_is_not_frozen(scripted, quick):
+    """A host loading a model for longer than the deadline still answers Health: its call succeeds."""
+    hold = anyio.Event()
+    scripted.engine.scripts.append(Script(hold=hold, loading=["loading a big model"]))
+
+    async def release_later():
+        await anyio.sleep(DEADLINE * 4)
+        hold.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(release_later)
+        (result, _), seconds = await timed(scripted.speech.say(SayRequest(text="Slow but alive.", output="audio")))
+    assert result.status == "attached" and seconds >= DEADLINE * 4
+    assert quick == [] and scripted.engine.of(Health)  # it was asked, and answered
+
+
+async def test_a_frozen_speaker_fails_the_say_that_waits_on_it(scripted, quick):
+    await scripted.speech.say(SayRequest(text="Hello.", wait="end"))  # the speaker connected
+    scripted.speaker.freeze()
+    failure, seconds = await timed(scripted.speech.say(SayRequest(text="Anyone there?", wait="end")))
+    assert isinstance(failure, TTSError), failure
+    assert "speaker engine host" in str(failure) and "did not answer a health check" in str(failure)
+    assert seconds < DEADLINE + 1.5, seconds
+    assert (scripted.speaker.pid, "speaker") in quick
+
+
+async def test_a_speaker_frozen_mid_utterance_with_its_socket_full_fails_the_say(scripted, quick):
+    """The server's sends of PCM block once a frozen speaker's socket is full: the deadline covers them."""
+    await scripted.speech.say(SayRequest(text="Hello.", wait="end"))
+    scripted.engine.scripts.append(Script(chunks=300, chunk_samples=16000, pause=0.001))  # ~19 MB of PCM
+    scripted.speaker.freeze()
+    failure, seconds = await timed(scripted.speech.say(SayRequest(text="A long one.", wait="end")))
+    assert isinstance(failure, TTSError), failure
+    assert "speaker" in str(failure) and "did not answer a health check" in str(failure), failure
+    assert seconds < DEADLINE + 2.0, seconds
+
+
+async def test_a_host_found_frozen_when_connecting_is_killed_and_replaced(scripted, monkeypatch):
+    """A new connection that gets no Welcome within the deadline: the host is killed (here: it dies on
+    the kill) and the next one started, within about one deadline."""
+    monkeypatch.setattr(host_client, "HEALTH_DEADLINE", DEADLINE)
+    runtime = scripted.settings.runtime_dir
+    fresh = ScriptedEngine(runtime)
+    fresh.pid = scripted.engine.pid + 1
+    killed, started = [], []
+
+    def kill(pid, service):
+        killed.append((pid, service))
+        scripted.engine.die()
+        return True
+
+    def start(service, python, runtime_dir, idle_timeout):
+        started.append(service)
+        asyncio.get_running_loop().create_task(fresh.__aenter__())
+        return SimpleNamespace(poll=lambda: None)
+
+    monkeypatch.setattr(host_client, "kill_frozen", kill)
+    monkeypatch.setattr(host_client, "alive", lambda pid: False)  # the "killed" pid is this test's own
+    monkeypatch.setattr(host_client, "start_host", start)
+    scripted.engine.freeze()
+    try:
+        (result, _), seconds = await timed(scripted.speech.say(SayRequest(text="A fresh host.", output="audio")))
+        assert result.status == "attached"
+        assert seconds < DEADLINE + 1.0, seconds
+        assert killed == [(os.getpid(), "builtin")]  # the pid the kernel gives for the socket's other end
+        assert started == ["builtin"] and fresh.texts() == ["A fresh host."]
+    finally:
+        await fresh.__aexit__(None, None, None)
+
+
+async def test_a_frozen_host_that_is_not_ours_to_kill_is_an_error_naming_it(scripted, monkeypatch):
+    monkeypatch.setattr(host_client, "HEALTH_DEADLINE", DEADLINE)
+    scripted.engine.freeze()
+    failure, seconds = await timed(scripted.speech.say(SayRequest(text="Hi.", output="audio")))
+    assert isinstance(failure, HostError) and seconds < DEADLINE + 1.0
+    assert f"pid {os.getpid()}" in str(failure) and "end it" in str(failure)
+
+
+async def test_survey_answers_at_once_whatever_the_hosts_do(scripted):
+    scripted.engine.freeze()
+    states, seconds = await timed(survey(scripted.settings.runtime_dir, ("builtin", "speaker", "qwen"), 0.3))
+    assert seconds < 0.8, seconds
+    by_service = {s.service: s for s in states}
+    assert set(by_service) == {"builtin", "speaker"}
+    assert by_service["builtin"].report is None and "not answering" in by_service["builtin"].problem
+    assert by_service["builtin"].pid == os.getpid()
+    assert by_service["speaker"].report is not None and by_service["speaker"].report.service == "speaker"
+
+
+# --- locks held by other programs ------------------------------------------------------------------------
+
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def foreign_holder():
+    """Holds a lock from a process that is not one of ours (a plain python -c)."""
+    processes = []
+
+    def hold(path: Path) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "not-a-host"], stdout=subprocess.PIPE,
+                                   text=True)
+        assert process.stdout.readline().strip() == "held"
+        processes.append(process)
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+async def test_a_service_lock_held_by_another_program_fails_at_once_naming_it(tmp_path, foreign_holder, monkeypatch):
+    monkeypatch.setattr(host_client, "start_host", lambda *a, **k: pytest.fail("started a host"))
+    runtime = Path(tmp_path)
+    process = foreign_holder(address.lock_path(runtime, "builtin"))
+    started = time.monotonic()
+    async with open_hosts(runtime, {}) as hosts:
+        with pytest.raises(HostError) as caught:
+            await hosts.get("builtin")
+    assert time.monotonic() - started < 1.0
+    assert f"pid {process.pid}" in str(caught.value) and "not-a-host" in str(caught.value)
+    assert "another program" in str(caught.value)
+
+
+async def test_a_spawn_lock_held_by_another_program_fails_at_once(tmp_path, foreign_holder):
+    runtime = Path(tmp_path)
+    process = foreign_holder(runtime / "builtin.spawn.lock")
+    started = time.monotonic()
+    async with open_hosts(runtime, {}) as hosts:
+        with pytest.raises(HostError, match=f"pid {process.pid}"):
+            await hosts.get("builtin")
+    assert time.monotonic() - started < 1.0
+
+
+def test_holder_names_the_process_and_none_when_free(tmp_path, foreign_holder):
+    path = tmp_path / "x.lock"
+    assert holder(path) is None
+    process = foreign_holder(path)
+    held = holder(path)
+    assert held is not None and held.pid == process.pid and "not-a-host" in held.command
+    process.kill()
+    process.wait()
+    assert holder(path) is None
+    mine = LockFile(path)
+    assert mine.acquire()
+    assert path.read_text() == f"{os.getpid()}\n" and holder(path).pid == os.getpid()
+    mine.release()
+    assert path.read_text() == ""
+
+
+def test_is_host_command():
+    line = "/v/bin/python3 -I /x/engines/launch.py mcp_tts.engines.runtime.host speaker --runtime-dir /r"
+    assert address.is_host_command(line, "speaker")
+    assert not address.is_host_command(line, "builtin")
+    assert not address.is_host_command("python -c mcp_tts.engines.runtime.host", "speaker")
+    assert not address.is_host_command("vim speaker mcp_tts.engines.runtime.host.py", "speaker")
+
+
+# --- isolation ---------------------------------------------------------------------------------------
+
+
+def test_peer_credentials_of_a_unix_socket():
+    if not hasattr(socket, "SO_PEERCRED"):
+        pytest.skip("SO_PEERCRED is Linux's")
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        who = address.peer(a)
+    assert who is not None and (who.pid, who.uid) == (os.getpid(), os.getuid())
+
+
+def _fallback_runtime_dir(monkeypatch, tmp: Path) -> Path:
+    from mcp_tts import config
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(config.tempfile, "gettempdir", lambda: str(tmp))
+    real_access = os.access
+    monkeypatch.setattr(config.os, "access",
+                        lambda p, m: False if str(p).startswith("/run/user") else real_access(p, m))
+    return config._runtime_dir()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the /tmp fallback is Linux's")
+def test_runtime_dir_fallback_is_made_private(monkeypatch, tmp_path):
+    path = _fallback_runtime_dir(monkeypatch, tmp_path)
+    assert path == tmp_path / f"mcp-tts-{os.getuid()}"
+    info = path.lstat()
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+    assert _fallback_runtime_dir(monkeypatch, tmp_path) == path  # and taken as it is the next time
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the /tmp fallback is Linux's")
+@pytest.mark.parametrize("plant", ["symlink", "open", "file"])
+def test_runtime_dir_fallback_refuses_what_it_cannot_trust(monkeypatch, tmp_path, plant):
+    target = tmp_path / f"mcp-tts-{os.getuid()}"
+    if plant == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        target.symlink_to(tmp_path / "elsewhere")
+    elif plant == "open":
+        target.mkdir()
+        target.chmod(0o777)
+    else:
+        target.write_text("")
+    with pytest.raises(SystemExit) as caught:
+        _fallback_runtime_dir(monkeypatch, tmp_path)
+    message = str(caught.value)
+    assert str(target) in message and "MCP_TTS_RUNTIME_DIR" in message
+    assert {"symlink": "symbolic link", "open": "0o777", "file": "not a directory"}[plant] in message
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not hasattr(socket, "SO_PEERCRED"), reason="needs root to be another user")
+def test_a_host_refuses_a_peer_of_another_user(home):
+    """A real builtin host, its socket opened up on purpose; a process of uid 65534 connects and is refused."""
+    env = {**os.environ, "MCP_TTS_RUNTIME_DIR": str(home / "run"), "MCP_TTS_DATA_DIR": str(home / "data")}
+    subprocess.run([sys.executable, "-m", "mcp_tts", "say", "Start.", "-o", str(home / "a.wav")], env=env,
+                   check=True, capture_output=True, timeout=60)
+    sock = address.socket_path(home / "run", "builtin")
+    os.chmod(home, 0o755)
+    os.chmod(home / "run", 0o755)
+    os.chmod(sock, 0o666)
+    probe = f"""
+import os, socket, sys
+from mcp_tts.engines.contract.protocol import Hello, encode
+if sys.argv[1:] == ["other"]:  # after the imports: that user may not read root's interpreter
+    os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX); s.connect({str(sock)!r}); s.settimeout(5); data = b""
+try:  # the host closes at once: the Hello may not even go out
+    s.sendall(encode(Hello(protocol=1, client="x", pid=0)))
+    while b"welcome" not in data and (chunk := s.recv(4096)):
+        data += chunk
+except (BrokenPipeError, ConnectionResetError):
+    pass
+print("welcomed" if b"welcome" in data else "refused")
+"""
+    same = subprocess.run([sys.executable, "-c", probe, "same"], capture_output=True, text=True, timeout=30)
+    assert same.stdout.strip() == "welcomed", same.stdout + same.stderr
+    other = subprocess.run([sys.executable, "-c", probe, "other"], capture_output=True, text=True, timeout=30)
+    assert other.stdout.strip() == "refused", other.stdout + other.stderr
+    assert "of another user (uid 65534)" in address.log_path(home / "run", "builtin").read_text()
