@@ -59,7 +59,7 @@ ENGINES_DIR = Path(engines.__file__).resolve().parent
 SPAWN_TIMEOUT = 30.0
 # Seconds a host has to answer Health (or Hello), however busy its engine: past it, the host is frozen.
 HEALTH_DEADLINE = 4.0
-HEALTH_INTERVAL = 1.0  # while requests wait on a host, it is asked after this long without a word from it
+HEALTH_INTERVAL = 0.5  # while requests wait on a host, it is asked after this long without a word from it
 STATUS_DEADLINE = 0.5  # `mcp-tts hosts`: a host silent this long is listed as not answering
 STOP_GRACE = 1.5  # `mcp-tts hosts stop`: seconds after Shutdown before SIGTERM, and after SIGTERM before SIGKILL
 
@@ -172,7 +172,7 @@ class HostConnection:
     async def watch(self) -> None:
         """Runs beside read_loop: while requests wait on the host, it must answer Health in time."""
         while self.alive:
-            await anyio.sleep(HEALTH_INTERVAL)
+            await anyio.sleep(HEALTH_INTERVAL / 4)
             if not self._routes or time.monotonic() - self.last_heard < HEALTH_INTERVAL:
                 continue
             try:
@@ -354,14 +354,26 @@ class Hosts:
         self._locks: dict[str, anyio.Lock] = {}
         self.spawned: dict[str, float] = {}  # service -> seconds its start took, for hosts we started
 
-    async def get(self, service: str, python: Path | None = None) -> HostConnection:
+    def _live(self, service: str) -> HostConnection | None:
+        """The connection in use, unless its host is known to be gone (a kill -9 a moment ago: its socket's
+        end is not read yet, but its pid has ended)."""
         conn = self._conns.get(service)
-        if conn is not None and conn.alive:
+        if conn is None or not conn.alive:
+            return None
+        if os.name != "nt" and not alive(conn.pid):
+            conn.reason = "has ended (killed, or crashed)"
+            conn._lost()
+            return None
+        return conn
+
+    async def get(self, service: str, python: Path | None = None) -> HostConnection:
+        conn = self._live(service)
+        if conn is not None:
             return conn
         lock = self._locks.setdefault(service, anyio.Lock())
         async with lock:
-            conn = self._conns.get(service)
-            if conn is not None and conn.alive:
+            conn = self._live(service)
+            if conn is not None:
                 return conn
             ensure_private(self.runtime_dir)
             conn = await self._connect(service)
@@ -441,12 +453,12 @@ class Hosts:
 
     async def existing(self, service: str) -> HostConnection | None:
         """A connection to the service's host if one runs; never starts one."""
-        conn = self._conns.get(service)
-        if conn is not None and conn.alive:
+        conn = self._live(service)
+        if conn is not None:
             return conn
         async with self._locks.setdefault(service, anyio.Lock()):
-            conn = self._conns.get(service)
-            if conn is not None and conn.alive:
+            conn = self._live(service)
+            if conn is not None:
                 return conn
             conn = await self._connect(service)
             if conn is not None:

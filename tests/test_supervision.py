@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -27,6 +28,8 @@ from mcp_tts.engines.contract.protocol import Health
 from mcp_tts.errors import HostError, TTSError
 from mcp_tts.host_client import open_hosts, survey
 from mcp_tts.request import SayRequest
+from tests.support.homes import host_pids_of, server_env
+from tests.support.mcp_client import MCP_TTS, mcp_session
 from tests.support.scripted import Script, ScriptedEngine
 
 pytestmark = pytest.mark.anyio
@@ -332,3 +335,154 @@ print("welcomed" if b"welcome" in data else "refused")
     other = subprocess.run([sys.executable, "-c", probe, "other"], capture_output=True, text=True, timeout=30)
     assert other.stdout.strip() == "refused", other.stdout + other.stderr
     assert "of another user (uid 65534)" in address.log_path(home / "run", "builtin").read_text()
+
+
+# --- real hosts ---------------------------------------------------------------------------------------
+
+
+def cli(env, *args, timeout=60):
+    started = time.monotonic()
+    result = subprocess.run([MCP_TTS, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def one_host(home: Path, service: str) -> int:
+    pids = host_pids_of(home / "run", service)
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def wait_gone(pid: int, within: float = 10.0) -> float:
+    started = time.monotonic()
+    while host_client.alive(pid):
+        assert time.monotonic() - started < within, f"pid {pid} still runs"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_a_stopped_host_is_listed_at_once_replaced_by_the_next_say_and_stopped_by_hosts_stop(home):
+    env = server_env(home, None)
+    assert cli(env, "say", "Start.", "-o", str(home / "a.wav"))[0].returncode == 0
+    frozen = one_host(home, "builtin")
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        status, seconds = cli(env, "hosts")
+        assert seconds < 1.5, seconds  # the command as a whole, Python's start included
+        assert f"builtin: pid {frozen}, not answering" in status.stdout, status.stdout
+        said, seconds = cli(env, "say", "Again.", "-o", str(home / "b.wav"))
+        assert said.returncode == 0, said.stderr
+        assert seconds < host_client.HEALTH_DEADLINE + 3, seconds
+        wait_gone(frozen)  # killed when found frozen
+        fresh = one_host(home, "builtin")
+        assert fresh != frozen
+        os.kill(fresh, signal.SIGSTOP)
+        stopped, seconds = cli(env, "hosts", "stop")
+        assert f"builtin: stopped (pid {fresh}, by SIGTERM" in stopped.stdout, stopped.stdout
+        assert seconds < 2 * host_client.STOP_GRACE + 2, seconds
+        assert not host_pids_of(home / "run", "builtin")
+        assert "no engine hosts running" in cli(env, "hosts")[0].stdout
+        log_text = address.log_path(home / "run", "builtin").read_text()
+        assert "SIGTERM: shutting down" in log_text and "Traceback" not in log_text
+    finally:
+        for pid in host_pids_of(home / "run", "builtin"):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_stopped_host_fails_the_waiting_call_and_the_next_one_starts_a_new_host(home):
+    async with mcp_session(server_env(home, None)) as session:
+        warm = await session.call_tool("say", {"text": "Warm up.", "output": "audio"})
+        assert not warm.is_error
+        frozen = one_host(home, "builtin")
+        os.kill(frozen, signal.SIGSTOP)
+        started = time.monotonic()
+        voices = await session.call_tool("list_voices", {"backend": "builtin"})
+        seconds = time.monotonic() - started
+        assert voices.is_error and seconds < host_client.HEALTH_DEADLINE + 2.5, (seconds, voices.content)
+        text = voices.content[0].text
+        assert f"builtin engine host (pid {frozen}) did not answer a health check" in text, text
+        assert "was killed" in text and str(address.log_path(home / "run", "builtin")) in text
+        wait_gone(frozen)
+        again = await session.call_tool("say", {"text": "New host.", "output": "audio"})
+        assert not again.is_error, again.content
+        assert one_host(home, "builtin") != frozen
+
+
+async def test_a_stopped_speaker_fails_the_say_waiting_on_it_and_the_next_say_plays(home, pulse):
+    async with mcp_session(server_env(home, pulse)) as session:
+        first = await session.call_tool("say", {"text": "Hello.", "wait": "end"})
+        assert first.structured_content["status"] == "played", first.content
+        frozen = one_host(home, "speaker")
+        os.kill(frozen, signal.SIGSTOP)
+        started = time.monotonic()
+        cut = await session.call_tool("say", {"text": "Is anyone listening?", "wait": "end"})
+        seconds = time.monotonic() - started
+        assert cut.is_error and seconds < host_client.HEALTH_DEADLINE + 2.5, (seconds, cut.content)
+        assert f"speaker engine host (pid {frozen}) did not answer a health check" in cut.content[0].text
+        wait_gone(frozen)
+        again = await session.call_tool("say", {"text": "Back again.", "wait": "end"})
+        assert again.structured_content["status"] == "played", again.content
+        assert one_host(home, "speaker") != frozen
+
+
+def test_a_burst_of_servers_leaves_one_speaker_and_hosts_stop_leaves_none(home, pulse):
+    """Eight `mcp-tts say` at once, half of them killed while starting: never a second speaker that serves,
+    one speaker at the end, and none after `hosts stop` (no waiting spare takes over)."""
+    env = server_env(home, pulse)
+    processes = [subprocess.Popen([MCP_TTS, "say", f"Burst {i}."], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for i in range(8)]
+    most, deadline = 0, time.monotonic() + 20
+    killed = False
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if not killed and time.monotonic() > deadline - 19.7:
+            for process in processes[::2]:
+                process.kill()
+            killed = True
+        most = max(most, len(host_pids_of(home / "run", "speaker")))
+        time.sleep(0.01)
+    for process in processes:
+        process.wait(timeout=30)
+    speakers = host_pids_of(home / "run", "speaker")
+    assert len(speakers) == 1, speakers
+    log_text = address.log_path(home / "run", "speaker").read_text()
+    assert log_text.count("listening on") == 1, log_text  # one speaker published itself, ever
+    assert "Traceback" not in log_text
+    print(f"\nburst: at most {most} speaker processes at once (a spare leaves at once on the taken lock); "
+          f"{log_text.count('leaving')} left")
+    stopped, _ = cli(env, "hosts", "stop")
+    assert f"speaker: stopped (pid {speakers[0]})" in stopped.stdout, stopped.stdout
+    time.sleep(1.0)
+    assert not host_pids_of(home / "run", "speaker")
+
+
+async def test_recovery_times(home, pulse):
+    """Prints how long a say takes to come back after kill -9 and SIGSTOP of the builtin host and of the
+    speaker, each done between two calls: the first call's time (it fails, or starts a new host) and the time
+    until a call succeeds again."""
+    rows = []
+    async with mcp_session(server_env(home, pulse)) as session:
+        async def say(service: str):
+            args = {"text": "Recovery.", "output": "audio"} if service == "builtin" else {"text": "Recovery.",
+                                                                                        "wait": "end"}
+            started = time.monotonic()
+            result = await session.call_tool("say", args)
+            return result, time.monotonic() - started
+
+        for service in ("builtin", "speaker"):
+            for fault in (signal.SIGKILL, signal.SIGSTOP):
+                ok, _ = await say(service)
+                assert not ok.is_error, ok.content
+                pid = one_host(home, service)
+                os.kill(pid, fault)
+                first, first_seconds = await say(service)
+                total = first_seconds
+                if first.is_error:
+                    second, seconds = await say(service)
+                    assert not second.is_error, second.content
+                    total += seconds
+                rows.append((service, fault.name, "failed" if first.is_error else "ok", first_seconds, total))
+                if fault == signal.SIGSTOP:
+                    wait_gone(pid)
+    print("\nservice  fault    first call          until a call succeeds")
+    for service, fault, outcome, first_seconds, total in rows:
+        print(f"{service:8} {fault:8} {outcome:6} {first_seconds:6.2f} s       {total:6.2f} s")
+    assert all(total < host_client.HEALTH_DEADLINE + 5 for *_, total in rows), rows
