@@ -452,6 +452,7 @@ def test_a_burst_of_servers_leaves_one_speaker_and_hosts_stop_leaves_none(home, 
     assert f"speaker: stopped (pid {speakers[0]})" in stopped.stdout, stopped.stdout
     time.sleep(1.0)
     assert not host_pids_of(home / "run", "speaker")
+    assert "Traceback" not in address.log_path(home / "run", "speaker").read_text()
 
 
 async def test_recovery_times(home, pulse):
@@ -486,3 +487,49 @@ async def test_recovery_times(home, pulse):
     for service, fault, outcome, first_seconds, total in rows:
         print(f"{service:8} {fault:8} {outcome:6} {first_seconds:6.2f} s       {total:6.2f} s")
     assert all(total < host_client.HEALTH_DEADLINE + 5 for *_, total in rows), rows
+
+
+def test_a_second_host_leaves_at_once_naming_the_holder_and_publishes_nothing(home):
+    env = server_env(home, None)
+    assert cli(env, "say", "Start.", "-o", str(home / "a.wav"))[0].returncode == 0
+    serving = one_host(home, "builtin")
+    published = address.read(home / "run", "builtin")
+    spare = host_client.start_host("builtin", Path(sys.executable), home / "run", 60.0)
+    started = time.monotonic()
+    assert spare.wait(timeout=30) == 75  # lockfile.HELD_ELSEWHERE
+    assert time.monotonic() - started < 3.0
+    assert address.read(home / "run", "builtin") == published and one_host(home, "builtin") == serving
+    log_text = address.log_path(home / "run", "builtin").read_text()
+    assert f"is held by pid {serving} (" in log_text and log_text.count("listening on") == 1
+
+
+def test_hosts_stop_does_not_race_a_starting_host(home):
+    """`hosts stop` right as a host starts (its lock taken, its address not yet published): it is stopped
+    too, by the pid its lock names, and nothing is left running."""
+    env = server_env(home, None)
+    starting = host_client.start_host("builtin", Path(sys.executable), home / "run", 60.0)
+    while holder(address.lock_path(home / "run", "builtin")) is None:
+        assert starting.poll() is None
+        time.sleep(0.002)
+    os.kill(starting.pid, signal.SIGSTOP)  # held there, between taking its lock and publishing its address
+    assert address.read(home / "run", "builtin") is None
+    stopped, _ = cli(env, "hosts", "stop")
+    assert f"builtin: stopped (pid {starting.pid}" in stopped.stdout, stopped.stdout
+    starting.wait(timeout=10)
+    time.sleep(0.5)
+    assert not host_pids_of(home / "run", "builtin")
+    assert "Traceback" not in address.log_path(home / "run", "builtin").read_text()
+
+
+def test_a_host_leaving_when_idle_with_a_client_connected_logs_no_traceback(home):
+    env = server_env(home, None, MCP_TTS_IDLE_TIMEOUT="1")
+    assert cli(env, "say", "Start.", "-o", str(home / "a.wav"))[0].returncode == 0
+    pid = one_host(home, "builtin")
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(address.socket_path(home / "run", "builtin")))  # stays connected, idle
+    try:
+        wait_gone(pid, within=15)
+    finally:
+        client.close()
+    log_text = address.log_path(home / "run", "builtin").read_text()
+    assert "idle for" in log_text and "exiting" in log_text and "Traceback" not in log_text, log_text
