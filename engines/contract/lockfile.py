@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,31 +96,45 @@ class Holder:
 def holder(path: Path) -> Holder | None:
     """The process holding the lock at `path` now, or None if none does (or none can be told).
 
-    Never takes the lock to find out: a host starting at that moment would find it taken and leave."""
+    From the kernel's lock table where there is one (Linux), never by taking the lock: a host starting at
+    that moment would find it taken and leave. Elsewhere, the pid its holder wrote, once a try of the lock
+    shows it is held (a crashed holder's pid may since belong to another program)."""
     try:
         info = path.stat()
     except OSError:
         return None
-    pid = _kernel_holder(info.st_ino, info.st_dev) if sys.platform == "linux" else None
-    if pid is None and sys.platform != "linux":  # no lock table: the pid its holder wrote, if it lives
-        try:
-            pid = int(path.read_text().strip() or 0) or None
-        except (OSError, ValueError):
-            pid = None
-    if pid is None:
-        return None
-    command = process_command(pid)
-    if command is None:  # gone in the meantime, or a stale pid
+    pid = _kernel_holder(info.st_ino, info.st_dev)
+    if pid == _NO_TABLE:
+        pid = _written_holder(path)
+    command = process_command(pid) if pid else None
+    if command is None:  # gone in the meantime
         return None
     return Holder(pid, command)
 
 
+_NO_TABLE = -1
+
+
+def _written_holder(path: Path) -> int | None:
+    if os.name == "nt":
+        return None
+    probe = LockFile(path)
+    if probe.acquire():  # free: the pid written there is a crashed holder's
+        probe.release()
+        return None
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
 def _kernel_holder(inode: int, device: int) -> int | None:
-    """The pid /proc/locks gives for a lock on this file (lines like `1: FLOCK ADVISORY WRITE 123 fe:00:456 0 EOF`)."""
+    """The pid /proc/locks gives for a lock on this file (lines like `1: FLOCK ADVISORY WRITE 123 fe:00:456 0 EOF`);
+    _NO_TABLE where there is no such table."""
     try:
         table = Path("/proc/locks").read_text()
     except OSError:
-        return None
+        return _NO_TABLE
     same_inode = None
     for line in table.splitlines():
         fields = line.split()
