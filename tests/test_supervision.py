@@ -178,6 +178,21 @@ async def test_survey_answers_at_once_whatever_the_hosts_do(scripted):
     assert by_service["speaker"].report is not None and by_service["speaker"].report.service == "speaker"
 
 
+async def test_a_host_answers_health_while_its_details_are_slow(tmp_path):
+    """A GPU starting in the engine's thread makes asking its free memory wait: the answer goes out anyway."""
+    from mcp_tts.engines.runtime.host import DETAILS_WAIT, Host
+
+    class Busy:
+        name = "builtin"
+
+        def details(self):
+            time.sleep(DETAILS_WAIT * 3)
+            return {"free_bytes": 1}
+
+    details, seconds = await timed(Host(Busy(), tmp_path, 60.0)._details())
+    assert seconds < DETAILS_WAIT + 0.5 and "busy" in details
+
+
 # --- locks held by other programs ------------------------------------------------------------------------
 
 

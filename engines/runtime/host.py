@@ -39,6 +39,10 @@ from ..contract.protocol import (
 
 log = logging.getLogger("mcp_tts.host")
 
+# Seconds a Health answer waits for the service's details; servers give the whole answer 4 s
+# (mcp_tts.host_client.HEALTH_DEADLINE) before they take the host for frozen.
+DETAILS_WAIT = 1.0
+
 class Connection:
     """One client's socket, as the service sees it; `send` may be called from the event loop only."""
 
@@ -176,18 +180,30 @@ class Host:
             conn.send(Welcome(protocol=PROTOCOL_VERSION, service=self.service.name, pid=os.getpid(),
                               started_at=self.started_at))
         elif isinstance(message, Health):
+            details = await self._details()
             now = time.monotonic()
             conn.send(HealthReport(service=self.service.name, pid=os.getpid(), uptime=now - self.started,
                                    idle_for=0.0 if self.service.active() else now - self.last_activity,
                                    idle_timeout=self.idle_timeout, connections=len(self.connections),
-                                   active=self.service.active(), served=self.served,
-                                   details=self.service.details()))
+                                   active=self.service.active(), served=self.served, details=details))
         elif isinstance(message, Shutdown):
             log.info("shutdown asked by connection %d", conn.number)
             self._stop.set()
         else:
             self.served += 1
             await self.service.handle(conn, message, payload)
+
+
+    async def _details(self) -> dict[str, Any]:
+        """The service's details, asked off the event loop and briefly: servers kill a host whose Health goes
+        unanswered, and asking a GPU for its free memory waits while another thread starts CUDA."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, self.service.details), DETAILS_WAIT)
+        except asyncio.TimeoutError:
+            return {"busy": f"no details within {DETAILS_WAIT:g} s: the engine is busy"}
+        except Exception as exc:  # a report, not a reason to drop the connection
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def main(argv: list[str] | None = None) -> int:
