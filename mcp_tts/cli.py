@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from . import families, paths
 from .config import Settings
 from .errors import TTSError
-from .host_client import open_hosts, stop_host
+from .host_client import HostState, open_hosts, stop_service, survey
 from .request import SayRequest, explain_validation
 from .version import __version__
 
@@ -163,36 +163,35 @@ async def _voices(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
+    """Answers within a second whatever state the hosts are in; `stop` stops frozen ones too."""
     if args.action == "stop":
+        done: dict[str, str | None] = {}
+
+        async def stop(service: str) -> None:
+            done[service] = await stop_service(settings.runtime_dir, service)
+
+        async with anyio.create_task_group() as tg:
+            for service in SERVICES:
+                tg.start_soon(stop, service)
         for service in SERVICES:
-            if await stop_host(settings.runtime_dir, service):
-                print(f"{service}: asked to stop")
+            if done.get(service):
+                print(f"{service}: {done[service]}")
         return 0
-    reports = await _health(settings)
-    if not reports:
+    states = await survey(settings.runtime_dir, SERVICES)
+    if not states:
         print(f"no engine hosts running (runtime dir {settings.runtime_dir})")
-    for service, report in reports.items():
-        if isinstance(report, str):
-            print(f"{service}: {report}")
-            continue
-        print(f"{service}: pid {report.pid}, up {report.uptime:.0f} s, idle {report.idle_for:.0f}/"
-              f"{report.idle_timeout:.0f} s, {report.connections} connection(s), {report.active} active, "
-              f"{report.served} served" + (f", {json.dumps(report.details)}" if report.details else ""))
+    for state in states:
+        print(f"{state.service}: {_describe(state)}")
     return 0
 
 
-async def _health(settings: Settings) -> dict:
-    """Each running host's report, or a line saying why it could not give one."""
-    reports: dict = {}
-    async with open_hosts(settings.runtime_dir, {}) as hosts:
-        for service in SERVICES:
-            try:
-                conn = await hosts.existing(service)
-                if conn is not None:
-                    reports[service] = await conn.health()
-            except (TTSError, TimeoutError, OSError) as exc:
-                reports[service] = f"not answering ({exc or type(exc).__name__}); `mcp-tts hosts stop` stops it"
-    return reports
+def _describe(state: HostState) -> str:
+    report = state.report
+    if report is None:
+        return state.problem or "not answering"
+    return (f"pid {report.pid}, up {report.uptime:.0f} s, idle {report.idle_for:.0f}/{report.idle_timeout:.0f} s, "
+            f"{report.connections} connection(s), {report.active} active, {report.served} served"
+            + (f", {json.dumps(report.details)}" if report.details else ""))
 
 
 async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
@@ -214,9 +213,9 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     except Exception as exc:
         problems += 1
         print(f"espeak-ng: FAILED ({exc})")
-    reports = await _health(settings)
-    print("hosts: " + (", ".join(f"{s} ({r if isinstance(r, str) else f'pid {r.pid}'})"
-                                 for s, r in reports.items()) or "none running"))
+    states = await survey(settings.runtime_dir, SERVICES)
+    print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
+                                 for s in states) or "none running"))
     return 1 if problems else 0
 
 

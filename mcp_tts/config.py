@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -52,7 +53,26 @@ def _runtime_dir() -> Path:
     uid = os.getuid()
     if os.access(f"/run/user/{uid}", os.W_OK):
         return Path(f"/run/user/{uid}") / APP
-    return Path(tempfile.gettempdir()) / f"{APP}-{uid}"
+    # A shared temp dir: anyone could have made this name first. Made here, or else refused unless it is
+    # our own private folder; lstat, so that a symlink planted there is not followed. A bad one ends the
+    # process with a message, as a bad setting does (Settings.from_env).
+    path = Path(tempfile.gettempdir()) / f"{APP}-{uid}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SystemExit(f"cannot make the runtime directory {path}: {exc.strerror or exc}; "
+                         f"set MCP_TTS_RUNTIME_DIR to a private directory (mode 700)") from None
+    info = path.lstat()
+    problem = ("is a symbolic link" if stat.S_ISLNK(info.st_mode) else "is not a directory"
+               if not stat.S_ISDIR(info.st_mode) else f"belongs to uid {info.st_uid}, not {uid}"
+               if info.st_uid != uid else f"is open to others (mode {oct(stat.S_IMODE(info.st_mode))})"
+               if info.st_mode & 0o077 else None)
+    if problem:
+        raise SystemExit(f"the runtime directory {path} {problem}: refused, as another user may have "
+                         f"made it; remove it, or set MCP_TTS_RUNTIME_DIR to a private directory (mode 700)")
+    return path
 
 
 def _data_dir() -> Path:

@@ -3,12 +3,19 @@
 A host is shared by every server of the user. The first server that needs one starts it, under a
 spawn lock, so that two servers starting together end up with one host; the host's own service
 lock makes a second host leave at once. A host that has died is started again on the next request.
+
+Supervision: a host answers Health from its event loop whatever its engine is doing (synthesis and
+model loads run in a worker thread), so a host that gives no answer within HEALTH_DEADLINE is frozen
+(stopped, or its loop wedged). While requests wait on a host, it is asked whenever it has been silent
+for HEALTH_INTERVAL; a frozen one is killed, its waiting requests fail naming it and its log, and the
+next request starts a new host. A host found frozen when connecting (no Welcome in time) is killed too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,14 +27,15 @@ from pathlib import Path
 
 import anyio
 import platformdirs
-from anyio.abc import ByteStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import engines
 from .config import APP
 from .engines.contract import address
-from .engines.contract.lockfile import LockFile
+from .engines.contract.address import HOST_MODULE, is_host_command
+from .engines.contract.lockfile import HELD_ELSEWHERE, LockFile, holder, process_command
 from .engines.contract.protocol import (
     HEADER,
     PROTOCOL_VERSION,
@@ -49,17 +57,28 @@ log = logging.getLogger("mcp_tts.hosts")
 
 ENGINES_DIR = Path(engines.__file__).resolve().parent
 SPAWN_TIMEOUT = 30.0
+# Seconds a host has to answer Health (or Hello), however busy its engine: past it, the host is frozen.
+HEALTH_DEADLINE = 4.0
+HEALTH_INTERVAL = 0.5  # while requests wait on a host, it is asked after this long without a word from it
+STATUS_DEADLINE = 0.5  # `mcp-tts hosts`: a host silent this long is listed as not answering
+STOP_GRACE = 1.5  # `mcp-tts hosts stop`: seconds after Shutdown before SIGTERM, and after SIGTERM before SIGKILL
 
 # engines/launch.py runs the host in any interpreter with only the engine side importable: a family
 # venv must not see the server's site-packages, nor the server package itself.
 LAUNCHER = ENGINES_DIR / "launch.py"
-HOST_MODULE = "mcp_tts.engines.runtime.host"
-
 Frame = tuple[Message, bytes]
 
 
 class HostLost(HostError):
     pass
+
+
+class NotAnswering(HostLost):
+    """A host that is alive (its socket takes connections) but does not answer in time."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 @dataclass
@@ -74,8 +93,7 @@ class Reply:
         try:
             return await self.receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise HostLost(f"the {self.conn.service} engine host (pid {self.conn.pid}) went away "
-                           f"mid-request; its log is {self.conn.log}. The next request starts a new host.") from None
+            raise HostLost(self.conn.lost_message()) from None
 
     def close(self) -> None:
         self.conn.forget(self.id)
@@ -96,6 +114,12 @@ class HostConnection:
         self._routes: dict[str, MemoryObjectSendStream[Frame]] = {}
         self._waiters: list[MemoryObjectSendStream[Frame]] = []  # for replies without an id
         self.alive = True
+        self.last_heard = time.monotonic()  # when the host last sent anything: proof its event loop runs
+        self.reason = "went away mid-request"  # what became of it, once lost
+
+    def lost_message(self) -> str:
+        return (f"the {self.service} engine host (pid {self.pid}) {self.reason}; its log is {self.log}. "
+                f"The next request starts a new host.")
 
     async def send(self, message: Message, payload: bytes = b"") -> None:
         try:
@@ -122,20 +146,42 @@ class HostConnection:
             raise
         return reply
 
-    async def health(self) -> HealthReport:
+    async def health(self, deadline: float | None = None, kill: bool = False) -> HealthReport:
+        """The host's report within `deadline` (HEALTH_DEADLINE); silence past it closes this connection
+        (a frame may be half sent) and raises NotAnswering; `kill`: the silent host is killed first."""
+        deadline = HEALTH_DEADLINE if deadline is None else deadline
         send, receive = anyio.create_memory_object_stream[Frame](max_buffer_size=1)
         self._waiters.append(send)
         try:
-            await self.send(Health())
-            with anyio.fail_after(5):
+            with anyio.fail_after(deadline):
+                await self.send(Health())  # inside the deadline: a frozen host's full socket blocks sends
                 message, _ = await receive.receive()
+        except TimeoutError:
+            killed = kill and kill_frozen(self.pid, self.service)
+            await self.abandon(f"did not answer a health check within {deadline:g} s"
+                               + (" and was killed" if killed else ""))
+            raise NotAnswering(self.lost_message(), self.pid) from None
         except anyio.EndOfStream:
-            raise HostLost(f"the {self.service} host went away") from None
+            raise HostLost(self.lost_message()) from None
         finally:
             if send in self._waiters:
                 self._waiters.remove(send)
         assert isinstance(message, HealthReport)
         return message
+
+    async def watch(self) -> None:
+        """Runs beside read_loop: while requests wait on the host, it must answer Health in time."""
+        while self.alive:
+            await anyio.sleep(HEALTH_INTERVAL / 4)
+            if not self._routes or time.monotonic() - self.last_heard < HEALTH_INTERVAL:
+                continue
+            try:
+                await self.health(kill=True)
+            except NotAnswering:
+                log.warning("%s", self.lost_message())
+                return
+            except HostLost:
+                return
 
     def forget(self, request_id: str) -> None:
         route = self._routes.pop(request_id, None)
@@ -150,6 +196,7 @@ class HostConnection:
                 header_len, payload_len = frame_sizes(prefix)
                 message = decode(await reader.receive_exactly(header_len))
                 payload = await reader.receive_exactly(payload_len) if payload_len else b""
+                self.last_heard = time.monotonic()
                 request_id = getattr(message, "id", None)
                 route = self._routes.get(request_id) if request_id is not None else None
                 if route is not None:
@@ -181,6 +228,12 @@ class HostConnection:
             waiter.close()
         self._waiters.clear()
 
+    async def abandon(self, reason: str) -> None:
+        """Gives up on the host: every request waiting on it fails, saying `reason`."""
+        if self.alive:
+            self.reason = reason
+        await self.aclose()
+
     async def aclose(self) -> None:
         self._lost()
         await self._stream.aclose()
@@ -202,15 +255,23 @@ async def _open(runtime_dir: Path, service: str) -> ByteStream | None:
         return None
 
 
-async def _handshake(service: str, stream: ByteStream, log_file: Path) -> HostConnection | None:
-    """Hello -> Welcome; None if the host closes on us (it was shutting down)."""
-    await stream.send(encode(Hello(protocol=PROTOCOL_VERSION, client="mcp-tts", pid=os.getpid())))
+async def _handshake(service: str, stream: ByteStream, log_file: Path, runtime_dir: Path,
+                     deadline: float | None = None) -> HostConnection | None:
+    """Hello -> Welcome; None if the host closes on us (it was shutting down); NotAnswering if it is
+    silent past `deadline` (HEALTH_DEADLINE): a host that publishes its address runs its event loop."""
+    deadline = HEALTH_DEADLINE if deadline is None else deadline
     reader = BufferedByteReceiveStream(stream)
     try:
-        with anyio.fail_after(10):
+        with anyio.fail_after(deadline):
+            await stream.send(encode(Hello(protocol=PROTOCOL_VERSION, client="mcp-tts", pid=os.getpid())))
             header_len, _ = frame_sizes(await reader.receive_exactly(HEADER.size))
             message = decode(await reader.receive_exactly(header_len))
-    except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, OSError, TimeoutError):
+    except TimeoutError:
+        pid = _peer_pid(stream, runtime_dir, service)
+        await stream.aclose()
+        raise NotAnswering(f"the {service} engine host{f' (pid {pid})' if pid else ''} takes connections but "
+                           f"did not answer within {deadline:g} s; its log is {log_file}", pid) from None
+    except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, OSError):
         await stream.aclose()
         return None
     if isinstance(message, Failed):
@@ -218,6 +279,56 @@ async def _handshake(service: str, stream: ByteStream, log_file: Path) -> HostCo
         raise HostError(f"the {service} host refused us: {message.message}")
     assert isinstance(message, Welcome)
     return HostConnection(service, stream, reader, message, log_file)
+
+
+def _peer_pid(stream: ByteStream, runtime_dir: Path, service: str) -> int | None:
+    """The pid at the other end of a host's socket: from the kernel, else the holder of its lock."""
+    sock = stream.extra(SocketAttribute.raw_socket, None)
+    who = address.peer(sock) if sock is not None else None
+    if who is not None:
+        return who.pid
+    held = holder(address.lock_path(runtime_dir, service))
+    return held.pid if held is not None else None
+
+
+def is_our_host(pid: int, service: str) -> bool:
+    """Whether `pid` runs the `service` host (its command line says so): never signal a pid on less."""
+    command = process_command(pid)
+    return bool(command) and is_host_command(command, service)
+
+
+def kill_frozen(pid: int | None, service: str) -> bool:
+    """Kills a host that has stopped answering (SIGKILL: a stopped or wedged process heeds nothing else);
+    False if `pid` is not that host (nothing is sent then)."""
+    if pid is None or os.name == "nt" or not is_our_host(pid, service):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    log.warning("killed the %s host (pid %d): it stopped answering", service, pid)
+    return True
+
+
+def alive(pid: int) -> bool:
+    if os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return process_command(pid) != ""  # a zombie's command line is empty: it holds nothing any more
+
+
+async def _gone(pid: int, within: float) -> bool:
+    """Waits up to `within` seconds for `pid` to end."""
+    with anyio.move_on_after(within):
+        while alive(pid):
+            await anyio.sleep(0.02)
+        return True
+    return False
 
 
 def ensure_private(runtime_dir: Path) -> None:
@@ -243,78 +354,141 @@ class Hosts:
         self._locks: dict[str, anyio.Lock] = {}
         self.spawned: dict[str, float] = {}  # service -> seconds its start took, for hosts we started
 
-    async def get(self, service: str, python: Path | None = None) -> HostConnection:
+    def _live(self, service: str) -> HostConnection | None:
+        """The connection in use, unless its host is known to be gone (a kill -9 a moment ago: its socket's
+        end is not read yet, but its pid has ended)."""
         conn = self._conns.get(service)
-        if conn is not None and conn.alive:
+        if conn is None or not conn.alive:
+            return None
+        if os.name != "nt" and not alive(conn.pid):
+            conn.reason = "has ended (killed, or crashed)"
+            conn._lost()
+            return None
+        return conn
+
+    async def get(self, service: str, python: Path | None = None) -> HostConnection:
+        conn = self._live(service)
+        if conn is not None:
             return conn
         lock = self._locks.setdefault(service, anyio.Lock())
         async with lock:
-            conn = self._conns.get(service)
-            if conn is not None and conn.alive:
+            conn = self._live(service)
+            if conn is not None:
                 return conn
             ensure_private(self.runtime_dir)
             conn = await self._connect(service)
             if conn is None:
                 conn = await self._spawn(service, python or Path(sys.executable))
-            self._conns[service] = conn
-            self._tg.start_soon(conn.read_loop)
+            self._adopt(service, conn)
             return conn
 
+    def _adopt(self, service: str, conn: HostConnection) -> None:
+        self._conns[service] = conn
+        self._tg.start_soon(conn.read_loop)
+        self._tg.start_soon(conn.watch)
+
     async def _connect(self, service: str) -> HostConnection | None:
+        """A connection to the running host; None if none runs, or the one that ran was frozen and is
+        now killed (a frozen host that is not ours to kill is an error)."""
         stream = await _open(self.runtime_dir, service)
         if stream is None:
             return None
-        return await _handshake(service, stream, address.log_path(self.runtime_dir, service))
+        try:
+            return await _handshake(service, stream, address.log_path(self.runtime_dir, service), self.runtime_dir)
+        except NotAnswering as exc:
+            if not kill_frozen(exc.pid, service):
+                raise HostError(f"{exc}; pid {exc.pid} is not a {service} host this program can stop: "
+                                f"end it, then try again") from None
+            log.warning("%s: killed it", exc)
+            await _gone(exc.pid, 2.0)  # it frees its lock as it dies
+            return None
 
     async def _spawn(self, service: str, python: Path) -> HostConnection:
         spawn_lock = LockFile(self.runtime_dir / f"{service}.spawn.lock")
         with anyio.move_on_after(SPAWN_TIMEOUT):
             while not spawn_lock.acquire():  # polled here: a thread left blocking would keep it forever
+                _refuse_foreign(spawn_lock.path, "a server")
                 await anyio.sleep(0.02)
         if not spawn_lock.held:
             raise HostError(f"timed out waiting for another server to start the {service} host")
         try:
-            conn = await self._connect(service)  # another server may have started it meanwhile
-            if conn is not None:
-                return conn
-            started = time.perf_counter()
-            process = start_host(service, python, self.runtime_dir, self._idle.get(service, 600.0))
-            log_file = address.log_path(self.runtime_dir, service)
-            with anyio.move_on_after(SPAWN_TIMEOUT):
-                while True:
-                    conn = await self._connect(service)
-                    if conn is not None:
-                        self.spawned[service] = time.perf_counter() - started
-                        log.info("started the %s host (pid %d) in %.2f s", service, conn.pid,
-                                 self.spawned[service])
-                        return conn
-                    if process.poll() not in (None, 0):
-                        raise HostError(f"the {service} engine host exited with status {process.returncode} "
-                                        f"while starting:\n{tail(log_file)}")
-                    await anyio.sleep(0.01)
-            raise HostError(f"the {service} engine host did not start within {SPAWN_TIMEOUT:.0f} s; "
-                            f"see {log_file}:\n{tail(log_file)}")
+            return await self._start(service, python)
         finally:
             spawn_lock.release()
 
+    async def _start(self, service: str, python: Path) -> HostConnection:
+        """Under the spawn lock: starts the host once its service lock is free, and connects to it."""
+        lock_path = address.lock_path(self.runtime_dir, service)
+        log_file = address.log_path(self.runtime_dir, service)
+        started = time.perf_counter()
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        process: subprocess.Popen[bytes] | None = None
+        while True:
+            conn = await self._connect(service)  # another server may have started it meanwhile
+            if conn is not None:
+                if process is not None:
+                    self.spawned[service] = time.perf_counter() - started
+                    log.info("started the %s host (pid %d) in %.2f s", service, conn.pid, self.spawned[service])
+                return conn
+            code = HELD_ELSEWHERE if process is None else process.poll()
+            if code == HELD_ELSEWHERE:  # not started yet, or it found the lock taken and left at once
+                held = holder(lock_path)
+                if held is None:
+                    process = start_host(service, python, self.runtime_dir, self._idle.get(service, 600.0))
+                else:
+                    _refuse_foreign(lock_path, f"the {service} host", service)
+                    process = None  # one of ours: starting (it will answer) or leaving (it will go)
+                    if _stopped(held.pid) and kill_frozen(held.pid, service):
+                        await _gone(held.pid, 2.0)
+            elif code is not None:
+                raise HostError(f"the {service} engine host exited with status {code} while starting:\n"
+                                f"{tail(log_file)}")
+            if time.monotonic() > deadline:
+                held = holder(lock_path)
+                stuck = held is not None and kill_frozen(held.pid, service)  # holding the lock, answering nothing
+                raise HostError(f"the {service} engine host did not start within {SPAWN_TIMEOUT:.0f} s"
+                                + (f" (pid {held.pid} held its lock without answering, and was killed)" if stuck
+                                   else "") + f"; see {log_file}:\n{tail(log_file)}")
+            await anyio.sleep(0.01 if process is not None else 0.05)
+
     async def existing(self, service: str) -> HostConnection | None:
         """A connection to the service's host if one runs; never starts one."""
-        conn = self._conns.get(service)
-        if conn is not None and conn.alive:
+        conn = self._live(service)
+        if conn is not None:
             return conn
         async with self._locks.setdefault(service, anyio.Lock()):
-            conn = self._conns.get(service)
-            if conn is not None and conn.alive:
+            conn = self._live(service)
+            if conn is not None:
                 return conn
             conn = await self._connect(service)
             if conn is not None:
-                self._conns[service] = conn
-                self._tg.start_soon(conn.read_loop)
+                self._adopt(service, conn)
             return conn
 
     async def aclose(self) -> None:
         for conn in self._conns.values():
             await conn.aclose()
+
+
+def _refuse_foreign(lock_path: Path, meant: str, service: str | None = None) -> None:
+    """Fails at once if a program other than ours holds the lock: waiting would not free it."""
+    held = holder(lock_path)
+    if held is None or os.name == "nt":
+        return
+    ours = (is_host_command(held.command, service) if service
+            else held.pid == os.getpid() or "mcp_tts" in held.command or "mcp-tts" in held.command)
+    if not ours:
+        raise HostError(f"{lock_path} is held by another program, {held}, not {meant}: end that process, "
+                        f"or point MCP_TTS_RUNTIME_DIR elsewhere")
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, or a debugger): it answers nothing until continued."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] in (["T"], ["t"])
 
 
 def start_host(service: str, python: Path, runtime_dir: Path, idle_timeout: float) -> subprocess.Popen[bytes]:
@@ -352,16 +526,115 @@ def tail(path: Path, lines: int = 15) -> str:
 
 async def stop_host(runtime_dir: Path, service: str) -> bool:
     """Asks a running host to exit; False if none was running."""
-    stream = await _open(runtime_dir, service)
+    stream = None
+    with anyio.move_on_after(STATUS_DEADLINE):
+        stream = await _open(runtime_dir, service)
     if stream is None:
         return False
     try:  # no Hello first: a host of another protocol version takes Shutdown all the same
-        await stream.send(encode(Shutdown()))
+        with anyio.move_on_after(STATUS_DEADLINE):  # a frozen host's full socket takes nothing
+            await stream.send(encode(Shutdown()))
     except (anyio.BrokenResourceError, OSError):
         return False
     finally:
         await stream.aclose()
     return True
+
+
+@dataclass
+class HostState:
+    """One service's host as `mcp-tts hosts` finds it: its report, or why there is none."""
+
+    service: str
+    pid: int | None = None
+    report: HealthReport | None = None
+    problem: str | None = None
+
+
+async def survey(runtime_dir: Path, services: tuple[str, ...],
+                 deadline: float | None = None) -> list[HostState]:
+    """Every service's host that runs, asked at once, each within `deadline` (STATUS_DEADLINE) whatever
+    its state: a frozen host is listed as not answering, with the pid its socket or lock names."""
+    deadline = STATUS_DEADLINE if deadline is None else deadline
+    found: dict[str, HostState] = {}
+
+    async def ask(service: str) -> None:
+        state = await _ask_health(runtime_dir, service, deadline)
+        if state is not None:
+            found[service] = state
+
+    async with anyio.create_task_group() as tg:
+        for service in services:
+            tg.start_soon(ask, service)
+    return [found[s] for s in services if s in found]
+
+
+async def _ask_health(runtime_dir: Path, service: str, deadline: float) -> HostState | None:
+    held = holder(address.lock_path(runtime_dir, service))
+    if held is not None and not is_host_command(held.command, service):
+        return HostState(service, held.pid, problem=f"its lock is held by another program, {held}")
+    pid = held.pid if held else None
+    stream = None
+    with anyio.move_on_after(deadline):
+        stream = await _open(runtime_dir, service)
+    if stream is None:
+        return None if pid is None else HostState(service, pid, problem=f"pid {pid}, starting or stopping")
+    try:
+        async with anyio.create_task_group() as tg:
+            state = await _report(tg, service, stream, pid, runtime_dir, deadline)
+            tg.cancel_scope.cancel()  # the read loop
+    finally:
+        await stream.aclose()
+    return state
+
+
+async def _report(tg: TaskGroup, service: str, stream: ByteStream, pid: int | None, runtime_dir: Path,
+                  deadline: float) -> HostState | None:
+    try:
+        conn = await _handshake(service, stream, address.log_path(runtime_dir, service), runtime_dir, deadline)
+        if conn is None:
+            return None if pid is None else HostState(service, pid, problem=f"pid {pid}, stopping")
+        tg.start_soon(conn.read_loop)
+        return HostState(service, conn.pid, report=await conn.health(deadline))
+    except NotAnswering as exc:
+        pid = exc.pid or pid
+        return HostState(service, pid, problem=f"pid {pid or '?'}, not answering (no reply within "
+                                               f"{deadline:g} s); `mcp-tts hosts stop` stops it")
+    except HostError as exc:
+        return HostState(service, pid, problem=str(exc))
+
+
+async def stop_service(runtime_dir: Path, service: str, grace: float | None = None) -> str | None:
+    """Stops the service's host whatever its state: Shutdown; after `grace` (STOP_GRACE) SIGTERM, then
+    SIGKILL, by the pid that holds its lock, once that pid is seen to run the host. Holds the spawn lock
+    meanwhile, so that no server starts one mid-way. What was done, or None if no host ran."""
+    grace = STOP_GRACE if grace is None else grace
+    spawn_lock = LockFile(runtime_dir / f"{service}.spawn.lock")
+    with anyio.move_on_after(grace):
+        while not spawn_lock.acquire():
+            await anyio.sleep(0.02)
+    try:
+        held = holder(address.lock_path(runtime_dir, service))
+        if held is not None and not is_host_command(held.command, service):
+            return f"not stopped: its lock is held by another program, {held}"
+        asked = await stop_host(runtime_dir, service)
+        if held is None:
+            return "asked to stop" if asked else None
+        if await _gone(held.pid, grace):
+            return f"stopped (pid {held.pid})"
+        if not is_our_host(held.pid, service):
+            return f"stopped (pid {held.pid})"
+        os.kill(held.pid, signal.SIGTERM)
+        os.kill(held.pid, signal.SIGCONT)  # a stopped process hears SIGTERM only once it runs again
+        if await _gone(held.pid, grace):
+            return f"stopped (pid {held.pid}, by SIGTERM: it did not answer)"
+        if kill_frozen(held.pid, service):
+            await _gone(held.pid, grace)
+        return f"stopped (pid {held.pid}, by SIGKILL: it did not answer)"
+    except ProcessLookupError:
+        return f"stopped (pid {held.pid})"
+    finally:
+        spawn_lock.release()
 
 
 @asynccontextmanager

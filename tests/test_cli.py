@@ -72,7 +72,7 @@ def test_hosts_status_and_stop(home):
     status = run(env, "hosts", "status")
     assert "builtin: pid" in status.stdout
     stopped = run(env, "hosts", "stop")
-    assert "builtin: asked to stop" in stopped.stdout
+    assert "builtin: stopped (pid" in stopped.stdout
     for _ in range(100):
         if not host_pids_of(home / "run", "builtin"):
             break

@@ -179,3 +179,29 @@ def test_acquire_with_a_timeout_gets_the_lock_once_the_holder_lets_go(lock_path,
 def test_acquire_in_a_missing_folder_is_an_error_not_a_false(tmp_path):
     with pytest.raises(FileNotFoundError):
         LockFile(tmp_path / "missing" / "x.lock").acquire()
+
+
+def test_holder_names_the_holding_process(lock_path, holders):
+    from mcp_tts.engines.contract.lockfile import holder
+
+    assert holder(lock_path) is None
+    held = holders(lock_path)
+    found = holder(lock_path)
+    assert found is not None and found.pid == held.process.pid and "LockFile" in found.command
+    held.release()
+    assert holder(lock_path) is None
+
+
+def test_holder_without_a_kernel_lock_table_trusts_a_written_pid_only_while_the_lock_is_held(lock_path, holders,
+                                                                                                monkeypatch):
+    """Where there is no /proc/locks, the pid the holder wrote; a crashed holder's pid (its lock gone) is not
+    taken for a holder, whatever process has that pid now."""
+    from mcp_tts.engines.contract import lockfile
+
+    monkeypatch.setattr(lockfile, "_kernel_holder", lambda inode, device: lockfile._NO_TABLE)
+    held = holders(lock_path)
+    assert lockfile.holder(lock_path).pid == held.process.pid
+    held.kill()  # its pid stays written in the file
+    assert lock_path.read_text().strip() == str(held.process.pid)
+    lock_path.write_text(f"{os.getpid()}\n")  # as if that pid were now some live process
+    assert lockfile.holder(lock_path) is None

@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 from ..contract import address
 from ..contract.catalog import SERVICES
-from ..contract.lockfile import LockFile
+from ..contract.lockfile import HELD_ELSEWHERE, LockFile, holder
 from ..contract.protocol import (
     PROTOCOL_VERSION,
     Failed,
@@ -38,7 +39,9 @@ from ..contract.protocol import (
 
 log = logging.getLogger("mcp_tts.host")
 
-
+# Seconds a Health answer waits for the service's details; servers give the whole answer 4 s
+# (mcp_tts.host_client.HEALTH_DEADLINE) before they take the host for frozen.
+DETAILS_WAIT = 1.0
 
 class Connection:
     """One client's socket, as the service sees it; `send` may be called from the event loop only."""
@@ -50,6 +53,10 @@ class Connection:
         self.number = Connection._next
         self._writer = writer
         self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self._writer.close()
 
     def send(self, message: Message, payload: bytes = b"") -> None:
         if not self.closed:
@@ -99,6 +106,9 @@ class Host:
         else:
             server = await asyncio.start_server(self._serve, host="127.0.0.1", port=0)
             where = "tcp:127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT) if os.name != "nt" else ():
+            loop.add_signal_handler(signum, self._signalled, signum)
         address.publish(self.runtime_dir, self.service.name, where)
         log.info("%s host %d listening on %s (idle timeout %.0f s)", self.service.name, os.getpid(), where,
                  self.idle_timeout)
@@ -109,8 +119,14 @@ class Host:
             address.withdraw(self.runtime_dir, self.service.name, where)
             server.close()
             watchdog.cancel()
+            for conn in list(self.connections):  # their handlers end on their own, before the loop does
+                conn.close()
             await self.service.close()
             log.info("%s host %d exiting", self.service.name, os.getpid())
+
+    def _signalled(self, signum: int) -> None:
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        self._stop.set()
 
     async def _watch_idle(self) -> None:
         while True:
@@ -124,6 +140,13 @@ class Host:
                 return
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        who = address.peer(sock) if sock is not None else None
+        if who is not None and who.uid != os.getuid():  # the socket is 0600 in a 0700 dir: this is belt and braces
+            log.warning("refused a connection from pid %d of another user (uid %d)", who.pid, who.uid)
+            writer.write(encode(Failed(id="", code="bad_request", message=f"this host serves user {os.getuid()} only")))
+            writer.close()
+            return
         conn = Connection(writer)
         self.connections.add(conn)
         try:
@@ -137,7 +160,10 @@ class Host:
                 await self._dispatch(conn, message, payload)
                 await conn.drain()
         except (ProtocolError, ConnectionError) as exc:
-            log.warning("connection %d dropped: %s", conn.number, exc)
+            if not self._stop.is_set():
+                log.warning("connection %d dropped: %s", conn.number, exc)
+        except asyncio.CancelledError:  # the loop is ending; asyncio would log a cancelled handler as an error
+            pass
         finally:
             conn.closed = True
             self.connections.discard(conn)
@@ -154,18 +180,30 @@ class Host:
             conn.send(Welcome(protocol=PROTOCOL_VERSION, service=self.service.name, pid=os.getpid(),
                               started_at=self.started_at))
         elif isinstance(message, Health):
+            details = await self._details()
             now = time.monotonic()
             conn.send(HealthReport(service=self.service.name, pid=os.getpid(), uptime=now - self.started,
                                    idle_for=0.0 if self.service.active() else now - self.last_activity,
                                    idle_timeout=self.idle_timeout, connections=len(self.connections),
-                                   active=self.service.active(), served=self.served,
-                                   details=self.service.details()))
+                                   active=self.service.active(), served=self.served, details=details))
         elif isinstance(message, Shutdown):
             log.info("shutdown asked by connection %d", conn.number)
             self._stop.set()
         else:
             self.served += 1
             await self.service.handle(conn, message, payload)
+
+
+    async def _details(self) -> dict[str, Any]:
+        """The service's details, asked off the event loop and briefly: servers kill a host whose Health goes
+        unanswered, and asking a GPU for its free memory waits while another thread starts CUDA."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, self.service.details), DETAILS_WAIT)
+        except asyncio.TimeoutError:
+            return {"busy": f"no details within {DETAILS_WAIT:g} s: the engine is busy"}
+        except Exception as exc:  # a report, not a reason to drop the connection
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     args.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = LockFile(address.lock_path(args.runtime_dir, args.service))
-    # A host that is shutting down still holds the lock for a moment: wait for it, not longer.
-    if not lock.acquire(timeout=5.0):
-        log.info("another %s host holds %s; leaving it to serve", args.service, lock.path)
-        return 0
+    # Leave at once, before opening a device or publishing an address: whoever started us looks at the
+    # holder (a host of ours still serving or shutting down, or another program) and decides.
+    if not lock.acquire():
+        log.info("%s is held by %s; leaving", lock.path, holder(lock.path) or "another process")
+        return HELD_ELSEWHERE
     try:
         module = importlib.import_module(SERVICES[args.service])
         service = module.create_service()

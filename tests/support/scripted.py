@@ -7,6 +7,7 @@ what they were asked.
     async with ScriptedEngine(runtime_dir) as engine, ScriptedSpeaker(runtime_dir) as speaker:
         engine.scripts.append(Script(chunks=4, pause=0.02))   # the next Synthesize: 4 chunks, 20 ms apart
         speaker.device = None                                  # the next Enqueue: NoDevice
+        engine.freeze()                                        # alive but answering nothing, as after SIGSTOP
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class _Peer:
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
         self._where = ""
+        self._thawed = asyncio.Event()
+        self._thawed.set()
 
     async def __aenter__(self):
         path = address.socket_path(self.runtime_dir, self.service)
@@ -130,6 +133,21 @@ class _Peer:
         """The messages of one kind received so far."""
         return [m for m in self.received if isinstance(m, kind)]
 
+    def freeze(self) -> None:
+        """Stops reading and answering, Hello and Health included, as a stopped process or a wedged event
+        loop: the socket still takes connections, what comes in piles up, and what would go out is lost."""
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    def die(self) -> None:
+        """Goes away as a killed host does: its connections dropped, its socket closed and its address withdrawn."""
+        address.withdraw(self.runtime_dir, self.service, self._where)
+        if self._server is not None:
+            self._server.close()
+        self.drop_connections()
+
     def drop_connections(self) -> None:
         """Closes every connection at once, as a host that dies does; the socket still takes new ones."""
         for writer in list(self._writers):
@@ -143,7 +161,7 @@ class _Peer:
         return task
 
     def send(self, writer: asyncio.StreamWriter, message: Message, payload: bytes = b"") -> None:
-        if writer in self._writers and not writer.is_closing():
+        if writer in self._writers and not writer.is_closing() and self._thawed.is_set():
             writer.write(encode(message, payload))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -151,6 +169,7 @@ class _Peer:
         self._writers.add(writer)
         try:
             while (frame := await read_message(reader)) is not None:
+                await self._thawed.wait()  # frozen: this frame waits, and nothing more is read
                 message, payload = frame
                 if isinstance(message, Hello):
                     self.send(writer, Welcome(protocol=PROTOCOL_VERSION, service=self.service, pid=self.pid,
@@ -165,6 +184,8 @@ class _Peer:
                 else:
                     self.handle(writer, message, payload)
         except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:  # closed at the end of a test; asyncio would log a cancelled handler
             pass
         finally:
             self._writers.discard(writer)
