@@ -36,6 +36,7 @@ from .models import (
 )
 from .request import SayRequest, explain_validation
 from .speech import Speech
+from .stdio import stdio_transport
 from .version import __version__
 
 log = logging.getLogger("mcp_tts.server")
@@ -246,4 +247,12 @@ async def _warm_up(state: State) -> None:
 
 
 def serve() -> None:
-    create_server().run("stdio")
+    anyio.run(serve_stdio, create_server())
+
+
+async def serve_stdio(mcp: MCPServer) -> None:
+    """`mcp` over this process's stdio, through our transport (mcp_tts.stdio), which answers every
+    request, where MCPServer.run("stdio") would leave malformed ones unanswered."""
+    server = mcp._lowlevel_server  # no public handle to it: MCPServer.run_stdio_async reads it the same way
+    async with stdio_transport() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
