@@ -63,9 +63,11 @@ def read_line(line: bytes) -> Read:
     constants: list[str] = []
     try:
         data = json.loads(text, parse_constant=lambda name: constants.append(name) or float("nan"))
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past what json can parse
-        why = str(exc) if isinstance(exc, ValueError) else f"nested deeper than {MAX_DEPTH} levels"
-        return _refuse(_id_in_prefix(text), PARSE_ERROR, f"not JSON: {why}", kind="request")
+    except ValueError as exc:
+        return _refuse(_id_in_prefix(text), PARSE_ERROR, f"not JSON: {exc}", kind="request")
+    except RecursionError:  # nested past what json can parse at all
+        return _refuse(_id_in_prefix(text), INVALID_REQUEST, f"the message is nested deeper than {MAX_DEPTH} "
+                       f"levels (objects and arrays inside each other)", kind="request")
     if isinstance(data, list):
         return _batch(data)
     if not isinstance(data, dict):
