@@ -35,7 +35,7 @@ from .models import (
     SwitchBackendResult,
 )
 from .request import SayRequest, explain_validation
-from .speech import Speech
+from .speech import AUDIO_REPLY_MIME, Speech
 from .stdio import stdio_transport
 from .version import __version__
 
@@ -147,8 +147,9 @@ async def design_voice(
 ) -> Annotated[CallToolResult, DesignVoiceResult]:
     """Create a named voice from a text description, save it in the voice library and return a sample.
     Use the name as `voice` in later `say` calls."""
-    result, wav = await speech_of(ctx).design_voice(description, name, sample_text, backend, _progress(ctx))
-    return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
+    result, sample = await speech_of(ctx).design_voice(description, name, sample_text, backend, _progress(ctx))
+    attached = "A sample is attached." if sample else f"Its sample, too long to attach, is at {result.sample_path}."
+    return _with_audio(result, sample, f"Saved voice {result.name!r} ({result.backend}). {attached}")
 
 
 @tool("add_voice", "Save a voice from a recording", _writes())
@@ -217,7 +218,7 @@ def _progress(ctx: Context):
 def _with_audio(result: SayResult | DesignVoiceResult, audio: bytes | None, summary: str) -> CallToolResult:
     content: list = [TextContent(type="text", text=summary)]
     if audio is not None:
-        content.append(AudioContent(type="audio", data=base64.b64encode(audio).decode(), mime_type="audio/wav"))
+        content.append(AudioContent(type="audio", data=base64.b64encode(audio).decode(), mime_type=AUDIO_REPLY_MIME))
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 

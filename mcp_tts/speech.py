@@ -6,6 +6,7 @@ rest of the utterance goes on in the server's task group, so an agent is not hel
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -69,11 +70,15 @@ from .replies import no_progress as _no_progress
 from .text import check_text
 from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
-__all__ = ["Speech", "SayRequest", "SayPlan", "check_output_path", "write_audio"]
+__all__ = ["AUDIO_REPLY_MIME", "MAX_AUDIO_REPLY_BYTES", "Speech", "SayRequest", "SayPlan", "audio_reply",
+           "check_output_path", "write_audio"]
 
 log = logging.getLogger("mcp_tts.speech")
 
 KEPT_RECORDINGS = 200
+
+AUDIO_REPLY_MIME = "audio/flac"
+MAX_AUDIO_REPLY_BYTES = 4 * 2**20  # FLAC of one reply: about 3 min of speech; more goes to a file (output="file")
 
 
 @dataclass
@@ -206,6 +211,23 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
                                                 subtype="PCM_16" if suffix == ".wav" else None))
 
 
+class AudioTooLong(TTSError):
+    """Audio over what one reply may carry (MAX_AUDIO_REPLY_BYTES)."""
+
+
+def audio_reply(samples: np.ndarray, sample_rate: int) -> bytes:
+    """Audio to attach to a tool's reply: lossless FLAC (half a WAV's size), never over MAX_AUDIO_REPLY_BYTES,
+    as one reply holds up every other reply of the session while it is sent and read."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="FLAC", subtype="PCM_16")
+    size = buffer.getbuffer().nbytes
+    if size > MAX_AUDIO_REPLY_BYTES:
+        seconds = len(samples) / sample_rate if sample_rate else 0.0
+        raise AudioTooLong(f"{seconds:.1f} s of audio is {size / 2**20:.1f} MB as FLAC, over the "
+                           f"{MAX_AUDIO_REPLY_BYTES / 2**20:.0f} MB one reply may carry")
+    return buffer.getvalue()
+
+
 class Speech:
     def __init__(self, settings: Settings, hosts: Hosts, task_group: TaskGroup) -> None:
         self.settings = settings
@@ -279,7 +301,12 @@ class Speech:
             reader.progress = None  # the result is on its way: progress after it would confuse the client
         if utt.error:
             raise TTSError(utt.error)
-        audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
+        if utt.output != "audio":
+            return utt.result(), None
+        try:
+            audio = await anyio.to_thread.run_sync(audio_reply, utt.audio(), utt.sample_rate)
+        except AudioTooLong as exc:
+            raise TTSError(f"{exc}: use output=\"file\" with a file_path, or say less per call") from None
         return utt.result(), audio
 
     async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path,
@@ -505,7 +532,9 @@ class Speech:
             reader.close()
 
     async def design_voice(self, description: str, name: str, sample_text: str | None, backend: str | None,
-                           progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes]:
+                           progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes | None]:
+        """Designs and saves a voice; returns the result and its sample as FLAC to attach, or None where the
+        sample is too long to attach (a note then says where it is saved)."""
         check_name(name)
         if not description or not description.strip():
             raise TTSError("description is empty: describe the voice, e.g. 'a calm, deep British male voice'")
@@ -555,8 +584,13 @@ class Speech:
         result = DesignVoiceResult(name=name, backend=backend, model=model, usable_with=manifest.usable_with,
                                    sample_path=str(folder / SAMPLE),
                                    sample_seconds=round(len(audio) / sample_rate, 3) if sample_rate else 0.0,
-                                   notes=designed.notes)
-        return result, wav
+                                   notes=list(designed.notes))
+        try:
+            attached = await anyio.to_thread.run_sync(audio_reply, audio, sample_rate)
+        except AudioTooLong as exc:
+            attached = None
+            result.notes.append(f"the sample is not attached: {exc}; it is saved at {result.sample_path}")
+        return result, attached
 
     async def add_voice(self, name: str, audio_path: str, transcript: str) -> AddVoiceResult:
         from .voices import add_recording
