@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
 import anyio
+import numpy as np
 import pytest
 import soundfile as sf
 
-from mcp_tts.speech import AUDIO_REPLY_MIME, MAX_AUDIO_REPLY_BYTES
+from mcp_tts.speech import AUDIO_REPLY_MIME, MAX_AUDIO_REPLY_BYTES, AudioTooLong, audio_reply
 from tests.support.homes import server_env
 from tests.support.mcp_client import audio_of, mcp_session
 
@@ -168,3 +170,12 @@ async def test_audio_replies_are_flac_and_bounded_and_do_not_stall_the_session(h
         filed = await session.call_tool("say", {"text": LONG_TEXT, "output": "file",
                                                 "file_path": str(home / "long.wav"), "wait": "end"})
     assert not filed.is_error and sf.info(str(home / "long.wav")).duration > 200
+
+
+async def test_audio_reply_limit_is_exact():
+    rate = 24000
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, MAX_AUDIO_REPLY_BYTES).astype(np.float32)  # ~2 B a sample
+    with pytest.raises(AudioTooLong, match=f"over the {MAX_AUDIO_REPLY_BYTES // 2**20} MB one reply may carry"):
+        audio_reply(noise, rate)
+    fits = audio_reply(noise[: len(noise) // 4], rate)
+    assert len(fits) <= MAX_AUDIO_REPLY_BYTES and sf.read(io.BytesIO(fits))[0].shape == (len(noise) // 4,)
