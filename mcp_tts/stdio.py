@@ -35,11 +35,12 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-__all__ = ["MAX_DEPTH", "Read", "encode", "read_line", "stdio_transport"]
+__all__ = ["MAX_DEPTH", "MAX_LINE_BYTES", "Read", "encode", "read_line", "stdio_transport"]
 
 log = logging.getLogger("mcp_tts.stdio")
 
 MAX_DEPTH = 64  # objects and arrays inside each other, the message itself counting 1; no tool needs 5
+MAX_LINE_BYTES = 4 * 2**20  # one message; a tool's arguments are a few kB at most (text: 5000 characters)
 
 # the id of a line that is not JSON, read only where it can be nothing else: a top-level key before
 # any nested object or array (a JSON string cannot hold `"id":` unescaped)
@@ -60,6 +61,9 @@ def read_line(line: bytes) -> Read:
     text = line.decode("utf-8", errors="replace").strip()  # as the SDK's transport reads it
     if not text:
         return Read()
+    if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:  # its start only: see _lines
+        return _refuse(_id_in_prefix(text), INVALID_REQUEST, f"the line is over {MAX_LINE_BYTES} bytes, more "
+                       f"than any message needs", kind="request")
     constants: list[str] = []
     try:
         data = json.loads(text, parse_constant=lambda name: constants.append(name) or float("nan"))
@@ -237,7 +241,7 @@ def encode(message: JSONRPCMessage) -> bytes:
 def _claim_stdio() -> tuple[BinaryIO, BinaryIO]:
     """The protocol's stdin and stdout on private descriptors; fd 0 then reads /dev/null and fd 1 writes
     to stderr, so a child process or a stray print can never read or write the protocol's lines."""
-    wire_in, wire_out = (os.fdopen(_dup(fd), mode, buffering=0) for fd, mode in ((0, "rb"), (1, "wb")))
+    wire_in, wire_out = os.fdopen(_dup(0), "rb"), os.fdopen(_dup(1), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -266,11 +270,11 @@ async def stdio_transport() -> AsyncIterator[tuple[MemoryObjectReceiveStream, Me
             async with to_session, answers:
                 lines = _lines(wire_in)
                 while line := await anyio.to_thread.run_sync(next, lines, None, abandon_on_cancel=True):
-                    read = read_line(line)
-                    if read.answer is not None:
-                        await answers.send(SessionMessage(read.answer))
-                    elif read.message is not None:
-                        await to_session.send(SessionMessage(read.message))
+                    checked = read_line(line)
+                    if checked.answer is not None:
+                        await answers.send(SessionMessage(checked.answer))
+                    elif checked.message is not None:
+                        await to_session.send(SessionMessage(checked.message))
 
     async def write() -> None:
         async with from_session:
@@ -288,8 +292,13 @@ async def stdio_transport() -> AsyncIterator[tuple[MemoryObjectReceiveStream, Me
             to_wire.close()
 
 
-def _lines(stream: BinaryIO):
-    while line := stream.readline():
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """Each line of `stream`; of one over MAX_LINE_BYTES only its start (read_line refuses it), the rest
+    is read and let go, so no line is ever held whole past the limit."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
         yield line
 
 

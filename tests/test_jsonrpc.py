@@ -3,13 +3,15 @@ naming the problem where the line is no usable request; notifications never; the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import pytest
 from mcp_types import JSONRPCResponse
 
-from mcp_tts.stdio import MAX_DEPTH, encode, read_line
+from mcp_tts import stdio
+from mcp_tts.stdio import MAX_DEPTH, MAX_LINE_BYTES, encode, read_line
 from tests.support.homes import server_env
 from tests.support.raw_stdio import RawServer
 
@@ -54,6 +56,7 @@ HOSTILE = [
     ('{"jsonrpc":"2.0","id":17,"method":"tools/list","params":{"x":' + "[" * 5000 + "]" * 5000 + "}}", 17, -32600,
      ["deeper than"]),  # past what Python's json parses: the id is read from the line's start
     ("[" * 100_000, None, -32600, ["deeper than"]),
+    (call(18, '{"text":"%s"}' % ("x" * MAX_LINE_BYTES)), 18, -32600, [f"over {MAX_LINE_BYTES} bytes"]),
 ]
 
 
@@ -133,3 +136,10 @@ def test_a_reply_holding_a_lone_surrogate_is_sent_with_a_replacement_character()
     """The SDK's writer raised on it and the server ended; the reply goes out, as valid UTF-8 JSON."""
     line = encode(JSONRPCResponse(jsonrpc="2.0", id=1, result={"name": os.fsdecode(b"voice-\xff")}))
     assert json.loads(line.decode("utf-8")) == {"jsonrpc": "2.0", "id": 1, "result": {"name": "voice-\ufffd"}}
+
+
+def test_a_line_past_the_limit_is_cut_and_the_next_line_is_read_whole(monkeypatch):
+    monkeypatch.setattr(stdio, "MAX_LINE_BYTES", 10)
+    lines = list(stdio._lines(io.BytesIO(b"0123456789\n" + b"x" * 35 + b"\nnext\n" + b"y" * 25)))
+    assert lines == [b"0123456789\n", b"x" * 11, b"next\n", b"y" * 11]
+    assert read_line(lines[1]).answer.error.message.startswith("the line is over 10 bytes")
