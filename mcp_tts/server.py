@@ -54,7 +54,7 @@ Never pass code, file contents, long paths, URLs, tables or markdown; say what t
 ("the tests pass", "I need your API key") and leave the details in your written reply.
 By default this returns as soon as the audio has started playing, so you can keep working; the
 result says where the audio went (a device, a WAV file when no device exists, or attached audio
-with output="audio"), how long it is, and how quickly it started. Utterances from all agents on
+with output="audio", up to about 3 minutes), how long it is, and how quickly it started. Utterances from all agents on
 the machine queue and never overlap; call `stop` to silence your queued speech."""
 
 VOICE_NAME = "name to save it under: letters, digits, '_', '-', '.'"

@@ -250,7 +250,7 @@ class Speech:
 
     async def say(self, request: SayRequest, progress: ProgressSink = _no_progress
                   ) -> tuple[SayResult, bytes | None]:
-        """Speaks; returns the result and, for output "audio", the WAV bytes.
+        """Speaks; returns the result and, for output "audio", the audio to attach (see audio_reply).
 
         `progress` hears of slow work (a model loading) before the first sound, never after."""
         arrived = time.monotonic()
