@@ -37,7 +37,8 @@ from .models import (
     SwitchBackendResult,
 )
 from .request import SayRequest, explain_validation
-from .speech import Speech
+from .speech import AUDIO_REPLY_MIME, Speech
+from .stdio import stdio_transport
 from .version import __version__
 
 log = logging.getLogger("mcp_tts.server")
@@ -55,7 +56,7 @@ Never pass code, file contents, long paths, URLs, tables or markdown; say what t
 ("the tests pass", "I need your API key") and leave the details in your written reply.
 By default this returns as soon as the audio has started playing, so you can keep working; the
 result says where the audio went (a device, a WAV file when no device exists, or attached audio
-with output="audio"), how long it is, and how quickly it started. Utterances from all agents on
+with output="audio", up to about 3 minutes), how long it is, and how quickly it started. Utterances from all agents on
 the machine queue and never overlap; call `stop` to silence your queued speech."""
 
 VOICE_NAME = "name to save it under: letters, digits, '_', '-', '.'"
@@ -173,8 +174,9 @@ async def design_voice(
 ) -> Annotated[CallToolResult, DesignVoiceResult]:
     """Create a named voice from a text description, save it in the voice library and return a sample.
     Use the name as `voice` in later `say` calls."""
-    result, wav = await speech_of(ctx).design_voice(description, name, sample_text, backend, _progress(ctx))
-    return _with_audio(result, wav, f"Saved voice {result.name!r} ({result.backend}). A sample is attached.")
+    result, sample = await speech_of(ctx).design_voice(description, name, sample_text, backend, _progress(ctx))
+    attached = "A sample is attached." if sample else f"Its sample, too long to attach, is at {result.sample_path}."
+    return _with_audio(result, sample, f"Saved voice {result.name!r} ({result.backend}). {attached}")
 
 
 @tool("add_voice", "Save a voice from a recording", _writes())
@@ -243,7 +245,7 @@ def _progress(ctx: Context):
 def _with_audio(result: SayResult | DesignVoiceResult, audio: bytes | None, summary: str) -> CallToolResult:
     content: list = [TextContent(type="text", text=summary)]
     if audio is not None:
-        content.append(AudioContent(type="audio", data=base64.b64encode(audio).decode(), mime_type="audio/wav"))
+        content.append(AudioContent(type="audio", data=base64.b64encode(audio).decode(), mime_type=AUDIO_REPLY_MIME))
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
@@ -273,4 +275,12 @@ async def _warm_up(state: State) -> None:
 
 
 def serve() -> None:
-    create_server().run("stdio")
+    anyio.run(serve_stdio, create_server())
+
+
+async def serve_stdio(mcp: MCPServer) -> None:
+    """`mcp` over this process's stdio, through our transport (mcp_tts.stdio), which answers every
+    request, where MCPServer.run("stdio") would leave malformed ones unanswered."""
+    server = mcp._lowlevel_server  # no public handle to it: MCPServer.run_stdio_async reads it the same way
+    async with stdio_transport() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

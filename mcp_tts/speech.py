@@ -72,11 +72,15 @@ from .replies import no_progress as _no_progress
 from .text import check_text
 from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
-__all__ = ["OutputFile", "Speech", "SayRequest", "SayPlan", "check_output_path"]
+__all__ = ["AUDIO_REPLY_MIME", "MAX_AUDIO_REPLY_BYTES", "OutputFile", "Speech", "SayRequest", "SayPlan",
+           "audio_reply", "check_output_path"]
 
 log = logging.getLogger("mcp_tts.speech")
 
 WRITING = "cannot write audio to"
+
+AUDIO_REPLY_MIME = "audio/flac"
+MAX_AUDIO_REPLY_BYTES = 4 * 2**20  # FLAC of one reply: about 3 min of speech; more goes to a file (output="file")
 
 
 @dataclass
@@ -244,6 +248,23 @@ class OutputFile:
             self.reservation.release()
 
 
+class AudioTooLong(TTSError):
+    """Audio over what one reply may carry (MAX_AUDIO_REPLY_BYTES)."""
+
+
+def audio_reply(samples: np.ndarray, sample_rate: int) -> bytes:
+    """Audio to attach to a tool's reply: lossless FLAC (half a WAV's size), never over MAX_AUDIO_REPLY_BYTES,
+    as one reply holds up every other reply of the session while it is sent and read."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="FLAC", subtype="PCM_16")
+    size = buffer.getbuffer().nbytes
+    if size > MAX_AUDIO_REPLY_BYTES:
+        seconds = len(samples) / sample_rate if sample_rate else 0.0
+        raise AudioTooLong(f"{seconds:.1f} s of audio is {size / 2**20:.1f} MB as FLAC, over the "
+                           f"{MAX_AUDIO_REPLY_BYTES / 2**20:.0f} MB one reply may carry")
+    return buffer.getvalue()
+
+
 class Speech:
     def __init__(self, settings: Settings, hosts: Hosts, task_group: TaskGroup) -> None:
         self.settings = settings
@@ -267,7 +288,7 @@ class Speech:
 
     async def say(self, request: SayRequest, progress: ProgressSink = _no_progress, folders: Folders | None = None
                   ) -> tuple[SayResult, bytes | None]:
-        """Speaks; returns the result and, for output "audio", the WAV bytes.
+        """Speaks; returns the result and, for output "audio", the audio to attach (see audio_reply).
 
         `progress` hears of slow work (a model loading) before the first sound, never after. `folders`:
         where a file_path may lie (paths.for_client; paths.ANYWHERE for the CLI); None: the folders of a
@@ -328,7 +349,12 @@ class Speech:
             reader.progress = None  # the result is on its way: progress after it would confuse the client
         if utt.error:
             raise TTSError(utt.error)
-        audio = wav_bytes(utt.audio(), utt.sample_rate) if utt.output == "audio" else None
+        if utt.output != "audio":
+            return utt.result(), None
+        try:
+            audio = await anyio.to_thread.run_sync(audio_reply, utt.audio(), utt.sample_rate)
+        except AudioTooLong as exc:
+            raise TTSError(f"{exc}: use output=\"file\" with a file_path, or say less per call") from None
         return utt.result(), audio
 
     async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path,
@@ -558,7 +584,9 @@ class Speech:
             reader.close()
 
     async def design_voice(self, description: str, name: str, sample_text: str | None, backend: str | None,
-                           progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes]:
+                           progress: ProgressSink = _no_progress) -> tuple[DesignVoiceResult, bytes | None]:
+        """Designs and saves a voice; returns the result and its sample as FLAC to attach, or None where the
+        sample is too long to attach (a note then says where it is saved)."""
         check_name(name)
         if not description or not description.strip():
             raise TTSError("description is empty: describe the voice, e.g. 'a calm, deep British male voice'")
@@ -608,8 +636,13 @@ class Speech:
         result = DesignVoiceResult(name=name, backend=backend, model=model, usable_with=manifest.usable_with,
                                    sample_path=str(folder / SAMPLE),
                                    sample_seconds=round(len(audio) / sample_rate, 3) if sample_rate else 0.0,
-                                   notes=designed.notes)
-        return result, wav
+                                   notes=list(designed.notes))
+        try:
+            attached = await anyio.to_thread.run_sync(audio_reply, audio, sample_rate)
+        except AudioTooLong as exc:
+            attached = None
+            result.notes.append(f"the sample is not attached: {exc}; it is saved at {result.sample_path}")
+        return result, attached
 
     async def add_voice(self, name: str, audio_path: str, transcript: str,
                         folders: Folders | None = None) -> AddVoiceResult:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
+import time
 
 import anyio
+import numpy as np
 import pytest
+import soundfile as sf
 
+from mcp_tts.speech import AUDIO_REPLY_MIME, MAX_AUDIO_REPLY_BYTES, AudioTooLong, audio_reply
 from tests.support.homes import server_env
-from tests.support.mcp_client import mcp_session
+from tests.support.mcp_client import audio_of, mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +130,54 @@ async def test_corrupt_voice_manifest_is_reported_not_fatal(home, pulse):
     assert "unreadable" in error_text(used)
     assert not good.is_error
     assert (broken / "manifest.json").read_text() == "{not json"  # reported, never rewritten or removed
+
+
+LONG_TEXT = ("The build finished and every test passed, so I am moving on to the next task now. " * 60)[:5000]
+
+
+async def test_audio_replies_are_flac_and_bounded_and_do_not_stall_the_session(home):
+    """A 5-minute clip was a 17 MB reply (35 MB at half speed) that held every other reply of the session
+    for 4-13 s; now it is refused, pointing to file output, and the session answers on meanwhile."""
+    async with mcp_session(server_env(home, None, MCP_TTS_OUTPUT="audio")) as session:
+        short = await session.call_tool("say", {"text": "Short and attached."})
+        block = next(c for c in short.content if c.type == "audio")
+        assert block.mime_type == AUDIO_REPLY_MIME == "audio/flac"
+        samples, rate = audio_of(short)
+        assert rate == 22050 and abs(len(samples) / rate - short.structured_content["audio_seconds"]) < 0.01
+
+        pings: list[float] = []
+        async with anyio.create_task_group() as tg:
+            async def ping_meanwhile():
+                while True:
+                    started = time.perf_counter()
+                    await session.send_ping()
+                    pings.append(time.perf_counter() - started)
+                    await anyio.sleep(0.05)
+            tg.start_soon(ping_meanwhile)
+            refused = await session.call_tool("say", {"text": LONG_TEXT, "speed": 0.5})
+            tg.cancel_scope.cancel()
+        text = error_text(refused)
+        assert f"over the {MAX_AUDIO_REPLY_BYTES // 2**20} MB one reply may carry" in text
+        assert 'output="file"' in text and "file_path" in text
+        assert pings and max(pings) < 3, pings  # was 12.7 s behind a 35 MB reply
+
+        designed = await session.call_tool("design_voice", {"description": "a calm deep voice", "name": "long",
+                                                            "sample_text": LONG_TEXT})
+        assert not designed.is_error and not [c for c in designed.content if c.type == "audio"]
+        sample = designed.structured_content["sample_path"]
+        assert "too long to attach" in designed.content[0].text and sample in designed.content[0].text
+        assert any("not attached" in note and sample in note for note in designed.structured_content["notes"])
+        assert sf.info(sample).duration > 200  # saved whole, only not attached
+
+        filed = await session.call_tool("say", {"text": LONG_TEXT, "output": "file",
+                                                "file_path": str(home / "long.wav"), "wait": "end"})
+    assert not filed.is_error and sf.info(str(home / "long.wav")).duration > 200
+
+
+async def test_audio_reply_limit_is_exact():
+    rate = 24000
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, MAX_AUDIO_REPLY_BYTES).astype(np.float32)  # ~2 B a sample
+    with pytest.raises(AudioTooLong, match=f"over the {MAX_AUDIO_REPLY_BYTES // 2**20} MB one reply may carry"):
+        audio_reply(noise, rate)
+    fits = audio_reply(noise[: len(noise) // 4], rate)
+    assert len(fits) <= MAX_AUDIO_REPLY_BYTES and sf.read(io.BytesIO(fits))[0].shape == (len(noise) // 4,)

@@ -20,7 +20,7 @@ TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "s
 
 def audio_of(result) -> tuple[np.ndarray, int]:
     block = next(c for c in result.content if c.type == "audio")
-    assert block.mime_type == "audio/wav"
+    assert block.mime_type == "audio/flac"
     data, rate = sf.read(io.BytesIO(base64.b64decode(block.data)), dtype="float32")
     return data, rate
 
