@@ -96,14 +96,20 @@ def value(rng: random.Random, depth: int = 0):
     return {text(rng)[:20]: value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
 
 
+OUTSIDE_PREFIX = "mcp-tts-fuzz-outside-"
+
+
 def file_path(rng: random.Random, root: Path) -> str:
-    """A place to write: in the run's folder (directly, relative, through ~), or where nothing can be."""
+    """A place to write: in the folder the server may write (out/, named by MCP_TTS_ALLOWED_DIRS; cwd/,
+    relative), or outside it: writable places it must refuse (~, which is home/; /tmp), and where nothing
+    can be."""
     name = rng.choice(["a", "x y", "日本", "🎉", "n" * 300, ".hidden", "a.b", "-rf", "\u202ewav.exe"])
     suffix = rng.choice([".wav", ".flac", ".ogg", ".mp3", "", ".WAV", ".wav.wav", "."])
     return rng.choice([f"{root}/out/{name}{suffix}", f"{name}{suffix}", f"../out/{name}{suffix}",
                        f"~/{name}{suffix}", f"{root}/out", f"{root}/out/", f"{root}/nowhere/{name}.wav",
                        f"/nonexistent-{root.name}/x.wav", "/proc/x.wav", f"{root}/out/../out/{name}.wav",
-                       f"{root}/rec.wav", ""])
+                       f"{root}/rec.wav", f"{root}/home/{name}{suffix}", f"/tmp/{OUTSIDE_PREFIX}{root.name}{suffix}",
+                       f"{root}/out/../home/{name}.wav", ""])
 
 
 def arguments(rng: random.Random, tool: str, root: Path) -> dict:
@@ -205,7 +211,8 @@ def make_root() -> Path:
 
 
 def env_of(root: Path) -> dict[str, str]:
-    return server_env(root, None, HOME=str(root / "home"), TMPDIR=str(root / "tmp"), MCP_TTS_IDLE_TIMEOUT="30")
+    return server_env(root, None, HOME=str(root / "home"), TMPDIR=str(root / "tmp"), MCP_TTS_IDLE_TIMEOUT="30",
+                      MCP_TTS_ALLOWED_DIRS=str(root / "out"))
 
 
 @asynccontextmanager
@@ -314,8 +321,11 @@ def _answers_until(server: RawServer, wanted, tally: Tally) -> list[dict] | None
 
 
 def files_outside(root: Path) -> list[str]:
-    """Files the run may have left outside its folder: the targets outside it that its calls named."""
-    return [p for p in (f"/nonexistent-{root.name}", "/proc/x.wav") if os.path.lexists(p)]
+    """Files the run left outside the folders the server may write (out/, cwd/ and the data dir): the
+    targets outside them that its calls named, and anything in home/."""
+    named = [p for p in (f"/nonexistent-{root.name}", "/proc/x.wav") if os.path.lexists(p)]
+    named += [str(p) for p in Path("/tmp").glob(f"{OUTSIDE_PREFIX}{root.name}*")]
+    return named + [str(p) for p in (root / "home").rglob("*")]
 
 
 def run(calls: int, lines: int, seed: int, lanes: int = 4) -> Tally:
@@ -330,6 +340,8 @@ def run(calls: int, lines: int, seed: int, lanes: int = 4) -> Tally:
         tally.seconds = round(time.perf_counter() - started, 1)
         stop_hosts(root / "run")
         shutil.rmtree(root, ignore_errors=True)
+        for stray in Path("/tmp").glob(f"{OUTSIDE_PREFIX}{root.name}*"):  # counted above; not left behind
+            stray.unlink()
     return tally
 
 

@@ -138,7 +138,8 @@ LONG_TEXT = ("The build finished and every test passed, so I am moving on to the
 async def test_audio_replies_are_flac_and_bounded_and_do_not_stall_the_session(home):
     """A 5-minute clip was a 17 MB reply (35 MB at half speed) that held every other reply of the session
     for 4-13 s; now it is refused, pointing to file output, and the session answers on meanwhile."""
-    async with mcp_session(server_env(home, None, MCP_TTS_OUTPUT="audio")) as session:
+    env = server_env(home, None, MCP_TTS_OUTPUT="audio", MCP_TTS_ALLOWED_DIRS=str(home))
+    async with mcp_session(env) as session:
         short = await session.call_tool("say", {"text": "Short and attached."})
         block = next(c for c in short.content if c.type == "audio")
         assert block.mime_type == AUDIO_REPLY_MIME == "audio/flac"

@@ -344,7 +344,7 @@ async def test_a_write_that_fails_names_the_cause_and_the_path(scripted, tmp_pat
 
 
 async def test_design_voice_into_a_data_dir_it_cannot_write_names_the_cause_and_the_path(scripted, tmp_path):
-    scripted.settings.data_dir.mkdir(parents=True)
+    scripted.settings.data_dir.mkdir(parents=True, exist_ok=True)  # the start-up cleanup may make it first
     scripted.settings.voices_dir.write_text("a file where the voices folder should be")
     with pytest.raises(TTSError) as caught:
         await scripted.speech.design_voice("a calm voice", "calm", None, "builtin")
@@ -369,7 +369,7 @@ async def test_recordings_are_private_and_pruned_of_only_our_own(scripted, monke
     monkeypatch.setattr(datadir, "KEPT_RECORDINGS", 3)
     scripted.speaker.device = None  # every say becomes a recording
     folder = scripted.settings.recordings_dir
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     foreign = ["notes.wav", "20200101-000000-zzzzzzzzzzzz.wav", "20200101-000000-0123456789ab.wav.bak"]
     for name in foreign:
         (folder / name).write_bytes(b"not ours")
