@@ -81,6 +81,12 @@ class VoiceLibrary:
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
+                folder.name.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 come back holding lone surrogates
+                problems.append(f"voice folder {ascii(folder.name)} in {self.root} skipped: its name is not UTF-8 "
+                                f"text; rename it (names: letters, digits, '_', '-', '.')")
+                continue
+            try:
                 voices.append(self._read(folder))
             except (OSError, ValueError, ValidationError) as exc:
                 problems.append(f"voice folder {folder} skipped: {MANIFEST} unreadable ({_first_line(exc)})")

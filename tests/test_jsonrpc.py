@@ -103,7 +103,9 @@ def test_a_voice_folder_named_in_bytes_that_are_not_utf8_is_answered(home):
     try:
         raw.send(call(1, "{}", name="list_voices"))
         answer = raw.read(30)
-        assert answer["id"] == 1 and "result" in answer, answer
+        assert answer["id"] == 1 and not answer["result"]["isError"], answer
+        problems = answer["result"]["structuredContent"]["problems"]
+        assert any("'voice-\\udcff'" in line and "not UTF-8" in line for line in problems), problems
         raw.ping("after")
     finally:
         raw.close()

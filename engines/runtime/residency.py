@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..contract.atomic import atomic_write
+from ..contract.atomic import atomic_write, private_dir
 from .synthesis import free_bytes
 
 log = logging.getLogger("mcp_tts.residency")
@@ -66,6 +66,6 @@ def prepared(memory: dict[str, T], key: str, file: Path | None, load: Callable[[
             log.warning("prepared voice %s unreadable (%s); rebuilding it", file, exc)
     memory[key] = value = compute()
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(file, lambda staging: save(value, staging))
+        private_dir(file.parent)  # prepared voices are the user's own: 0700 folders, 0600 files
+        atomic_write(file, lambda staging: save(value, staging), 0o600)
     return value
