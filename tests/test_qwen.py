@@ -3,6 +3,7 @@ by their hub ids from a Hugging Face cache, driven through the MCP tools."""
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import time
 
@@ -109,6 +110,8 @@ async def test_design_then_clone_with_a_cached_prompt(home, qwen_hub):
     assert audio_of(second)[0].size > 0 and audio_of(second)[1] == 24000
     cached = list((home / "data" / "cache" / "clone-prompts").glob("*.pt"))
     assert len(cached) == 1
+    assert stat.S_IMODE(cached[0].stat().st_mode) == 0o600  # the user's own voice: private
+    assert stat.S_IMODE(cached[0].parent.stat().st_mode) == 0o700
 
     # a new host finds the prompt on disk: no preparing again
     subprocess.run([MCP_TTS, "hosts", "stop"], env=env, check=True, capture_output=True)
