@@ -239,3 +239,4 @@ def test_a_missing_watermarker_is_reported_never_skipped(chatterbox_family):
 
 def test_install_is_a_no_op_when_installed_and_doctor_reports_it(chatterbox_family, home):
     assert_install_is_a_no_op_and_doctor_reports("chatterbox", home)
+

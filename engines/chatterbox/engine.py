@@ -54,6 +54,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 log = logging.getLogger("mcp_tts.chatterbox")
 
+SHORT_STEPS = 6  # T3 forward calls (the prompt, then a token each) under which a vocoder failure is a too-short draw
+SHORT_DRAWS = 3
+
 BACKENDS = backends_of("chatterbox")  # published models, languages, capabilities: the catalog's
 WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.safetensors"}
 SAMPLE_RATE = BACKENDS["chatterbox"].sample_rate
@@ -356,15 +359,19 @@ class ChatterboxEngine:
     def _generate(self, resident: _Resident, conds, text: str, settings: dict[str, float],
                   cancelled: threading.Event) -> np.ndarray:
         """One piece through the package's own generate(); a hook on T3's transformer ends it between
-        tokens once cancelled."""
+        tokens once cancelled. When T3 stops after a token or two, the package's vocoder fails on the
+        few samples (its fade-in is longer than them: resemble-ai/chatterbox#201, short text); the draw
+        is sampled, so the piece is drawn again, and named if it keeps failing."""
         import torch
 
         model = resident.model
         t3 = model.t3
+        steps = [0]
 
         def check(*_):
             if cancelled.is_set():
                 raise Cancelled()
+            steps[0] += 1
 
         handle = t3.tfmr.register_forward_pre_hook(check)
         unguided = resident.backend == "chatterbox" and settings["cfg_weight"] == 0.0
@@ -372,12 +379,27 @@ class ChatterboxEngine:
             t3.inference = _unguided(t3.inference)  # an instance attribute, removed below
         model.conds = conds
         try:
-            with _quiet(), torch.inference_mode():
-                if resident.backend == "chatterbox":
-                    wav = model.generate(text, exaggeration=settings["exaggeration"],
-                                         cfg_weight=settings["cfg_weight"], temperature=settings["temperature"])
-                else:
-                    wav = model.generate(text, temperature=settings["temperature"])
+            for draw in range(1, SHORT_DRAWS + 1):
+                steps[0] = 0
+                try:
+                    with _quiet(), torch.inference_mode():
+                        if resident.backend == "chatterbox":
+                            wav = model.generate(text, exaggeration=settings["exaggeration"],
+                                                 cfg_weight=settings["cfg_weight"],
+                                                 temperature=settings["temperature"])
+                        else:
+                            wav = model.generate(text, temperature=settings["temperature"])
+                    break
+                except RuntimeError as exc:
+                    if steps[0] > SHORT_STEPS:
+                        raise
+                    log.warning("%s: speech ended after %d token(s), too few for the vocoder (%s); draw %d of %d",
+                                resident.backend, max(steps[0] - 1, 0), exc, draw, SHORT_DRAWS)
+                    if draw == SHORT_DRAWS:
+                        raise RequestError("engine_error", f"{resident.backend} ended its speech after a token or "
+                                           f"two in {SHORT_DRAWS} draws, too short for its vocoder (a known "
+                                           f"limit of the package on short text); give a longer sentence or "
+                                           f"another voice") from exc
         finally:
             handle.remove()
             if unguided:
