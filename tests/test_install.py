@@ -40,10 +40,13 @@ class Index:
                 index.requests.append(self.path)
                 if self.path.rstrip("/") != "/simple" and stall:
                     index.release.wait(120)
-                self.send_response(200 if self.path.rstrip("/") == "/simple" else 404)
-                self.send_header("Content-Type", "text/html")
-                self.end_headers()
-                self.wfile.write(b"<html><body></body></html>")
+                try:
+                    self.send_response(200 if self.path.rstrip("/") == "/simple" else 404)
+                    self.send_header("Content-Type", "text/html")
+                    self.end_headers()
+                    self.wfile.write(b"<html><body></body></html>")
+                except OSError:  # the client went away: pip was stopped
+                    pass
 
             def log_message(self, *args) -> None:
                 pass

@@ -1,0 +1,127 @@
+"""`mcp-tts download BACKEND [--model ID]`: its failures are clear and fast, before anything is fetched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.support.families import FAMILIES_DIR
+from tests.support.mcp_client import MCP_TTS
+from tests.test_install import closed_port
+
+INSTALLED = (FAMILIES_DIR / "qwen" / "venv" / "mcp-tts-installed").exists()
+needs_qwen = pytest.mark.skipif(not INSTALLED, reason=f"no qwen family venv in {FAMILIES_DIR}")
+
+
+def download(*args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    environment = {**os.environ, **env}
+    for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT"):
+        if name not in env:
+            environment.pop(name, None)
+    started = time.monotonic()
+    result = subprocess.run([MCP_TTS, "download", *args], env=environment, capture_output=True, text=True,
+                            timeout=120)
+    return result, time.monotonic() - started
+
+
+def test_an_unknown_model_names_the_published_ones(tmp_path):
+    result, _ = download("qwen-custom", "--model", "Qwen/nope", MCP_TTS_FAMILIES_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown model 'Qwen/nope' for backend 'qwen-custom'" in result.stderr
+    assert "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice, Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice" in result.stderr
+    assert "-m DIR" in result.stderr
+
+
+def test_an_unknown_backend_is_refused_by_the_command_line(tmp_path):
+    result, _ = download("festival", MCP_TTS_FAMILIES_DIR=str(tmp_path))
+    assert result.returncode == 2 and "qwen-custom" in result.stderr and "builtin" not in result.stderr
+
+
+def test_a_family_not_installed_says_how_to_install_it(tmp_path):
+    result, seconds = download("chatterbox-turbo", MCP_TTS_FAMILIES_DIR=str(tmp_path))
+    assert result.returncode == 2 and seconds < 10
+    assert "the chatterbox family" in result.stderr and "is not installed" in result.stderr
+    assert "`mcp-tts install chatterbox`" in result.stderr and "`mcp-tts download chatterbox-turbo`" in result.stderr
+
+
+@needs_qwen
+def test_offline_set_fails_at_once_naming_it(tmp_path):
+    result, seconds = download("qwen-custom", MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), HF_HUB_OFFLINE="1",
+                               HF_HOME=str(tmp_path))
+    assert result.returncode == 2 and seconds < 10
+    assert "HF_HUB_OFFLINE is set (1)" in result.stderr and "unset it" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@needs_qwen
+def test_an_unreachable_hub_fails_in_seconds_naming_the_endpoint(tmp_path):
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    result, seconds = download("qwen-base", "--model", "Qwen/Qwen3-TTS-12Hz-0.6B-Base",
+                               MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path))
+    assert result.returncode == 2 and seconds < 10
+    assert f"cannot reach the Hugging Face Hub at {endpoint} (HF_ENDPOINT)" in result.stderr
+    assert "Qwen/Qwen3-TTS-12Hz-0.6B-Base was not downloaded" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+class Hub:
+    """A Hugging Face endpoint on loopback that knows no model: the fetch in the family venv is refused."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hub.requests.append(self.path)
+                root = self.path == "/"
+                self.send_response(200 if root else 404)
+                self.send_header("Content-Type", "application/json")
+                if not root:
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    self.send_header("X-Error-Message", "Repository not found")
+                self.end_headers()
+                self.wfile.write(json.dumps({} if root else {"error": "Repository not found"}).encode())
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("backend, model", [("qwen-design", "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign"),
+                                            ("chatterbox", "ResembleAI/chatterbox")])
+def test_a_model_the_hub_refuses_is_named_from_the_family_venv(tmp_path, backend, model):
+    """Through the family venv's own huggingface_hub (0.36 in qwen's, 1.x in chatterbox's)."""
+    family = "qwen" if backend.startswith("qwen") else "chatterbox"
+    if not (FAMILIES_DIR / family / "venv" / "mcp-tts-installed").exists():
+        pytest.skip(f"no {family} family venv in {FAMILIES_DIR}")
+    hub = Hub()
+    try:
+        result, seconds = download(backend, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), HF_ENDPOINT=hub.url,
+                                   HF_HOME=str(tmp_path))
+    finally:
+        hub.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"fetching {model} into the Hugging Face cache" in result.stdout
+    assert any(path.startswith(f"/api/models/{model}") for path in hub.requests)
+    assert f"the Hugging Face Hub refused {model} (RepositoryNotFoundError)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert seconds < 60
+    assert not Path(tmp_path / "hub").exists() or not any((tmp_path / "hub").rglob("*.safetensors"))
