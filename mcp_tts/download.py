@@ -95,7 +95,9 @@ def _fetch(python, backend_name: str, model: str, say: Callable[[str], None]) ->
                 continue
             events.append(event)
             if event.get("event") == "plan":
-                say(f"{backend_name}: {event['files']} files, {event['bytes'] / 1e9:.2f} GB, into {event['cache']}"
+                size = event["bytes"]
+                size = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+                say(f"{backend_name}: {event['files']} files, {size}, into {event['cache']}"
                     " (files already there are not fetched again)")
         process.wait()
     except BaseException:

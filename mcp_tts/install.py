@@ -275,7 +275,8 @@ class PipProgress:
             return
         if line.startswith("Installing collected packages:"):
             count = len(line.split(":", 1)[1].split(","))
-            self.say(f"[3/4] installing {count} packages ({self.downloads} downloaded, {self.downloaded_mb:.0f} MB;"
+            size = f"{self.downloaded_mb:.{1 if self.downloaded_mb < 10 else 0}f} MB"
+            self.say(f"[3/4] installing {count} packages ({self.downloads} downloaded, {size};"
                      f" {self.cached} from pip's cache)")
             return
         if line.startswith(("ERROR:", "WARNING:")) and not _harmless(line):

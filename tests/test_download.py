@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -125,3 +126,81 @@ def test_a_model_the_hub_refuses_is_named_from_the_family_venv(tmp_path, backend
     assert "Traceback" not in result.stderr
     assert seconds < 60
     assert not Path(tmp_path / "hub").exists() or not any((tmp_path / "hub").rglob("*.safetensors"))
+
+
+class TinyHub:
+    """A Hugging Face endpoint on loopback that publishes one model of two small files."""
+
+    SHA = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, model: str) -> None:
+        self.files = {"config.json": b'{"tiny": true}', "model.safetensors": bytes(range(256)) * 4096}
+        self.requests: list[str] = []
+        hub = self
+        info = {"id": model, "modelId": model, "sha": self.SHA, "private": False, "gated": False,
+                "siblings": [{"rfilename": name, "size": len(data)} for name, data in self.files.items()]}
+
+        class Handler(BaseHTTPRequestHandler):
+            def reply(self, body: bytes, head: bool = False, **headers: str) -> None:
+                self.send_response(200)
+                for key, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_GET(self, head: bool = False) -> None:
+                hub.requests.append(f"{self.command} {self.path}")
+                path = self.path.split("?")[0]
+                if path == "/":
+                    return self.reply(b"{}", head)
+                if path.startswith(f"/api/models/{model}/tree/"):  # huggingface_hub 1.x lists the files
+                    tree = [{"type": "file", "path": name, "size": len(data),
+                             "oid": hashlib.sha1(data).hexdigest()} for name, data in hub.files.items()]
+                    return self.reply(json.dumps(tree).encode(), head, **{"Content-Type": "application/json"})
+                if path.startswith(f"/api/models/{model}"):
+                    return self.reply(json.dumps(info).encode(), head, **{"Content-Type": "application/json"})
+                prefix = f"/{model}/resolve/"
+                if path.startswith(prefix):
+                    name = path[len(prefix):].split("/", 1)[1]
+                    data = hub.files[name]
+                    return self.reply(data, head, **{"X-Repo-Commit": hub.SHA,
+                                                     "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+                self.send_response(404)
+                self.end_headers()
+
+            def do_HEAD(self) -> None:
+                self.do_GET(head=True)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("backend, model", [("qwen-custom", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"),
+                                            ("chatterbox-turbo", "ResembleAI/chatterbox-turbo")])
+def test_a_published_model_lands_in_the_hugging_face_cache(tmp_path, backend, model):
+    family = "qwen" if backend.startswith("qwen") else "chatterbox"
+    if not (FAMILIES_DIR / family / "venv" / "mcp-tts-installed").exists():
+        pytest.skip(f"no {family} family venv in {FAMILIES_DIR}")
+    hub = TinyHub(model)
+    try:
+        args = ("--model", model) if backend == "qwen-custom" else ()
+        result, _ = download(backend, *args, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), HF_ENDPOINT=hub.url,
+                             HF_HOME=str(tmp_path))
+    finally:
+        hub.close()
+    assert result.returncode == 0, result.stdout + result.stderr + "\n".join(hub.requests)
+    assert "2 files, 1.0 MB, into " + str(tmp_path / "hub") in result.stdout
+    snapshot = tmp_path / "hub" / f"models--{model.replace('/', '--')}" / "snapshots" / TinyHub.SHA
+    assert f"{model} is in the cache ({snapshot})" in result.stdout
+    assert (snapshot / "model.safetensors").read_bytes() == hub.files["model.safetensors"]
+    assert "Traceback" not in result.stderr
