@@ -17,7 +17,7 @@ from collections.abc import Callable
 from .config import Settings
 from .errors import TTSError
 from .families import FAMILIES, backend, install_command, interpreter
-from .install import INDEX_TIMEOUT, _signals_interrupt, _stop, unreachable
+from .install import INDEX_TIMEOUT, interrupts_raise, stop_process, unreachable
 
 HUB = "https://huggingface.co"
 TRUE = ("1", "true", "yes", "on")
@@ -79,7 +79,7 @@ def download(settings: Settings, backend_name: str, model: str | None = None,
                        + f": {problem}; {model} was not downloaded. Check the network (or HF_ENDPOINT), or "
                        "fetch it elsewhere and pass the checkpoint folder as `-m DIR` to `mcp-tts say`")
     say(f"{backend_name}: fetching {model} into the Hugging Face cache")
-    with _signals_interrupt():
+    with interrupts_raise():
         return _fetch(python, backend_name, model, say)
 
 
@@ -101,7 +101,7 @@ def _fetch(python, backend_name: str, model: str, say: Callable[[str], None]) ->
                     " (files already there are not fetched again)")
         process.wait()
     except BaseException:
-        _stop(process)
+        stop_process(process)
         say(f"{backend_name}: download interrupted; what was fetched stays in the cache, and a new "
             f"`mcp-tts download {backend_name}` resumes it")
         raise

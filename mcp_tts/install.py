@@ -13,6 +13,7 @@ killed install left there is removed by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         raise TTSError(f"{family}: another install of this family is running "
                        f"({holder(lock.path) or 'pid unknown'}); wait for it, or stop it")
     try:
-        with _signals_interrupt():
+        with interrupts_raise():
             return _install(settings, plan, target, say)
     finally:
         lock.release()
@@ -279,7 +280,7 @@ class PipProgress:
             self.say(f"[3/4] installing {count} packages ({self.downloads} downloaded, {size};"
                      f" {self.cached} from pip's cache)")
             return
-        if line.startswith(("ERROR:", "WARNING:")) and not _harmless(line):
+        if line.startswith(("ERROR:", "WARNING:")) and not harmless(line):
             self.say(f"      pip: {line[:200]}")
 
 
@@ -338,28 +339,28 @@ def _pip_config(key: str) -> str | None:
     return None
 
 
-class _signals_interrupt:
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
     """SIGINT and SIGTERM raise Interrupted in the main thread, once: a second signal during the
-    clean-up is ignored, so the clean-up finishes."""
+    clean-up is ignored, so the clean-up finishes. Elsewhere than the main thread, nothing changes."""
+    saved: dict[int, object] = {}
 
-    def __enter__(self) -> None:
-        self.saved: dict[int, object] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.saved[signum] = signal.signal(signum, self._raise)
-
-    def _raise(self, signum: int, frame) -> None:
-        for other in self.saved:
+    def interrupt(signum: int, frame) -> None:
+        for other in saved:
             signal.signal(other, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self.saved.items():
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            saved[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
             signal.signal(signum, handler)
 
 
-def _harmless(line: str) -> bool:
+def harmless(line: str) -> bool:
     return any(text in line for text in HARMLESS) or (len(line) > 3 and set(line.strip()) == {"*"})
 
 
@@ -394,14 +395,14 @@ def _run(command: list[str], log, show: Callable[[str], None] | None = None,
         for line in process.stdout:
             log.write(line)
             line = line.rstrip()
-            if _harmless(line):
+            if harmless(line):
                 continue
             tail = (tail + [line])[-30:]
             if show and line:
                 show(line)
         process.wait()
     except BaseException:
-        _stop(process)
+        stop_process(process)
         raise
     finally:
         log.flush()
@@ -409,7 +410,7 @@ def _run(command: list[str], log, show: Callable[[str], None] | None = None,
         raise TTSError(f"`{' '.join(command[:4])} ...` failed (exit {process.returncode}):\n" + "\n".join(tail))
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     """SIGINT first (pip removes its own temporary folders on it), then SIGKILL."""
     if process.poll() is not None:
         return
@@ -419,5 +420,5 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    except OSError:
-        pass
+    except (OSError, ValueError):  # gone meanwhile; Windows sends no SIGINT to a child
+        process.kill()
