@@ -133,7 +133,7 @@ def _add_download_parser(sub) -> None:
                                           "through the family's venv, which must be installed first.")
     download.add_argument("backend", choices=[name for name, b in BACKENDS.items() if b.family != "builtin"],
                           help="the backend whose weights to fetch")
-    download.add_argument("--model", help="one of the backend's published models (default: its first)")
+    download.add_argument("--model", metavar="ID", help="one of the backend's published models (default: its first)")
 
 
 def _download(settings: Settings, args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -133,9 +134,10 @@ class TinyHub:
 
     SHA = "0123456789abcdef0123456789abcdef01234567"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, stall: bool = False) -> None:
         self.files = {"config.json": b'{"tiny": true}', "model.safetensors": bytes(range(256)) * 4096}
         self.requests: list[str] = []
+        self.release = threading.Event()
         hub = self
         info = {"id": model, "modelId": model, "sha": self.SHA, "private": False, "gated": False,
                 "siblings": [{"rfilename": name, "size": len(data)} for name, data in self.files.items()]}
@@ -164,6 +166,8 @@ class TinyHub:
                 if path.startswith(prefix):
                     name = path[len(prefix):].split("/", 1)[1]
                     data = hub.files[name]
+                    if stall and not head and name == "model.safetensors":
+                        hub.release.wait(60)
                     return self.reply(data, head, **{"X-Repo-Commit": hub.SHA,
                                                      "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
                 self.send_response(404)
@@ -181,6 +185,7 @@ class TinyHub:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -204,3 +209,27 @@ def test_a_published_model_lands_in_the_hugging_face_cache(tmp_path, backend, mo
     assert f"{model} is in the cache ({snapshot})" in result.stdout
     assert (snapshot / "model.safetensors").read_bytes() == hub.files["model.safetensors"]
     assert "Traceback" not in result.stderr
+
+
+@needs_qwen
+def test_a_download_stopped_by_ctrl_c_says_it_can_resume(tmp_path):
+    hub = TinyHub("Qwen/Qwen3-TTS-12Hz-1.7B-Base", stall=True)
+    env = {**os.environ, "MCP_TTS_FAMILIES_DIR": str(FAMILIES_DIR), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path)}
+    env.pop("HF_HUB_OFFLINE", None)
+    process = subprocess.Popen([MCP_TTS, "download", "qwen-base"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.startswith("GET /") and r.endswith("model.safetensors") for r in hub.requests):
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        hub.close()
+    assert time.monotonic() - stopped < 10
+    assert process.returncode == 130, out + err
+    assert "download interrupted" in out and "`mcp-tts download qwen-base` resumes it" in out
+    assert "Traceback" not in err
