@@ -289,7 +289,8 @@ def package_indexes(settings: Settings, plan: Recipe) -> list[tuple[str, str]]:
     pip_index = os.environ.get("PIP_INDEX_URL") or _pip_config("index-url")
     indexes = [(pip_index, "PIP_INDEX_URL / pip's configuration") if pip_index else (PYPI, "PyPI, pip's default")]
     if plan.device == "cpu" and settings.torch_index_url:
-        indexes.insert(0, (settings.torch_index_url, "MCP_TTS_TORCH_INDEX_URL"))
+        indexes.insert(0, (settings.torch_index_url, "MCP_TTS_TORCH_INDEX_URL" + (
+            "" if "MCP_TTS_TORCH_INDEX_URL" in os.environ else "'s default")))
     return indexes
 
 
@@ -299,7 +300,7 @@ def check_indexes(indexes: list[tuple[str, str]], timeout: float = INDEX_TIMEOUT
         problem = unreachable(url, timeout)
         if problem is None:
             continue
-        if why == "MCP_TTS_TORCH_INDEX_URL":
+        if why.startswith("MCP_TTS_TORCH_INDEX_URL"):
             hint = ("set MCP_TTS_TORCH_INDEX_URL to a PyTorch index you can reach (a mirror of "
                     "https://download.pytorch.org/whl/cpu), or to \"\" to use pip's own configuration "
                     "(PyPI or PIP_INDEX_URL; PyPI's Linux torch wheels are CUDA builds, several GB more), "
