@@ -67,6 +67,7 @@ def local_index(monkeypatch):
     """pip's own index, for the check before pip starts: one on loopback, so no test needs the network."""
     index = Index()
     monkeypatch.setenv("PIP_INDEX_URL", index.url)
+    monkeypatch.setenv("MCP_TTS_TORCH_INDEX_URL", "")  # Settings() built in a test read it
     yield index
     index.close()
 
