@@ -5,6 +5,7 @@
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
     mcp-tts install FAMILY [--cpu|--cuda]
+    mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
     mcp-tts doctor
 """
@@ -59,12 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--audio", required=True, help="a recording of one speaker, 3-30 s (WAV, FLAC, OGG, MP3)")
     add.add_argument("--text", required=True, help="exactly what the recording says")
-    install = sub.add_parser("install", help="create a neural family's venv (qwen, chatterbox)")
-    install.add_argument("family", choices=("qwen", "chatterbox"))
-    where = install.add_mutually_exclusive_group()
-    where.add_argument("--cpu", dest="device", action="store_const", const="cpu")
-    where.add_argument("--cuda", dest="device", action="store_const", const="cuda")
-    install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
+    _add_install_parser(sub)
+    _add_download_parser(sub)
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
     hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
     sub.add_parser("doctor", help="check audio output, families, GPU and hosts")
@@ -80,11 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     try:
         if args.command == "install":
-            from .install import install as install_family
-
-            install_family(settings, args.family, args.device, force=args.force,
-                           say=lambda line: print(line, flush=True))
-            return 0
+            return _install(settings, args)
+        if args.command == "download":
+            return _download(settings, args)
         if args.command == "voices" and args.voices_command == "add":
             from .voices import add_recording
 
@@ -104,6 +99,52 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _add_install_parser(sub) -> None:
+    install = sub.add_parser("install", help="create a neural family's venv (qwen, chatterbox)",
+                             description="Creates the family's own venv with its pinned packages (several GB, "
+                                         "minutes). The package indexes are checked first; pip's full output "
+                                         "goes to install.log in the family's folder.")
+    install.add_argument("family", choices=("qwen", "chatterbox"), help="the model family to install")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--cpu", dest="device", action="store_const", const="cpu",
+                       help="CPU builds of torch (from MCP_TTS_TORCH_INDEX_URL on Linux; \"\" for pip's own index)")
+    where.add_argument("--cuda", dest="device", action="store_const", const="cuda",
+                       help="CUDA builds of torch, from pip's own index (the default where nvidia-smi is found)")
+    install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
+
+
+def _install(settings: Settings, args: argparse.Namespace) -> int:
+    from .install import Interrupted, install
+
+    try:
+        install(settings, args.family, args.device, force=args.force, say=lambda line: print(line, flush=True))
+    except Interrupted as exc:
+        return 128 + exc.signum
+    return 0
+
+
+def _add_download_parser(sub) -> None:
+    from .engines.contract.catalog import BACKENDS
+
+    download = sub.add_parser("download", help="fetch a backend's published weights into the Hugging Face cache",
+                              description="Fetches a published checkpoint into the Hugging Face cache (HF_HOME), "
+                                          "through the family's venv, which must be installed first.")
+    download.add_argument("backend", choices=[name for name, b in BACKENDS.items() if b.family != "builtin"],
+                          help="the backend whose weights to fetch")
+    download.add_argument("--model", metavar="ID", help="one of the backend's published models (default: its first)")
+
+
+def _download(settings: Settings, args: argparse.Namespace) -> int:
+    from .download import download
+    from .install import Interrupted
+
+    try:
+        download(settings, args.backend, args.model, say=lambda line: print(line, flush=True))
+    except Interrupted as exc:
+        return 128 + exc.signum
+    return 0
 
 
 async def _with_speech(settings: Settings, work):

@@ -4,28 +4,57 @@ A family's packages pin what no other family can share (qwen-tts: transformers 4
 torch 2.6.0), so each gets a venv under the data directory. The venv is built in a staging folder
 and renamed into place only once its packages import, so a failed or interrupted install never
 leaves a venv that looks installed. Re-running with the same recipe does nothing.
+
+What the user sees: the package indexes checked first (seconds, not minutes of pip's retries), then
+numbered steps with the downloads and their sizes; pip's full output goes to install.log in the
+family's folder. SIGINT and SIGTERM stop pip, remove the unfinished venv and say so; what an older,
+killed install left there is removed by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import Settings
-from .engines.contract.atomic import atomic_write
+from .engines.contract.atomic import STAGING, atomic_write, sweep_staging
+from .engines.contract.lockfile import LockFile, holder
 from .errors import TTSError
 from .families import FAMILIES
 
 MARKER = "mcp-tts-installed"
+LOG = "install.log"
+PYPI = "https://pypi.org/simple/"
+INDEX_TIMEOUT = 5.0  # seconds for the check of each package index
+# what interrupted installs leave beside the venv: atomic_write's staging, the old venv set aside
+# during a reinstall, and the staging name of versions before 2026-12
+LEFTOVERS = re.compile(rf"{STAGING.pattern}|^venv\.old-\d+$|^venv\.partial-.*$")
+# lines of pip and of the checks that alarm and mean nothing here: kept in the log, not shown
+HARMLESS = ("SoX", "sox: not found", "sox.sourceforge.net", "path variables.", "flash-attn is not installed",
+            "Could not load this library", "WARNING: Location")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during an install."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -138,24 +167,53 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
         say(f"{family}: already installed ({plan.device}) in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    lock = LockFile(target.parent / "install.lock")
+    if not lock.acquire():
+        raise TTSError(f"{family}: another install of this family is running "
+                       f"({holder(lock.path) or 'pid unknown'}); wait for it, or stop it")
+    try:
+        with interrupts_raise():
+            return _install(settings, plan, target, say)
+    finally:
+        lock.release()
+
+
+def _install(settings: Settings, plan: Recipe, target: Path, say: Callable[[str], None]) -> Path:
+    family = plan.family
+    removed = sweep_staging(target.parent, older_than=0, pattern=LEFTOVERS)  # the lock is ours: none is live
+    if removed:
+        say(f"{family}: removed what an interrupted install left: {', '.join(removed)}")
     _check_space(plan, target.parent)
+    indexes = package_indexes(settings, plan)
+    check_indexes(indexes)
     started = time.monotonic()
     old = target.parent / f"venv.old-{os.getpid()}"
+    log_path = target.parent / LOG
+    staged: list[Path] = []
+    say(f"{family}: installing for {plan.device} into {target} (several GB with torch; minutes)")
+    say(f"{family}: package indexes reachable: " + ", ".join(f"{url} ({why})" for url, why in indexes))
+    say(f"{family}: pip's full output goes to {log_path}")
 
-    def build(staging: Path) -> None:
-        say(f"{family}: creating a venv ({plan.device}) in {staging}")
-        _run([sys.executable, "-m", "venv", str(staging)], say)
+    def build(staging: Path, log) -> None:
+        staged.append(staging)
         python = venv_python(staging)
+        say(f"[1/4] creating the venv ({staging.name})")
+        _run([sys.executable, "-m", "venv", str(staging)], log)
         command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
                    *plan.packages]
         if plan.device == "cpu" and settings.torch_index_url:  # MCP_TTS_TORCH_INDEX_URL
             command += ["--extra-index-url", settings.torch_index_url]
-        say(f"{family}: installing {' '.join(plan.packages)} (several GB with torch; minutes)")
-        _run(command, say, show=True)
+        say(f"[2/4] resolving and downloading {' '.join(plan.packages)}")
+        pip_tmp = staging / "pip-tmp"  # pip's unpacked wheels: on the family's disk, and gone with the staging
+        pip_tmp.mkdir()
+        progress = PipProgress(say)
+        _run(command, log, progress.line, env={"TMPDIR": str(pip_tmp), "TMP": str(pip_tmp), "TEMP": str(pip_tmp)})
+        shutil.rmtree(pip_tmp, ignore_errors=True)
+        say("[4/4] checking the packages import")
+        shown = lambda line: say(f"      {line}") if line.strip() else None  # noqa: E731
         if plan.fixup:
-            _run([str(python), "-c", plan.fixup], say, show=True)
-        say(f"{family}: checking the packages import")
-        _run([str(python), "-c", plan.check], say, show=True)
+            _run([str(python), "-c", plan.fixup], log, shown)
+        _run([str(python), "-c", plan.check], log, shown)
         freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
         (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan),
                                                   "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -164,17 +222,147 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
             os.replace(target, old)
 
     try:  # the venv only counts as installed once renamed into place; a failure leaves no staging behind
-        atomic_write(target, build)
+        with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+            atomic_write(target, lambda staging: build(staging, log))
     except BaseException as exc:
         if old.exists() and not target.exists():  # the rename itself failed: the old venv goes back
             os.replace(old, target)
+        left = [path.name for path in staged if os.path.lexists(path)]
+        if isinstance(exc, KeyboardInterrupt):
+            say(f"{family}: interrupted ({exc}); " + (f"could not remove {', '.join(left)}: delete it" if left else
+                "cleaned up: removed the unfinished venv, nothing was installed")
+                + (f"; the installed venv {target} is unchanged" if target.exists() else "") + f" (log: {log_path})")
+            raise
         if isinstance(exc, TTSError) and "No space left on device" in str(exc):
             raise TTSError(f"{family}: the disk ran out of space during the install; {_space(plan, target.parent)}"
-                           f"\n{exc}") from None
+                           f"\n{exc}\nThe full log: {log_path}") from None
+        if isinstance(exc, TTSError):
+            raise TTSError(f"{family}: {exc}\nThe full log: {log_path}") from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     say(f"{family}: installed in {time.monotonic() - started:.0f} s ({target})")
     return target
+
+
+class PipProgress:
+    """Turns pip's output lines into step lines: each download with its size, then the install step."""
+
+    DOWNLOAD = re.compile(r"^\s*(Downloading|Using cached) (\S+)(?: \(([\d.]+ [kMG]?B)\))?")
+    SIZE = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.collected = 0
+        self.downloaded_mb = 0.0
+        self.downloads = 0
+        self.cached = 0
+
+    def line(self, line: str) -> None:
+        if line.startswith("Collecting "):
+            self.collected += 1
+            return
+        match = self.DOWNLOAD.match(line)
+        if match:
+            verb, url, size = match.groups()
+            name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+            if verb == "Downloading":
+                self.downloads += 1
+                if size:
+                    number, unit = size.split()
+                    self.downloaded_mb += float(number) * self.SIZE.get(unit, 0.0)
+                self.say(f"      {name}" + (f" ({size})" if size else ""))
+            else:
+                self.cached += 1
+            return
+        if line.startswith("Installing collected packages:"):
+            count = len(line.split(":", 1)[1].split(","))
+            size = f"{self.downloaded_mb:.{1 if self.downloaded_mb < 10 else 0}f} MB"
+            self.say(f"[3/4] installing {count} packages ({self.downloads} downloaded, {size};"
+                     f" {self.cached} from pip's cache)")
+            return
+        if line.startswith(("ERROR:", "WARNING:")) and not harmless(line):
+            self.say(f"      pip: {line[:200]}")
+
+
+def package_indexes(settings: Settings, plan: Recipe) -> list[tuple[str, str]]:
+    """The indexes pip will ask, each with where it comes from."""
+    pip_index = os.environ.get("PIP_INDEX_URL") or _pip_config("index-url")
+    indexes = [(pip_index, "PIP_INDEX_URL / pip's configuration") if pip_index else (PYPI, "PyPI, pip's default")]
+    if plan.device == "cpu" and settings.torch_index_url:
+        indexes.insert(0, (settings.torch_index_url, "MCP_TTS_TORCH_INDEX_URL" + (
+            "" if "MCP_TTS_TORCH_INDEX_URL" in os.environ else "'s default")))
+    return indexes
+
+
+def check_indexes(indexes: list[tuple[str, str]], timeout: float = INDEX_TIMEOUT) -> None:
+    """Fails within seconds when an index does not answer, rather than after minutes of pip's retries."""
+    for url, why in indexes:
+        problem = unreachable(url, timeout)
+        if problem is None:
+            continue
+        if why.startswith("MCP_TTS_TORCH_INDEX_URL"):
+            hint = ("set MCP_TTS_TORCH_INDEX_URL to a PyTorch index you can reach (a mirror of "
+                    "https://download.pytorch.org/whl/cpu), or to \"\" to use pip's own configuration "
+                    "(PyPI or PIP_INDEX_URL; PyPI's Linux torch wheels are CUDA builds, several GB more), "
+                    "or install with --cuda, which takes torch from pip's own index")
+        else:
+            hint = ("check the network, or point pip at an index you can reach (PIP_INDEX_URL, pip.conf); "
+                    "--cpu/--cuda pick the torch build, MCP_TTS_TORCH_INDEX_URL the index of the CPU build")
+        raise TTSError(f"cannot reach the package index {url} ({why}): {problem}; nothing was installed. "
+                       f"To go on, {hint}.")
+
+
+def unreachable(url: str, timeout: float) -> str | None:
+    """None if `url` answers HTTP within `timeout` seconds (any status: the server is there), else why not."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as reply:
+            reply.read(1)
+        return None
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as exc:
+        return str(exc.reason)
+    except (OSError, ValueError) as exc:  # a timeout while reading, a malformed URL
+        return str(exc) or type(exc).__name__
+
+
+def _pip_config(key: str) -> str | None:
+    """pip's configured value of `key` (pip.conf, any scope), read by pip itself; None if unset."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                             timeout=20, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        if name.rsplit(".", 1)[-1] == key:
+            return value.strip().strip("'\"") or None
+    return None
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted in the main thread, once: a second signal during the
+    clean-up is ignored, so the clean-up finishes. Elsewhere than the main thread, nothing changes."""
+    saved: dict[int, object] = {}
+
+    def interrupt(signum: int, frame) -> None:
+        for other in saved:
+            signal.signal(other, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            saved[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def harmless(line: str) -> bool:
+    return any(text in line for text in HARMLESS) or (len(line) > 3 and set(line.strip()) == {"*"})
 
 
 def _check_space(plan: Recipe, where: Path) -> None:
@@ -188,21 +376,50 @@ def _space(plan: Recipe, where: Path) -> str:
     # a staging venv (atomic_write's hidden name) that a killed install never removed
     leftovers = ", ".join(path.name for path in where.glob(".venv.*.tmp"))
     return (f"{where} has {free:.1f} GB free and the {plan.family} family ({plan.device}) needs about "
-            f"{plan.disk_gb:.0f} GB. Free some space there, or set MCP_TTS_FAMILIES_DIR to a folder on a "
-            f"disk with room (pip also unpacks into {tempfile.gettempdir()})."
+            f"{plan.disk_gb:.0f} GB (pip unpacks there too). Free some space there, or set MCP_TTS_FAMILIES_DIR "
+            f"to a folder on a disk with room."
             + (f" Interrupted installs left {leftovers} there: delete them." if leftovers else ""))
 
 
-def _run(command: list[str], say: Callable[[str], None], show: bool = False) -> None:
-    """Runs a step, passing its output lines on as progress; a failure names the step and its end."""
+def _run(command: list[str], log, show: Callable[[str], None] | None = None,
+         env: dict[str, str] | None = None) -> None:
+    """Runs a step: every output line to the log, the ones not known to be harmless to `show`; a failure
+    names the step and shows its last lines. Interrupted, the step's process is stopped before this returns,
+    so nothing writes into the staging venv while it is removed."""
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PIP_NO_INPUT": "1"})
+                               errors="replace", env={**os.environ, "PIP_NO_INPUT": "1", **(env or {})})
     tail: list[str] = []
     assert process.stdout is not None
-    for line in process.stdout:
-        line = line.rstrip()
-        tail = (tail + [line])[-30:]
-        if show and line and not line.startswith(("  ", "WARNING: Location")):
-            say(f"  {line}")
-    if process.wait() != 0:
+    try:
+        for line in process.stdout:
+            log.write(line)
+            line = line.rstrip()
+            if harmless(line):
+                continue
+            tail = (tail + [line])[-30:]
+            if show and line:
+                show(line)
+        process.wait()
+    except BaseException:
+        stop_process(process)
+        raise
+    finally:
+        log.flush()
+    if process.returncode != 0:
         raise TTSError(f"`{' '.join(command[:4])} ...` failed (exit {process.returncode}):\n" + "\n".join(tail))
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGINT first (pip removes its own temporary folders on it), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    try:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    except (OSError, ValueError):  # gone meanwhile; Windows sends no SIGINT to a child
+        process.kill()
