@@ -31,7 +31,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST = "manifest.json"
 SAMPLE = "sample.wav"
 REFERENCE = "reference.wav"
-_REMOVE = "mcp-tts voices remove {name}"  # the one way to delete a saved voice, for tool callers and the CLI alike
+_REMOVE = "`mcp-tts voices remove {name}`"  # the one way to delete a saved voice, for tool callers and the CLI alike
 
 
 class VoiceManifest(BaseModel):
@@ -115,7 +115,7 @@ class VoiceLibrary:
         target = self.path(manifest.name)
         if target.exists():
             raise TTSError(f"a voice named {manifest.name!r} already exists ({target}); choose another name, "
-                           f"or remove it first ({_REMOVE.format(name=manifest.name)})")
+                           f"or remove it first with {_REMOVE.format(name=manifest.name)}")
 
         def write(staging: Path) -> None:
             staging.mkdir(mode=0o700)
@@ -210,7 +210,7 @@ def add_recording(root: Path, name: str, audio: Path, transcript: str) -> VoiceM
     library = VoiceLibrary(root)
     if library.path(name).exists():
         raise TTSError(f"a voice named {name!r} already exists; choose another name, "
-                       f"or remove it first ({_REMOVE.format(name=name)})")
+                       f"or remove it first with {_REMOVE.format(name=name)}")
     if not isinstance(transcript, str) or not transcript.strip():
         raise TTSError("the transcript is empty: give exactly what the recording says")
     transcript = check_text(transcript, 2000)
