@@ -61,13 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", help="speak text now", description="Speak text now, through the same request as "
                                                                   "the say tool (one set of limits).")
     field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
+    slowest, fastest = [getattr(m, k) for m in field["speed"].metadata for k in ("ge", "le") if hasattr(m, k)]
     say.add_argument("text", help=field["text"].description)
-    say.add_argument("-v", "--voice", help=field["voice"].description)
-    say.add_argument("-b", "--backend", help=field["backend"].description)
-    say.add_argument("-m", "--model", help=field["model"].description)
+    # the tool's descriptions, where they point at tools, pointed at this command's own (`mcp-tts voices`)
+    say.add_argument("-v", "--voice", help="a preset voice of the backend or a saved voice (see `mcp-tts voices`); "
+                                           "default: MCP_TTS_VOICE, else the backend's")
+    say.add_argument("-b", "--backend", help="backend for this call (see `mcp-tts voices`); default: MCP_TTS_BACKEND, "
+                                             "else builtin")
+    say.add_argument("-m", "--model", help="model of the backend: a hub id, or a local checkpoint directory; "
+                                           "default: MCP_TTS_MODEL, else the backend's first")
     say.add_argument("-l", "--language", help=field["language"].description)
     say.add_argument("-i", "--instruct", help=field["instruct"].description)
-    say.add_argument("-s", "--speed", type=float, default=field["speed"].default, help=field["speed"].description)
+    say.add_argument("-s", "--speed", type=float, default=field["speed"].default,
+                     help=f"speaking rate, {slowest:.1f}-{fastest:.1f}; 1.0 is normal")
     say.add_argument("-o", "--output-file", metavar="FILE", help="write the audio here (.wav, .flac, .ogg) instead "
                                                                  "of playing; an existing file of that name is "
                                                                  "replaced")

@@ -145,7 +145,7 @@ def test_help_agrees_with_the_code():
     for option in ("-v VOICE", "-b BACKEND", "-m MODEL", "-l LANGUAGE", "-i INSTRUCT", "-s SPEED", "-o FILE",
                    "--raw", "--json"):
         assert option in say, option
-    assert "speaking rate, 1.0 is normal" in say
+    assert "speaking rate, 0.5-2.0; 1.0 is normal" in say and "`mcp-tts voices`" in say
 
 
 def test_voices_add_remove_and_the_duplicate_name_names_remove(home, tmp_path):
