@@ -93,9 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--audio", required=True, metavar="FILE",
                      help=f"a recording of one speaker, {lo:.0f}-{hi:.0f} s, 16 kHz or more (WAV, FLAC, OGG, MP3)")
     add.add_argument("--text", required=True, help="exactly what the recording says")
+    add.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the saved voice, or the "
+                                                                                   "error, as JSON")
     remove = voices_sub.add_parser("remove", help="delete a saved voice", description="Delete a saved voice (its "
                                                                                       "folder under the data dir).")
     remove.add_argument("name", help="the saved voice's name, as `mcp-tts voices` lists it")
+    remove.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result, or the "
+                                                                                      "error, as JSON")
     install = sub.add_parser("install", help="create a neural family's venv (qwen, chatterbox)")
     install.add_argument("family", choices=("qwen", "chatterbox"), help="the family to install")
     where = install.add_mutually_exclusive_group()
@@ -140,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
             from .voices import add_recording
 
             manifest = add_recording(settings.voices_dir, args.name, Path(args.audio), args.text)
-            print(f"saved voice {manifest.name!r}: usable with {', '.join(manifest.usable_with)}")
+            if args.json:
+                print(manifest.model_dump_json(indent=2))
+            else:
+                print(f"saved voice {manifest.name!r}: usable with {', '.join(manifest.usable_with)}")
             return 0
         if args.command == "voices" and args.voices_command == "remove":
             from .voices import VoiceLibrary
 
             where = VoiceLibrary(settings.voices_dir).delete(args.name)
-            print(f"removed voice {args.name!r} ({where})")
+            print(json.dumps({"removed": args.name, "path": str(where)}) if args.json
+                  else f"removed voice {args.name!r} ({where})")
             return 0
         return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
                          settings, args)
@@ -200,15 +208,16 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
               f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
         for note in result.notes:
             print(f"  note: {note}")
-        print(_still_warm(settings, result), file=sys.stderr)
+        print(_still_warm(settings, result.backend, speaker=not args.output_file), file=sys.stderr)
     return 0
 
 
-def _still_warm(settings: Settings, result) -> str:
-    """What a one-off `say` leaves running: the engine host (and the speaker, if it played) until idle."""
-    service = families.family_of(result.backend).service
+def _still_warm(settings: Settings, backend: str, speaker: bool) -> str:
+    """What a one-off `say` leaves running: the engine host, and the speaker where it was asked to play (it
+    is started then even if it finds no device), until they have been idle for their timeouts."""
+    service = families.family_of(backend).service
     line = f"mcp-tts: the {service} engine host stays warm for {_duration(settings.idle_timeout)} of idle time"
-    if result.output != "play":
+    if not speaker:
         return line + "; `mcp-tts hosts stop` stops it now"
     return line + f", the speaker for {_duration(settings.speaker_idle_timeout)}; `mcp-tts hosts stop` stops them now"
 

@@ -71,6 +71,8 @@ def test_say_after_play_names_the_speaker_too(home, pulse):
     result = run(server_env(home, pulse, MCP_TTS_SPEAKER_IDLE_TIMEOUT="90"), "say", "Hi.")
     assert result.returncode == 0, result.stderr
     assert "the builtin engine host stays warm for 2 min of idle time, the speaker for 90 s" in result.stderr
+    no_device = run(server_env(home, None), "say", "Hi.")  # the speaker was asked, found no device: a file
+    assert no_device.returncode == 0 and "the speaker for 2 min" in no_device.stderr, no_device.stderr
 
 
 def test_an_unknown_language_is_named_as_a_language_with_the_accepted_ones(home):
@@ -160,6 +162,10 @@ def test_voices_add_remove_and_the_duplicate_name_names_remove(home, tmp_path):
     assert again.returncode == 2 and "`mcp-tts voices remove me`" in again.stderr, again.stderr
     removed = run(env, "voices", "remove", "me")
     assert removed.returncode == 0 and removed.stdout.startswith("removed voice 'me'"), removed.stderr
+    as_json = run(env, "voices", "add", "me2", "--audio", str(tmp_path / "me.wav"), "--text", "Hi.", "--json")
+    assert json.loads(as_json.stdout)["name"] == "me2", as_json.stderr
+    gone_json = run(env, "voices", "remove", "me2", "--json")
+    assert json.loads(gone_json.stdout) == {"removed": "me2", "path": str(home / "data" / "voices" / "me2")}
     assert not (home / "data" / "voices" / "me").exists()
     assert [p.name for p in (home / "data" / "voices").iterdir()] == []
     gone = run(env, "voices", "remove", "me")
