@@ -101,12 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result, or the "
                                                                                       "error, as JSON")
     install = sub.add_parser("install", help="create a neural family's venv (qwen, chatterbox)")
-    install.add_argument("family", choices=("qwen", "chatterbox"), help="the family to install")
+    install.add_argument("family", choices=("qwen", "chatterbox"))
     where = install.add_mutually_exclusive_group()
-    where.add_argument("--cpu", dest="device", action="store_const", const="cpu",
-                       help="CPU-only torch (smaller); the default where no NVIDIA GPU is found")
-    where.add_argument("--cuda", dest="device", action="store_const", const="cuda",
-                       help="torch with CUDA; the default where nvidia-smi finds a GPU")
+    where.add_argument("--cpu", dest="device", action="store_const", const="cpu")
+    where.add_argument("--cuda", dest="device", action="store_const", const="cuda")
     install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
     hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status",
