@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mcp-tts", description="Speech for AI coding agents, over MCP; and the same speech from "
                                                  "a terminal.")
     parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
-    parser.add_argument("--log-level", default=Settings.from_env().log_level, metavar="LEVEL",
-                        help="DEBUG, INFO, WARNING (default, or MCP_TTS_LOG_LEVEL) or ERROR; at INFO and DEBUG the "
-                             "audio libraries' own messages are shown too")
+    parser.add_argument("--log-level", default=Settings.from_env().log_level, metavar="LEVEL", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="DEBUG, INFO, WARNING (default, or MCP_TTS_LOG_LEVEL), ERROR or CRITICAL; at INFO and "
+                             "DEBUG the audio libraries' own messages are shown too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the MCP stdio server (what agent configs run)",
                    description="The MCP stdio server: JSON-RPC on stdin and stdout, one per agent session.")
