@@ -4,6 +4,7 @@
     mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
+    mcp-tts voices remove NAME
     mcp-tts install FAMILY [--cpu|--cuda]
     mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -29,43 +32,94 @@ from .errors import TTSError
 from .host_client import HostState, open_hosts, stop_service, survey
 from .request import SayRequest, explain_validation
 from .version import __version__
+from .voices import REFERENCE_SECONDS
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mcp-tts", description="Speech for AI coding agents, over MCP.")
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as JSON when the command line asks for --json."""
+
+    json_errors = False
+
+    def error(self, message: str):  # type: ignore[override]
+        if _Parser.json_errors:
+            print(json.dumps({"error": f"{self.prog}: {message}"}))
+            self.exit(2)
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mcp-tts", description="Speech for AI coding agents, over MCP; and the same speech from "
+                                                 "a terminal.")
     parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
-    parser.add_argument("--log-level", default=Settings.from_env().log_level)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the MCP stdio server")
-    say = sub.add_parser("say", help="speak text now")
+    parser.add_argument("--log-level", default=Settings.from_env().log_level, metavar="LEVEL", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="DEBUG, INFO, WARNING (default, or MCP_TTS_LOG_LEVEL), ERROR or CRITICAL; at INFO and "
+                             "DEBUG the audio libraries' own messages are shown too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="run the MCP stdio server (what agent configs run)",
+                   description="The MCP stdio server: JSON-RPC on stdin and stdout, one per agent session.")
+    say = sub.add_parser("say", help="speak text now", description="Speak text now, through the same request as "
+                                                                  "the say tool (one set of limits).")
     field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
+    slowest, fastest = [getattr(m, k) for m in field["speed"].metadata for k in ("ge", "le") if hasattr(m, k)]
     say.add_argument("text", help=field["text"].description)
-    say.add_argument("-v", "--voice", help=field["voice"].description)
-    say.add_argument("-b", "--backend", help=field["backend"].description)
-    say.add_argument("-m", "--model", help=field["model"].description)
+    # the tool's descriptions, where they point at tools, pointed at this command's own (`mcp-tts voices`)
+    say.add_argument("-v", "--voice", help="a preset voice of the backend or a saved voice (see `mcp-tts voices`); "
+                                           "default: MCP_TTS_VOICE, else the backend's")
+    say.add_argument("-b", "--backend", help="backend for this call (see `mcp-tts voices`); default: MCP_TTS_BACKEND, "
+                                             "else builtin")
+    say.add_argument("-m", "--model", help="model of the backend: a hub id, or a local checkpoint directory; "
+                                           "default: MCP_TTS_MODEL, else the backend's first")
     say.add_argument("-l", "--language", help=field["language"].description)
     say.add_argument("-i", "--instruct", help=field["instruct"].description)
-    say.add_argument("-s", "--speed", type=float, default=field["speed"].default, help=field["speed"].description)
-    say.add_argument("-o", "--output-file", help="write the audio here (.wav, .flac, .ogg) instead of playing; "
-                                                 "an existing file of that name is replaced")
+    say.add_argument("-s", "--speed", type=float, default=field["speed"].default,
+                     help=f"speaking rate, {slowest:.1f}-{fastest:.1f}; 1.0 is normal")
+    say.add_argument("-o", "--output-file", metavar="FILE", help="write the audio here (.wav, .flac, .ogg) instead "
+                                                                 "of playing; an existing file of that name is "
+                                                                 "replaced")
     say.add_argument("--raw", action="store_true", help=field["raw"].description)
-    say.add_argument("--json", action="store_true", help="print the result as JSON")
-    voices = sub.add_parser("voices", help="list voices, or add one from a recording")
-    voices.add_argument("-b", "--backend")
-    voices.add_argument("--json", action="store_true")
-    voices_sub = voices.add_subparsers(dest="voices_command")
-    add = voices_sub.add_parser("add", help="save a cloneable voice from your own recording")
-    add.add_argument("name")
-    add.add_argument("--audio", required=True, help="a recording of one speaker, 3-30 s (WAV, FLAC, OGG, MP3)")
+    say.add_argument("--json", action="store_true", help="print the result, or the error, as JSON")
+    voices = sub.add_parser("voices", help="list voices; add or remove a saved voice",
+                            description="List every backend's voices and the saved voices; add a voice from a "
+                                        "recording, or remove a saved one.")
+    voices.add_argument("-b", "--backend", help="only this backend's voices, in full")
+    voices.add_argument("--json", action="store_true", help="print the list, or the error, as JSON")
+    voices_sub = voices.add_subparsers(dest="voices_command", metavar="ACTION")
+    lo, hi = REFERENCE_SECONDS
+    add = voices_sub.add_parser("add", help="save a cloneable voice from your own recording",
+                                description="Save a cloneable voice (for qwen-base and chatterbox) from a recording "
+                                            "of your own.")
+    add.add_argument("name", help="name to save it under: letters, digits, '_', '-', '.'")
+    add.add_argument("--audio", required=True, metavar="FILE",
+                     help=f"a recording of one speaker, {lo:.0f}-{hi:.0f} s, 16 kHz or more (WAV, FLAC, OGG, MP3)")
     add.add_argument("--text", required=True, help="exactly what the recording says")
+    add.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the saved voice, or the "
+                                                                                   "error, as JSON")
+    remove = voices_sub.add_parser("remove", help="delete a saved voice", description="Delete a saved voice (its "
+                                                                                      "folder under the data dir).")
+    remove.add_argument("name", help="the saved voice's name, as `mcp-tts voices` lists it")
+    remove.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result, or the "
+                                                                                      "error, as JSON")
     _add_install_parser(sub)
     _add_download_parser(sub)
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
-    hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
-    sub.add_parser("doctor", help="check audio output, families, GPU and hosts")
+    hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status",
+                       help="status (default): what runs, idle for how long; stop: stop them all, frozen ones too")
+    sub.add_parser("doctor", help="check audio output, families, GPU and hosts",
+                   description="Check audio output, the installed families, GPU, espeak-ng and the running hosts.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _Parser.json_errors = "--json" in argv
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `mcp-tts` alone: the help, and the usage error's status for a script that forgot
+        parser.print_help()
+        return 2
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -84,19 +138,26 @@ def main(argv: list[str] | None = None) -> int:
             from .voices import add_recording
 
             manifest = add_recording(settings.voices_dir, args.name, Path(args.audio), args.text)
-            print(f"saved voice {manifest.name!r}: usable with {', '.join(manifest.usable_with)}")
+            if args.json:
+                print(manifest.model_dump_json(indent=2))
+            else:
+                print(f"saved voice {manifest.name!r}: usable with {', '.join(manifest.usable_with)}")
+            return 0
+        if args.command == "voices" and args.voices_command == "remove":
+            from .voices import VoiceLibrary
+
+            where = VoiceLibrary(settings.voices_dir).delete(args.name)
+            print(json.dumps({"removed": args.name, "path": str(where)}) if args.json
+                  else f"removed voice {args.name!r} ({where})")
             return 0
         return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
                          settings, args)
     except TTSError as exc:
-        print(f"mcp-tts: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc))
     except ValidationError as exc:  # the say tool's request model refused it, as it would the tool call
-        print(f"mcp-tts: {explain_validation(exc)}", file=sys.stderr)
-        return 2
+        return _fail(args, explain_validation(exc))
     except OSError as exc:  # one the commands did not name themselves: still its cause and its path
-        print(f"mcp-tts: {paths.os_error(exc, exc.filename, 'cannot use')}", file=sys.stderr)
-        return 2
+        return _fail(args, str(paths.os_error(exc, exc.filename, "cannot use")))
     except KeyboardInterrupt:
         return 130
 
@@ -147,6 +208,15 @@ def _download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """An error as the command was asked to answer: {"error": ...} on stdout with --json, else a line on stderr."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    else:
+        print(f"mcp-tts: {message}", file=sys.stderr)
+    return 2
+
+
 async def _with_speech(settings: Settings, work):
     from .speech import Speech
 
@@ -178,7 +248,22 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
               f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
         for note in result.notes:
             print(f"  note: {note}")
+        print(_still_warm(settings, result.backend, speaker=not args.output_file), file=sys.stderr)
     return 0
+
+
+def _still_warm(settings: Settings, backend: str, speaker: bool) -> str:
+    """What a one-off `say` leaves running: the engine host, and the speaker where it was asked to play (it
+    is started then even if it finds no device), until they have been idle for their timeouts."""
+    service = families.family_of(backend).service
+    line = f"mcp-tts: the {service} engine host stays warm for {_duration(settings.idle_timeout)} of idle time"
+    if not speaker:
+        return line + "; `mcp-tts hosts stop` stops it now"
+    return line + f", the speaker for {_duration(settings.speaker_idle_timeout)}; `mcp-tts hosts stop` stops them now"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"
 
 
 async def _voices(settings: Settings, args: argparse.Namespace) -> int:
@@ -239,7 +324,8 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     problems = 0
     print(f"mcp-tts {__version__}, Python {sys.version.split()[0]} at {sys.executable}")
     print(f"data dir: {settings.data_dir}\nruntime dir: {settings.runtime_dir}")
-    audio = _check_audio()
+    with _quiet_stderr(logging.getLogger().getEffectiveLevel() > logging.INFO):
+        audio = _check_audio()
     print(f"audio output: {audio}")
     for family in families.FAMILIES.values():
         python = families.interpreter(family, settings)
@@ -258,6 +344,24 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
     return 1 if problems else 0
+
+
+@contextmanager
+def _quiet_stderr(quiet: bool):
+    """Silences what C libraries write to fd 2 meanwhile (ALSA's "cannot find card '0'", dozens of lines on a
+    machine without sound); --log-level INFO or DEBUG lets it through."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_audio() -> str:

@@ -69,7 +69,9 @@ class Recipe:
     def disk_gb(self) -> float:
         """Free space the install needs: the venv plus pip's unpacked wheels. Measured: qwen's CPU venv
         1.9 GB, chatterbox's with PyPI's CUDA torch 6.3 GB; a CUDA torch's libraries alone are ~5 GB."""
-        return 3.0 if self.device == "cpu" else 9.0
+        if self.device == "cuda":
+            return 9.0
+        return 8.0 if self.family == "chatterbox" else 3.0  # chatterbox's pinned torch is PyPI's, a CUDA build
 
     @property
     def digest(self) -> str:

@@ -50,8 +50,8 @@ class SayPlan:
     def without_device(self, reason: str) -> SayPlan:
         """The plan once the speaker has said there is no audio device: a file, or an error for output play."""
         if not self.file_when_no_device:
-            raise TTSError(f"cannot play: {reason}. Use output='file' for a WAV, or output='audio' to receive "
-                           f"the audio in the result")
+            raise TTSError(f"cannot play: {reason}. Use output='file' for a WAV (`mcp-tts say -o FILE`), or "
+                           f"output='audio' to receive the audio in the result")
         return replace(self, destination="file", file_when_no_device=False, wait=_wait_for("file", self.wait),
                        notes=(*self.notes, f"no audio device ({reason}): the speech was written to a file instead"))
 

@@ -80,7 +80,7 @@ def pcm(payload: bytes) -> np.ndarray:
 
 def explain(failure: Failed, backend: str) -> str:
     if failure.code == "unknown_voice":
-        return f"{failure.message} (list_voices(backend={backend!r}) lists every voice)"
+        return f"{failure.message} (every voice: see list_voices, or `mcp-tts voices -b {backend}`)"
     return failure.message
 
 

@@ -71,9 +71,48 @@ class SayRequest(BaseModel):
 
 
 def explain_validation(exc: ValidationError) -> str:
-    """A request's invalid fields in one line each: the field, what was wrong, what was given."""
-    lines = []
+    """Refused arguments as plain sentences, one per argument: which one, what it accepts, what was given
+    ("speed must be at most 2 (given 5.0)"). For the tools' arguments and the command line alike."""
+    sentences = []
     for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "request"
-        lines.append(f"{where}: {error['msg']} (given {error.get('input')!r})")
-    return "; ".join(lines)
+        where = ".".join(str(part) for part in error["loc"]) or "the request"
+        sentences.append(f"{where} {_accepts(error)}{_given(error)}")
+    return "; ".join(dict.fromkeys(sentences))
+
+
+_TYPES = {"string": "a string", "float": "a number", "int": "a whole number", "bool": "true or false",
+          "dict": "an object", "model": "an object", "list": "a list"}
+
+
+def _accepts(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    limits = {"less_than_equal": ("at most", "le"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "greater_than": ("more than", "gt")}
+    if kind == "missing":
+        return "is required"
+    if kind in limits:
+        words, key = limits[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return f"must be at least {ctx.get('min_length')} characters"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    if kind == "extra_forbidden":
+        return "is not an argument this takes"
+    for name, words in _TYPES.items():
+        if kind.startswith(f"{name}_") or kind == name:
+            return f"must be {words}"
+    message = str(error.get("msg") or kind)
+    return "is not accepted: " + message[:1].lower() + message[1:]
+
+
+def _given(error: dict[str, Any]) -> str:
+    if error["type"] == "missing":
+        return ""
+    value = error.get("input")
+    if isinstance(value, str) and len(value) > 60:
+        return f" (given {len(value)} characters)"
+    shown = repr(value)
+    return f" (given {shown[:60]}...)" if len(shown) > 60 else f" (given {shown})"

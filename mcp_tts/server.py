@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import AudioContent, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
@@ -210,6 +210,20 @@ async def stop(ctx: Context) -> StopResult:
     return await speech_of(ctx).stop()
 
 
+class _Server(MCPServer):
+    """MCPServer, with arguments the SDK refused (its validation against a tool's schema, before the tool
+    runs) explained as our own refusals are, one plain sentence per argument, not pydantic's text."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            refused = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(refused, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {explain_validation(refused)}") from refused
+
+
 def create_server(settings: Settings | None = None) -> MCPServer:
     settings = settings or Settings.from_env()
 
@@ -225,7 +239,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
             finally:
                 tg.cancel_scope.cancel()
 
-    mcp = MCPServer("mcp-tts", title="mcp-tts: speech for AI agents", version=__version__,
+    mcp = _Server("mcp-tts", title="mcp-tts: speech for AI agents", version=__version__,
                     instructions=INSTRUCTIONS, lifespan=lifespan)
     for func, listing in TOOLS:
         mcp.add_tool(func, **listing)

@@ -31,6 +31,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST = "manifest.json"
 SAMPLE = "sample.wav"
 REFERENCE = "reference.wav"
+_REMOVE = "`mcp-tts voices remove {name}`"  # the one way to delete a saved voice, for tool callers and the CLI alike
 
 
 class VoiceManifest(BaseModel):
@@ -113,8 +114,8 @@ class VoiceLibrary:
         """Writes the voice atomically; an existing voice of that name is an error, never overwritten."""
         target = self.path(manifest.name)
         if target.exists():
-            raise TTSError(f"a voice named {manifest.name!r} already exists; choose another name "
-                           f"or delete it first ({target})")
+            raise TTSError(f"a voice named {manifest.name!r} already exists ({target}); choose another name, "
+                           f"or remove it first with {_REMOVE.format(name=manifest.name)}")
 
         def write(staging: Path) -> None:
             staging.mkdir(mode=0o700)
@@ -131,13 +132,19 @@ class VoiceLibrary:
             raise os_error(exc, target, f"cannot save the voice {manifest.name!r} to") from None
         return target
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> Path:
+        """Removes a saved voice (a corrupt one too); the folder leaves its name in one rename. Returns it."""
         folder = self.path(name)
-        if not folder.exists():
-            raise TTSError(f"no saved voice named {name!r}")
-        trash = Path(tempfile.mkdtemp(prefix=f".deleted.{name}.", dir=self.root))
-        os.replace(folder, trash / name)
+        if not os.path.lexists(folder):
+            names = [v.name for v in self.list()[0]]
+            raise TTSError(f"no saved voice named {name!r}; saved voices: {', '.join(names) or '(none)'}")
+        try:
+            trash = Path(tempfile.mkdtemp(prefix=f".deleted.{name}.", dir=self.root))
+            os.replace(folder, trash / name)
+        except OSError as exc:
+            raise os_error(exc, folder, f"cannot remove the voice {name!r} at") from None
         shutil.rmtree(trash, ignore_errors=True)
+        return folder
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -202,7 +209,8 @@ def add_recording(root: Path, name: str, audio: Path, transcript: str) -> VoiceM
     check_name(name)
     library = VoiceLibrary(root)
     if library.path(name).exists():
-        raise TTSError(f"a voice named {name!r} already exists; choose another name or delete it first")
+        raise TTSError(f"a voice named {name!r} already exists; choose another name, "
+                       f"or remove it first with {_REMOVE.format(name=name)}")
     if not isinstance(transcript, str) or not transcript.strip():
         raise TTSError("the transcript is empty: give exactly what the recording says")
     transcript = check_text(transcript, 2000)

@@ -413,7 +413,7 @@ async def test_the_engine_receives_speakable_text_unless_raw(scripted):
 
 async def test_engine_failures_are_clear_errors_and_the_server_keeps_serving(scripted):
     scripted.engine.scripts.append(Script(fail="unknown_voice", fail_message="no voice 'x'"))
-    with pytest.raises(TTSError, match=r"no voice 'x' \(list_voices\(backend='builtin'\)"):
+    with pytest.raises(TTSError, match=r"no voice 'x' \(every voice: see list_voices, or `mcp-tts voices -b builtin`"):
         await say(scripted, voice="x")
     scripted.engine.scripts.append(Script(chunks=4, fail="engine_error", fail_message="out of ideas", fail_after=2))
     with pytest.raises(TTSError, match="out of ideas"):

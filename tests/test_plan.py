@@ -245,12 +245,13 @@ def test_planning_touches_nothing(settings, library, tmp_path):
 # --- the request model, shared by the tool and the command line ---------------------------------
 
 @pytest.mark.parametrize("field, value, fragments", [
-    ("speed", 5, ["speed", "less than or equal to 2"]),
+    ("speed", 5, ["speed must be at most 2.0 (given 5)"]),
     ("output", "speakers", ["output", "'auto', 'play', 'file' or 'audio'"]),
     ("wait", "forever", ["wait", "'start', 'end' or 'none'"]),
     ("voice", "v" * 201, ["voice", "at most 200 characters"]),
     ("instruct", "x" * 1001, ["instruct", "1000"]),
-    ("temperature", 0.0, ["temperature", "greater than or equal to 0.05"]),
+    ("temperature", 0.0, ["temperature must be at least 0.05"]),
+    ("raw", "maybe", ["raw must be true or false (given 'maybe')"]),
 ])
 def test_the_request_model_names_the_field_and_what_is_accepted(field, value, fragments):
     with pytest.raises(ValidationError) as caught:

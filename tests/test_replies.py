@@ -57,7 +57,8 @@ async def test_a_failure_is_raised_once_with_its_code_and_the_voice_hint():
     with pytest.raises(EngineFailed) as caught:
         await reader.expect(AudioStart)
     assert caught.value.code == "unknown_voice" and isinstance(caught.value, TTSError)
-    assert str(caught.value) == "unknown speaker 'Bob' (list_voices(backend='qwen-custom') lists every voice)"
+    assert str(caught.value) == ("unknown speaker 'Bob' "
+                                 "(every voice: see list_voices, or `mcp-tts voices -b qwen-custom`)")
 
 
 async def test_an_unexpected_reply_names_both():

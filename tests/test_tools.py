@@ -291,3 +291,27 @@ async def test_add_voice_from_a_recording(home, pulse, tmp_path):
     assert sorted(p.name for p in (home / "data" / "voices").iterdir()) == ["me"]
     assert [v["name"] for v in listed["library"]] == ["me"]
     assert "not installed" in error_text(used) and "qwen" in error_text(used)
+
+
+async def test_argument_errors_are_one_plain_sentence_per_argument(home):
+    """What the SDK's schema validation refuses (before a tool runs) reads like our own refusals."""
+    cases = [
+        ("say", {"text": "hi", "speed": 9}, "speed must be at most 2.0 (given 9)"),
+        ("say", {"text": "hi", "speed": "fast"}, "speed must be a number (given 'fast')"),
+        ("say", {"voice": "x"}, "text is required"),
+        ("say", {"text": "hi", "output": "speakers"}, "output must be one of 'auto', 'play', 'file' or 'audio' "
+                                                      "(given 'speakers')"),
+        ("say", {"text": "hi", "raw": "maybe"}, "raw must be true or false (given 'maybe')"),
+        ("list_voices", {"backend": 5}, "backend must be a string (given 5)"),
+        ("switch_backend", {}, "backend is required"),
+        ("design_voice", {"description": "calm", "name": "x" * 201},
+         "name must be at most 200 characters (given 201 characters)"),
+    ]
+    async with mcp_session(server_env(home, None)) as session:
+        results = [(await session.call_tool(tool, args), tool, message) for tool, args, message in cases]
+        ok = await session.call_tool("say", {"text": "Still here.", "output": "file"})
+    for result, tool, message in results:
+        text = error_text(result)
+        assert text == f"Error executing tool {tool}: {message}", text
+        assert "pydantic" not in text and "http" not in text and "\n" not in text
+    assert not ok.is_error

@@ -100,8 +100,9 @@ def test_get_of_an_unknown_name_lists_the_saved_names(library):
 def test_save_of_an_existing_name_refuses_and_leaves_it_unchanged(library):
     folder = library.save(manifest("calm", description="first"), {SAMPLE: b"first audio"})
     before = snapshot(folder)
-    with pytest.raises(TTSError, match="'calm' already exists"):
+    with pytest.raises(TTSError, match="'calm' already exists") as caught:
         library.save(manifest("calm", description="second"), {SAMPLE: b"second audio", "more.bin": b"x"})
+    assert "remove it first with `mcp-tts voices remove calm`" in str(caught.value)
     assert snapshot(folder) == before
     assert entries(library.root) == ["calm"]
     assert library.get("calm").description == "first"
@@ -187,10 +188,10 @@ def test_stray_files_and_dot_folders_in_the_root_are_ignored(library):
 def test_delete_removes_the_voice_and_leaves_nothing_behind(library):
     library.save(manifest("calm"), {SAMPLE: b"audio"})
     library.save(manifest("kept"), {SAMPLE: b"audio"})
-    library.delete("calm")
+    assert library.delete("calm") == library.root / "calm"
     assert entries(library.root) == ["kept"]
     assert not library.exists("calm")
-    with pytest.raises(TTSError, match="no saved voice named 'calm'"):
+    with pytest.raises(TTSError, match="no saved voice named 'calm'; saved voices: kept"):
         library.delete("calm")
     library.save(manifest("calm", description="again"), {})  # the name is free again
     assert library.get("calm").description == "again"

@@ -84,6 +84,15 @@ class BuiltinEngine:
             raise RequestError("unknown_voice", str(exc)) from exc
         return voice, variant or None
 
+    def _language(self, code: str) -> tuple[str, str | None]:
+        """The voice that speaks a language code; an unknown code is named as a language, with the accepted ones."""
+        try:
+            return self._voice(code)
+        except RequestError:
+            codes = sorted({lang for v in self.espeak.voices() for lang in v.languages[:1]})
+            raise RequestError("bad_request", f"unknown language {code!r} for the builtin backend; it takes "
+                                              f"espeak-ng's language codes: {', '.join(codes)}") from None
+
     def prepare(self, request: Synthesize, report: Report) -> Prepared:
         self._check(request.backend, request.model)
         notes = []
@@ -94,7 +103,7 @@ class BuiltinEngine:
         elif request.voice:
             voice, variant = self._voice(request.voice)
         elif request.language and request.language != "auto":
-            voice, variant = self._voice(request.language)
+            voice, variant = self._language(request.language)
         else:
             voice, variant = DEFAULT_VOICE, None
         if request.language and request.language != "auto" and (params or request.voice):

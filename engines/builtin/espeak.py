@@ -274,7 +274,7 @@ class Espeak:
         close = difflib.get_close_matches(key, list(_voice_index), n=5, cutoff=0.6)
         hint = _hint([_voice_index[k][1] for k in close], ["en-us", "en", "de", "fr", "es", "zh", "ja"])
         raise ValueError(f"unknown espeak voice {name!r}; {hint} "
-                         "(a language code, voice name or identifier from voices())")
+                         "(a language code, voice name or identifier)")
 
     def resolve_variant(self, variant: str) -> str:
         """The variant's file name; checked here because espeak silently ignores unknown ones."""
@@ -284,7 +284,7 @@ class Espeak:
             return by_lower[variant.strip().lower()]
         close = difflib.get_close_matches(str(variant).strip().lower(), list(by_lower), n=5, cutoff=0.5)
         hint = _hint([by_lower[c] for c in close], ["f3", "m3", "klatt", "grandma", "robosoft"])
-        raise ValueError(f"unknown espeak variant {variant!r}; {hint} (all {len(variants)} from variants())")
+        raise ValueError(f"unknown espeak variant {variant!r}; {hint} (all {len(variants)}: see list_voices)")
 
     def synthesize(
         self,
