@@ -564,6 +564,7 @@ class Speech:
                 entry.variants = info.get("variants", [])
                 entry.supports = info.get("supports", {})
                 entry.source = "host"
+            entry.voice_count = len(entry.voices)
             out.append(entry)
         saved, problems = self.library.list()
         library = [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,
