@@ -316,3 +316,17 @@ async def test_missing_weights_name_the_download_command_and_the_offline_setting
     assert ("could not be downloaded from http://127.0.0.1:" in message) is not offline
     assert "`mcp-tts download qwen-custom --model Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice`" in error_text(small)
     assert not any((hub / "hub").glob("models--*/snapshots/*/*"))  # nothing was fetched
+
+
+async def test_a_host_started_without_the_weights_is_restarted_by_a_server_that_has_them(home, qwen_hub, tmp_path):
+    empty = tmp_path / "empty-hf"
+    empty.mkdir()
+    async with mcp_session(qwen_env(home, None, empty, MCP_TTS_OUTPUT="audio")) as before:
+        failed = await before.call_tool("say", {"text": "Hello.", "backend": "qwen-custom"})
+    assert "is not in the Hugging Face cache" in error_text(failed)
+    (first,) = host_pids_of(home / "run", "qwen")
+    async with mcp_session(qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")) as after:  # HF_HOME set right
+        spoken = await after.call_tool("say", {"text": "Hello.", "backend": "qwen-custom"})
+        (second,) = host_pids_of(home / "run", "qwen")
+    assert not spoken.is_error, spoken.content
+    assert second != first and spoken.structured_content["audio_seconds"] > 0
