@@ -39,6 +39,7 @@ from .engines.contract.lockfile import HELD_ELSEWHERE, LockFile, holder, process
 from .engines.contract.protocol import (
     HEADER,
     PROTOCOL_VERSION,
+    SETTINGS_DETAIL,
     Failed,
     Health,
     HealthReport,
@@ -50,6 +51,7 @@ from .engines.contract.protocol import (
     decode,
     encode,
     frame_sizes,
+    host_settings,
 )
 from .errors import HostError
 
@@ -61,6 +63,8 @@ SPAWN_TIMEOUT = 30.0
 HEALTH_DEADLINE = 4.0
 HEALTH_INTERVAL = 0.5  # while requests wait on a host, it is asked after this long without a word from it
 STATUS_DEADLINE = 0.5  # `mcp-tts hosts`: a host silent this long is listed as not answering
+SERVER_SERVICES = ("builtin", "speaker")  # hosts that run in the server's own interpreter
+DEFAULT_IDLE_TIMEOUT = 600.0  # a host's, where the server names none for its service
 STOP_GRACE = 1.5  # `mcp-tts hosts stop`: seconds after Shutdown before SIGTERM, and after SIGTERM before SIGKILL
 
 # engines/launch.py runs the host in any interpreter with only the engine side importable: a family
@@ -116,6 +120,8 @@ class HostConnection:
         self.alive = True
         self.last_heard = time.monotonic()  # when the host last sent anything: proof its event loop runs
         self.reason = "went away mid-request"  # what became of it, once lost
+        self.stale: str | None = None  # set: it runs under other settings than this server's, and was busy
+        self.started_here = False  # this server started it (under its own settings)
 
     def lost_message(self) -> str:
         return (f"the {self.service} engine host (pid {self.pid}) {self.reason}; its log is {self.log}. "
@@ -367,20 +373,69 @@ class Hosts:
         return conn
 
     async def get(self, service: str, python: Path | None = None) -> HostConnection:
+        """The service's host: the one in use, else a running one, else one started now. A running host
+        started under other settings than ours (HOST_SETTINGS: the environment of the server that started
+        it) is restarted when nobody else uses it (no request running, no other server connected);
+        otherwise it is used as it is, and `conn.stale` says so (the say result's notes carry it)."""
         conn = self._live(service)
-        if conn is not None:
+        if conn is not None and conn.stale is None:
             return conn
         lock = self._locks.setdefault(service, anyio.Lock())
         async with lock:
             conn = self._live(service)
-            if conn is not None:
-                return conn
-            ensure_private(self.runtime_dir)
-            conn = await self._connect(service)
             if conn is None:
-                conn = await self._spawn(service, python or Path(sys.executable))
-            self._adopt(service, conn)
+                ensure_private(self.runtime_dir)
+                conn = await self._connect(service)
+                if conn is None:
+                    conn = await self._spawn(service, python or Path(sys.executable))
+                self._adopt(service, conn)
+            startable = python is not None or service in SERVER_SERVICES  # we know its interpreter
+            if startable and not conn.started_here and await self._started_elsewhere(conn):
+                conn = await self._restart(service, conn, python or Path(sys.executable))
             return conn
+
+    def own_settings(self, service: str) -> dict[str, str]:
+        """The settings a host this server starts would have (see protocol.host_settings)."""
+        return host_settings(service, _host_env(), self._idle.get(service, DEFAULT_IDLE_TIMEOUT))
+
+    async def _started_elsewhere(self, conn: HostConnection) -> bool:
+        """Whether the host runs under other settings than ours and nobody else uses it now (then it may be
+        restarted); where it is in use, `conn.stale` says how its settings differ. A host that reports no
+        settings (an older one) is taken as it is."""
+        try:
+            report = await conn.health()
+        except (HostLost, TimeoutError):
+            return False
+        theirs = report.details.get(SETTINGS_DETAIL)
+        ours = self.own_settings(conn.service)
+        if not isinstance(theirs, dict) or theirs == ours:
+            conn.stale = None
+            return False
+        if report.active == 0 and report.connections <= 1:
+            return True
+        differ = ", ".join(f"{name}={theirs[name]!r}" if name in theirs else f"{name} unset"
+                           for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name))
+        conn.stale = (f"the {conn.service} host (pid {conn.pid}) was started by another server with other settings "
+                      f"({differ}) and is in use, so it was kept; this server restarts it under its own "
+                      f"settings at a request once nobody else uses it, or run `mcp-tts hosts stop`")
+        return False
+
+    async def _restart(self, service: str, conn: HostConnection, python: Path) -> HostConnection:
+        """Stops a host started under other settings, and starts one under ours."""
+        log.info("restarting the %s host (pid %d): it runs under other settings than this server's",
+                 service, conn.pid)
+        with anyio.move_on_after(STOP_GRACE):
+            try:
+                await conn.send(Shutdown())
+            except HostLost:
+                pass
+        await conn.abandon("was restarted under this server's settings")
+        if not await _gone(conn.pid, SPAWN_TIMEOUT):
+            raise HostError(f"the {service} host (pid {conn.pid}) runs under other settings than this server's and "
+                            f"did not stop within {SPAWN_TIMEOUT:.0f} s when asked; run `mcp-tts hosts stop`")
+        fresh = await self._spawn(service, python)
+        self._adopt(service, fresh)
+        return fresh
 
     def _adopt(self, service: str, conn: HostConnection) -> None:
         self._conns[service] = conn
@@ -427,6 +482,7 @@ class Hosts:
             conn = await self._connect(service)  # another server may have started it meanwhile
             if conn is not None:
                 if process is not None:
+                    conn.started_here = True
                     self.spawned[service] = time.perf_counter() - started
                     log.info("started the %s host (pid %d) in %.2f s", service, conn.pid, self.spawned[service])
                 return conn
@@ -434,7 +490,8 @@ class Hosts:
             if code == HELD_ELSEWHERE:  # not started yet, or it found the lock taken and left at once
                 held = holder(lock_path)
                 if held is None:
-                    process = start_host(service, python, self.runtime_dir, self._idle.get(service, 600.0))
+                    process = start_host(service, python, self.runtime_dir,
+                                         self._idle.get(service, DEFAULT_IDLE_TIMEOUT))
                 else:
                     _refuse_foreign(lock_path, f"the {service} host", service)
                     process = None  # one of ours: starting (it will answer) or leaving (it will go)

@@ -46,7 +46,8 @@ class BackendVoices(BaseModel):
     install_command: str | None = None
     description: str
     models: list[str]
-    voices: list[PresetVoice]
+    voices: list[PresetVoice] = Field(description="its voices; in the short listing only a few (see voice_count)")
+    voice_count: int = Field(0, description="how many voices it has in all")
     variants: list[str] = Field(default_factory=list, description="builtin: append '+variant' to any voice")
     supports: dict[str, object] = Field(default_factory=dict)
     source: Literal["host", "catalog"] = Field(
@@ -63,10 +64,54 @@ class LibraryVoice(BaseModel):
     has_sample: bool = False
 
 
+SHORT_LISTING = 8  # voices (and variants) per backend in the short listing
+
+
 class ListVoicesResult(BaseModel):
     backends: list[BackendVoices]
     library: list[LibraryVoice]
     problems: list[str] = Field(default_factory=list, description="saved voices that could not be read")
+    complete: bool = Field(True, description="false: a few voices per backend; list_voices(backend=...) or "
+                                             "detail=true lists them all")
+
+    def short(self, per_backend: int = SHORT_LISTING) -> ListVoicesResult:
+        """The listing an agent reads by default: every backend and saved voice, but only a few voices of
+        each backend (English ones first), with their count; a few hundred tokens, not thousands."""
+        backends = [entry.model_copy(update={"voices": _first_useful(entry.voices, per_backend),
+                                             "variants": entry.variants[:per_backend]})
+                    for entry in self.backends]
+        return self.model_copy(update={"backends": backends, "complete": False})
+
+    def summary(self) -> str:
+        """The result in a few plain lines, for clients that read the text content rather than the structured
+        result: each backend, its state, its voices as listed here; the saved voices."""
+        lines = []
+        for b in self.backends:
+            state = ("installed" if b.installed else f"not installed: {b.install_command}") + (
+                ", running" if b.source == "host" else "")
+            if b.voice_count:
+                more = f", {len(b.voices)} shown" if len(b.voices) < b.voice_count else ""
+                voices = f"{b.voice_count} voices{more}: {', '.join(v.name for v in b.voices)}"
+            else:
+                voices = ("speaks the saved voices (clones them)" if b.supports.get("clone")
+                          else "describe the voice in `instruct`" if b.supports.get("design") else "no preset voices")
+            lines.append(f"{b.backend} ({state}; models {', '.join(b.models)}): {voices}")
+            if b.variants:
+                lines.append(f"  variants, as voice+variant: {', '.join(b.variants)}")
+        saved = ", ".join(f"{v.name} ({'/'.join(v.usable_with)})" for v in self.library)
+        lines.append(f"saved voices: {saved or 'none'}")
+        lines += [f"problem: {p}" for p in self.problems]
+        if not self.complete:
+            lines.append("every voice of one backend: list_voices(backend=NAME); of all: detail=true")
+        return "\n".join(lines)
+
+
+def _first_useful(voices: list[PresetVoice], count: int) -> list[PresetVoice]:
+    """The first `count` voices: English ones first (most agents write English), the plainest of them (shortest
+    name: en-us before en-gb-x-gbclan) first; others in the order given."""
+    def english(v: PresetVoice) -> bool:
+        return v.name.lower().startswith("en") or any(lang.lower().startswith("en") for lang in v.languages)
+    return sorted(voices, key=lambda v: (0, len(v.name)) if english(v) else (1, 0))[:count]
 
 
 class DesignVoiceResult(BaseModel):

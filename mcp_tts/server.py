@@ -155,11 +155,17 @@ say.__annotations__ = {p.name: p.annotation for p in say.__signature__.parameter
 @tool("list_voices", "List voices", ToolAnnotations(read_only_hint=True, open_world_hint=False))
 async def list_voices(
     ctx: Context,
-    backend: Annotated[str | None, Field(max_length=64, description="only this backend's voices")] = None,
-) -> ListVoicesResult:
-    """The voices each backend offers (presets) and the user's saved voices, with the backends that can
-    use each. Backends whose family is not installed are listed with their install command."""
-    return await speech_of(ctx).list_voices(backend)
+    backend: Annotated[str | None, Field(max_length=64, description="only this backend, with all its voices")] = None,
+    detail: Annotated[bool, Field(description="every voice of every backend (long); by default a few each")] = False,
+) -> Annotated[CallToolResult, ListVoicesResult]:
+    """The backends (installed or not, with their models), a few of each one's voices and how many it has,
+    and the user's saved voices with the backends that can use each. Ask for one `backend` to see all of
+    its voices. Backends whose family is not installed are listed with their install command."""
+    result = await speech_of(ctx).list_voices(backend)
+    if backend is None and not detail:
+        result = result.short()
+    return CallToolResult(content=[TextContent(type="text", text=result.summary())],
+                          structured_content=result.model_dump(mode="json", exclude_none=True))
 
 
 @tool("design_voice", "Design a voice from a description", _writes())

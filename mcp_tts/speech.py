@@ -318,6 +318,7 @@ class Speech:
                             cache_hit=cached_start is not None, cache_key=None if cached_start else key)
             if plan.destination == "play":
                 plan = await self._enqueue(utt, plan)
+            utt.notes += [conn.stale for conn in (reader.reply.conn, utt.speaker) if getattr(conn, "stale", None)]
             if utt.output == "file":
                 utt.output_file = output or await anyio.to_thread.run_sync(self._new_recording, utt_id)
             utt.keep_audio = utt.output in ("file", "audio") or utt.cache_key is not None
@@ -564,6 +565,7 @@ class Speech:
                 entry.variants = info.get("variants", [])
                 entry.supports = info.get("supports", {})
                 entry.source = "host"
+            entry.voice_count = len(entry.voices)
             out.append(entry)
         saved, problems = self.library.list()
         library = [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,

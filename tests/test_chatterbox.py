@@ -23,12 +23,13 @@ from mcp_tts.engines.runtime.sentences import split_sentences
 from mcp_tts.install import CHATTERBOX_CHECK
 from mcp_tts.voices import VoiceLibrary, VoiceManifest
 from tests.support.families import (
+    FAMILIES_DIR,
     REPO,
     assert_install_is_a_no_op_and_doctor_reports,
     chatterbox_env,
     chatterbox_snapshot,
 )
-from tests.support.homes import host_pids_of
+from tests.support.homes import host_pids_of, server_env
 from tests.support.mcp_client import MCP_TTS, Progress, audio_of, error_text, mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -240,3 +241,24 @@ def test_a_missing_watermarker_is_reported_never_skipped(chatterbox_family):
 def test_install_is_a_no_op_when_installed_and_doctor_reports_it(chatterbox_family, home):
     assert_install_is_a_no_op_and_doctor_reports("chatterbox", home)
 
+
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "online-unreachable"])
+async def test_missing_weights_name_the_download_command_and_the_offline_setting_only_when_set(
+        home, chatterbox_family, tmp_path, offline):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on: nothing can be fetched
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hub = tmp_path / "empty-hf"
+    hub.mkdir()
+    env = server_env(home, None, MCP_TTS_FAMILIES_DIR=str(FAMILIES_DIR), HF_HOME=str(hub), HF_HUB_OFFLINE="1",
+                     MCP_TTS_OUTPUT="audio", MCP_TTS_BACKEND="chatterbox-turbo", HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    if not offline:
+        del env["HF_HUB_OFFLINE"]
+    async with mcp_session(env) as session:
+        message = error_text(await session.call_tool("say", {"text": "Hello."}))
+    assert "ResembleAI/chatterbox-turbo is not in the Hugging Face cache" in message and str(hub) in message
+    assert "`mcp-tts download chatterbox-turbo`" in message and "-m DIR" in message
+    assert ("HF_HUB_OFFLINE=1" in message) is offline and ("HF_HUB_OFFLINE" in message) is offline
+    assert not any((hub / "hub").glob("models--*/snapshots/*/*"))

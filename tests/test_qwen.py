@@ -285,3 +285,48 @@ async def test_checkpoints_outside_the_fast_path_speak_through_upstream_with_a_n
     assert rate == 24000 and len(samples) == SAMPLES and np.sqrt(np.mean(samples ** 2)) > 1e-3
     log = (home / "run" / "qwen.log").read_text()
     assert "Traceback" not in log
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a download from it fails at once, and nothing is fetched."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "online-unreachable"])
+async def test_missing_weights_name_the_download_command_and_the_offline_setting_only_when_set(
+        home, qwen_family, tmp_path, offline):
+    hub = tmp_path / "empty-hf"
+    hub.mkdir()
+    env = qwen_env(home, None, hub, MCP_TTS_OUTPUT="audio", HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+    if not offline:
+        del env["HF_HUB_OFFLINE"]
+    async with mcp_session(env) as session:
+        default = await session.call_tool("say", {"text": "Hello.", "backend": "qwen-custom"})
+        small = await session.call_tool("say", {"text": "Hello.", "backend": "qwen-custom",
+                                                "model": "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"})
+    message = error_text(default)
+    assert "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice is not in the Hugging Face cache" in message
+    assert str(hub) in message and "`mcp-tts download qwen-custom`" in message and "-m DIR" in message
+    assert "MCP_TTS_MODEL" in message
+    assert ("HF_HUB_OFFLINE=1" in message) is offline and ("HF_HUB_OFFLINE" in message) is offline
+    assert ("could not be downloaded from http://127.0.0.1:" in message) is not offline
+    assert "`mcp-tts download qwen-custom --model Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice`" in error_text(small)
+    assert not any((hub / "hub").glob("models--*/snapshots/*/*"))  # nothing was fetched
+
+
+async def test_a_host_started_without_the_weights_is_restarted_by_a_server_that_has_them(home, qwen_hub, tmp_path):
+    empty = tmp_path / "empty-hf"
+    empty.mkdir()
+    async with mcp_session(qwen_env(home, None, empty, MCP_TTS_OUTPUT="audio")) as before:
+        failed = await before.call_tool("say", {"text": "Hello.", "backend": "qwen-custom"})
+    assert "is not in the Hugging Face cache" in error_text(failed)
+    (first,) = host_pids_of(home / "run", "qwen")
+    async with mcp_session(qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio")) as after:  # HF_HOME set right
+        spoken = await after.call_tool("say", {"text": "Hello.", "backend": "qwen-custom"})
+        (second,) = host_pids_of(home / "run", "qwen")
+    assert not spoken.is_error, spoken.content
+    assert second != first and spoken.structured_content["audio_seconds"] > 0

@@ -44,6 +44,7 @@ import numpy as np
 from ..contract.catalog import FAMILIES, backends_of
 from ..contract.protocol import Design, Synthesize
 from ..contract.tags import KNOWN_TAG, TURBO_TAGS
+from ..runtime.missing_weights import missing_checkpoint
 from ..runtime.pieces import Joiner, piece_chars
 from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
 from ..runtime.sentences import split_sentences
@@ -178,7 +179,7 @@ class ChatterboxEngine:
         local = Path(model_id).is_dir()
         report(f"loading {model_id} onto {self.device}" if local else
                f"fetching and loading {model_id} onto {self.device} (a first download is about 3 GB; "
-               f"HF_HUB_OFFLINE=1 uses the cache only)", 0, None)
+               f"`mcp-tts download {backend}` fetches it ahead)", 0, None)
         with _quiet():
             if local:
                 model = cls.from_local(model_id, self.device)
@@ -188,9 +189,7 @@ class ChatterboxEngine:
                 try:
                     model = cls.from_pretrained(self.device)  # the package's own download and load
                 except LocalEntryNotFoundError as exc:
-                    raise RequestError("unknown_model", f"{model_id} is not in the Hugging Face cache and cannot "
-                                                        f"be downloaded here ({exc}); download it once with "
-                                                        f"network access, or unset HF_HUB_OFFLINE") from None
+                    raise RequestError("unknown_model", missing_checkpoint(backend, model_id, exc)) from None
         _check_watermark(model)
         if backend == "chatterbox-turbo" and int(np.__version__.split(".")[0]) >= 2:
             _keep_loudness_float32(model)

@@ -88,6 +88,8 @@ class Health(Message):
 
 @dataclass
 class HealthReport(Message):
+    """`details`: the service's own report, and under SETTINGS_DETAIL the host's settings (host_settings)."""
+
     name: ClassVar[str] = "health_report"
     service: str
     pid: int
@@ -98,6 +100,28 @@ class HealthReport(Message):
     active: int
     served: int
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# The settings a host keeps for its lifetime, from the environment of the server that started it: a host
+# reports them (HealthReport.details[SETTINGS_DETAIL]), and a server whose own differ restarts it when idle
+# or says so (mcp_tts.host_client). Reported in details, a dict every older server and host already carries.
+SETTINGS_DETAIL = "settings"
+_HUB = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
+_ENGINE = ("MCP_TTS_DEVICE", "MCP_TTS_PIECE_CHARS")
+HOST_SETTINGS: dict[str, tuple[str, ...]] = {
+    "builtin": _ENGINE,
+    "qwen": (*_HUB, *_ENGINE, "MCP_TTS_QWEN_MEMORY_GB", "MCP_TTS_QWEN_MAX_NEW_TOKENS", "MCP_TTS_QWEN_FAST",
+             "MCP_TTS_QWEN_COMPILE", "MCP_TTS_QWEN_COMPILE_PREFILL", "MCP_TTS_QWEN_KERNELS", "MCP_TTS_QWEN_PDL"),
+    "chatterbox": (*_HUB, *_ENGINE, "MCP_TTS_CHATTERBOX_MEMORY_GB"),
+    "speaker": ("MCP_TTS_PERIOD_MS", "MCP_TTS_DEVICE_LINGER", "MCP_TTS_AUDIO_BACKENDS", "PULSE_SERVER"),
+}
+
+
+def host_settings(service: str, environ: Any, idle_timeout: float) -> dict[str, str]:
+    """The settings that shape what a `service` host does: its idle timeout and the variables of
+    HOST_SETTINGS set (non-empty) in `environ`; equal dicts, equal hosts."""
+    found = {name: environ[name] for name in HOST_SETTINGS.get(service, ()) if environ.get(name)}
+    return {"idle_timeout": f"{idle_timeout:g}", **found}
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..contract.catalog import FAMILIES, QWEN_LANGUAGES, QWEN_SPEAKERS, backends_of
 from ..contract.protocol import Design, Synthesize
+from ..runtime.missing_weights import missing_checkpoint
 from ..runtime.pieces import piece_chars, speak_pieces
 from ..runtime.residency import budget_bytes, evict_for, memory_report, prepared
 from ..runtime.synthesis import Cancelled, DesignedVoice, Emit, Prepared, Report, RequestError, SynthesisService
@@ -178,7 +179,7 @@ class QwenEngine:
         raise RequestError("unknown_model", f"unknown model {model!r} for {backend}; models: "
                                             f"{', '.join(models)}, or a local checkpoint directory")
 
-    def _checkpoint_dir(self, model_id: str, report: Report) -> str:
+    def _checkpoint_dir(self, backend: str, model_id: str, report: Report) -> str:
         """A local directory of the checkpoint: as given, or from the Hugging Face cache (downloading
         it unless HF_HUB_OFFLINE=1)."""
         if Path(model_id).is_dir():
@@ -189,9 +190,7 @@ class QwenEngine:
         try:
             return snapshot_download(model_id, tqdm_class=_download_progress(report))
         except LocalEntryNotFoundError as exc:
-            raise RequestError("unknown_model", f"{model_id} is not in the Hugging Face cache and cannot be "
-                                                f"downloaded here ({exc}); download it once with network "
-                                                f"access, or unset HF_HUB_OFFLINE") from None
+            raise RequestError("unknown_model", missing_checkpoint(backend, model_id, exc)) from None
 
     def _get(self, backend: str, model: str | None, report: Report) -> tuple[_Resident, bool]:
         model_id = self._model_id(backend, model)
@@ -199,20 +198,20 @@ class QwenEngine:
             self.resident.move_to_end(model_id)
             resident, already = self.resident[model_id], True
         else:
-            resident, already = self._load(model_id, report), False
+            resident, already = self._load(backend, model_id, report), False
         needed = BACKENDS[backend].model_type
         if resident.kind != needed:
             raise RequestError("unknown_model", f"{model_id} is a {resident.kind} checkpoint; {backend} needs "
                                                 f"a {needed} one")
         return resident, already
 
-    def _load(self, model_id: str, report: Report) -> _Resident:
+    def _load(self, backend: str, model_id: str, report: Report) -> _Resident:
         import torch
         from qwen_tts import Qwen3TTSModel
 
         started = time.perf_counter()
         report(f"fetching {model_id}", 0, None)
-        path = self._checkpoint_dir(model_id, report)
+        path = self._checkpoint_dir(backend, model_id, report)
         report(f"loading {model_id} onto {self.device}", 0, None)
         wrapper = Qwen3TTSModel.from_pretrained(path, device_map=self.device, dtype=self.dtype,
                                                 attn_implementation=self.attention)

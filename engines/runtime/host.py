@@ -25,6 +25,7 @@ from ..contract.catalog import SERVICES
 from ..contract.lockfile import HELD_ELSEWHERE, LockFile, holder
 from ..contract.protocol import (
     PROTOCOL_VERSION,
+    SETTINGS_DETAIL,
     Failed,
     Health,
     HealthReport,
@@ -34,6 +35,7 @@ from ..contract.protocol import (
     Shutdown,
     Welcome,
     encode,
+    host_settings,
     read_message,
 )
 
@@ -93,6 +95,7 @@ class Host:
         self.started_at = time.time()
         self.last_activity = time.monotonic()
         self.served = 0
+        self.settings = host_settings(service.name, os.environ, idle_timeout)  # the starting server's, for life
         self.connections: set[Connection] = set()
         self._stop = asyncio.Event()
 
@@ -180,7 +183,7 @@ class Host:
             conn.send(Welcome(protocol=PROTOCOL_VERSION, service=self.service.name, pid=os.getpid(),
                               started_at=self.started_at))
         elif isinstance(message, Health):
-            details = await self._details()
+            details = {**await self._details(), SETTINGS_DETAIL: self.settings}
             now = time.monotonic()
             conn.send(HealthReport(service=self.service.name, pid=os.getpid(), uptime=now - self.started,
                                    idle_for=0.0 if self.service.active() else now - self.last_activity,

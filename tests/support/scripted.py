@@ -32,6 +32,7 @@ from mcp_tts.engines.contract import address
 from mcp_tts.engines.contract.protocol import (
     PROTOCOL_VERSION,
     SAMPLE_FORMAT,
+    SETTINGS_DETAIL,
     Abort,
     AudioChunk,
     AudioEnd,
@@ -104,6 +105,7 @@ class _Peer:
         self.received: list[Message] = []  # every message after Hello, in arrival order
         self.connections = 0  # connections accepted so far
         self.health_details: dict[str, Any] = {}
+        self.settings: dict[str, str] | None = None  # reported as a real host's (protocol.SETTINGS_DETAIL); None: not
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
@@ -180,7 +182,8 @@ class _Peer:
                     self.send(writer, HealthReport(service=self.service, pid=self.pid, uptime=0.0, idle_for=0.0,
                                                    idle_timeout=600.0, connections=len(self._writers),
                                                    active=self.active(), served=len(self.received),
-                                                   details=dict(self.health_details)))
+                                                   details={**self.health_details, **(
+                                                       {SETTINGS_DETAIL: self.settings} if self.settings else {})}))
                 else:
                     self.handle(writer, message, payload)
         except (ConnectionError, asyncio.IncompleteReadError):
