@@ -79,7 +79,7 @@ async def measure(reps: int) -> dict:
     pulse, pulse_dir = ({"PULSE_SERVER": os.environ["PULSE_SERVER"]}, None) if os.environ.get("PULSE_SERVER") \
         else start_pulse()
     env = {**os.environ, **pulse, "MCP_TTS_RUNTIME_DIR": str(home / "run"), "MCP_TTS_DATA_DIR": str(home / "data"),
-           "MCP_TTS_PHRASE_CACHE_MB": "0"}
+           "MCP_TTS_ALLOWED_DIRS": str(home), "MCP_TTS_PHRASE_CACHE_MB": "0"}
     command = str(BIN / "mcp-tts") if (BIN / "mcp-tts").exists() else "mcp-tts"
     out: dict = {}
     try:

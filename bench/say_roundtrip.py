@@ -70,7 +70,8 @@ async def run_calls(session: ClientSession, calls: int, args: dict, settle) -> d
     first, result_ms, server_first = [], [], []
     for i in range(calls + 3):
         sent = time.monotonic()
-        result = await session.call_tool("say", {"text": PHRASE, **args})
+        call = {k: v.format(i=i) if k == "file_path" else v for k, v in args.items()}  # a new file each call
+        result = await session.call_tool("say", {"text": PHRASE, **call})
         returned = time.monotonic()
         if result.is_error:
             raise SystemExit(f"say failed: {result.content[0].text}")
@@ -88,8 +89,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     home = Path(tempfile.mkdtemp(prefix="bench", dir="/tmp"))
     pulse, pulse_dir = ({"PULSE_SERVER": os.environ["PULSE_SERVER"]}, None) if os.environ.get("PULSE_SERVER") \
         else start_pulse()
+    # a short device linger, so that one series can measure a cold device; file outputs go in home
     env = {**os.environ, **pulse, "MCP_TTS_RUNTIME_DIR": str(home / "run"), "MCP_TTS_DATA_DIR": str(home / "data"),
-           "MCP_TTS_DEVICE_LINGER": "3"}  # short, so that one series can measure a cold device
+           "MCP_TTS_ALLOWED_DIRS": str(home), "MCP_TTS_DEVICE_LINGER": "3"}
     command = str(BIN / "mcp-tts") if (BIN / "mcp-tts").exists() else "mcp-tts"
     params = StdioServerParameters(command=command, args=["serve"], env=env)
     series = {}
@@ -116,7 +118,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             series["play after the device closed"] = await run_calls(
                 session, args.cold_calls, {"output": "play", "wait": "start"}, let_device_close)
             series["file (no playback)"] = await run_calls(
-                session, args.calls, {"output": "file", "file_path": str(home / "out.wav")}, nothing)
+                session, args.calls, {"output": "file", "file_path": str(home / "out{i}.wav")}, nothing)
             series["audio content"] = await run_calls(session, args.calls, {"output": "audio"}, nothing)
     finally:
         subprocess.run([command, "hosts", "stop"], env=env, capture_output=True)
