@@ -51,7 +51,7 @@ from .engines.contract.protocol import (
     Voices,
 )
 from .errors import EngineFailed, TTSError
-from .host_client import HostConnection, HostLost, Hosts
+from .host_client import HostConnection, HostLost, Hosts, alive
 from .models import (
     AddVoiceResult,
     BackendVoices,
@@ -730,7 +730,7 @@ class Speech:
         with anyio.move_on_after(30):
             while conn.alive:
                 await anyio.sleep(0.05)
-            while _alive(conn.pid):  # the socket closes a moment before the process ends
+            while alive(conn.pid):  # the socket closes a moment before the process ends
                 await anyio.sleep(0.05)
             return True
         return False
@@ -739,18 +739,6 @@ class Speech:
 def _catalog_voices(spec: families.Backend) -> tuple[str, ...]:
     """A backend's published voices: its presets, else its default voice."""
     return spec.presets or ((spec.default_voice,) if spec.default_voice else ())
-
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # signal 0 would end the process there; the closed connection says enough
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _new_id() -> str:
