@@ -182,13 +182,15 @@ class CachedReply:
         return None
 
 
-def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False) -> OutputFile:
+def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False,
+                      journal: Path | None = None) -> OutputFile:
     """Where a say's audio goes, checked and held before any synthesis: in a folder the caller may write
     (paths.confine), named .wav, .flac or .ogg, and created now, exclusively (O_CREAT|O_EXCL), so that a
     file appearing meanwhile is never replaced and a second say to the same new name is refused at once.
     A name without a suffix gets ".wav" only when nothing has that name already. An existing file is
     replaced only with `overwrite` (the CLI's -o; a tool call never). The plan has made the checks that
-    need no file system (plan.output_path_name); these are the rest."""
+    need no file system (plan.output_path_name); these are the rest. `journal`: where the reservation is
+    written down until it ends, so that one left by a killed server is removed at the next start."""
     shown = str(raw)
     output_path_name(shown)
     path = paths.confine(raw, folders, WRITING)
@@ -209,7 +211,7 @@ def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False
                 raise TTSError(f"{WRITING} {str(path)!r}: it is a directory")
             Reservation(staging_name(path)).release()  # a probe: the folder takes new files
             return OutputFile(path, None)
-        return OutputFile(path, Reservation(path))
+        return OutputFile(path, Reservation(path, journal=journal))
     except OSError as exc:
         raise paths.os_error(exc, path, WRITING) from None
 
@@ -236,7 +238,7 @@ class OutputFile:
         data = buffer.getvalue()
         try:
             if self.reservation is not None:
-                self.reservation.fill(lambda staging: staging.write_bytes(data))
+                self.reservation.fill(data)
             else:
                 atomic_write(self.path, lambda staging: staging.write_bytes(data))
         except OSError as exc:
@@ -298,7 +300,8 @@ class Speech:
         plan = self.plan(request)
         _, python = families.installed_family(plan.backend, self.settings)
         families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
-        output = (check_output_path(plan.file_path, folders or paths.for_client(self.settings, None), plan.overwrite)
+        output = (check_output_path(plan.file_path, folders or paths.for_client(self.settings, None), plan.overwrite,
+                                    datadir.pending_folder(self.settings))
                   if plan.file_path else None)  # the file's name is held from here on: released on any failure
         if plan.destination == "play":
             self._spawn(self.prepare_speaker, plan.backend)  # starts alongside the synthesis
@@ -426,11 +429,12 @@ class Speech:
     def _new_recording(self, utt_id: str) -> OutputFile:
         """A new file in the recordings folder (private: 0600 in 0700), the oldest beyond the bound deleted."""
         folder = self.settings.recordings_dir
-        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"  # datadir.RECORDING's pattern
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"  # datadir.RECORDING's pattern
+        path = folder / name
         try:
-            datadir.recordings_folder(self.settings)
+            path = Path(os.path.realpath(datadir.recordings_folder(self.settings))) / name  # as Reservation takes it
             datadir.prune_recordings(folder, datadir.KEPT_RECORDINGS - 1)
-            return OutputFile(path, Reservation(path, private=True))
+            return OutputFile(path, Reservation(path, private=True, journal=datadir.pending_folder(self.settings)))
         except OSError as exc:
             raise paths.os_error(exc, path, WRITING) from None
 
