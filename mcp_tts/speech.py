@@ -372,10 +372,9 @@ class Speech:
                                voice=meta.get("voice", key.voice),
                                notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
             return ReplyReader(CachedReply(utt_id, samples), plan.backend, progress), start
-        host = await self.hosts.get(plan.service, python)
-        reply = await host.request(Synthesize(
+        reply = await self.hosts.request(plan.service, Synthesize(
             id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
-            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed))
+            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed), python)
         return ReplyReader(reply, plan.backend, progress), None
 
     def _phrase_key(self, plan: SayPlan) -> PhraseKey | None:
@@ -388,9 +387,9 @@ class Speech:
 
     async def _enqueue(self, utt: Utterance, plan: SayPlan) -> SayPlan:
         """A place in the speaker's queue; where there is no device, the plan without one."""
-        speaker = await self.hosts.get("speaker")
-        reader = ReplyReader(await speaker.request(Enqueue(id=utt.id, client=self.client_id,
-                                                           sample_rate=utt.sample_rate)), "speaker")
+        reply = await self.hosts.request("speaker", Enqueue(id=utt.id, client=self.client_id,
+                                                            sample_rate=utt.sample_rate))
+        speaker, reader = reply.conn, ReplyReader(reply, "speaker")
         try:
             message = await reader.expect((Queued, NoDevice))
         except BaseException:  # it may sit in the shared queue already: never leave it blocking the others

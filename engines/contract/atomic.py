@@ -107,11 +107,12 @@ class Reservation:
             mode = 0o600 if self.private else 0o666
             fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode,
                          dir_fd=self._fd)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            try:
+                _write_all(fd, data)
                 if durable:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             if not self.ours():
                 raise FileExistsError(errno.EEXIST, "another program put a file at this name meanwhile",
                                       str(self.path))
@@ -213,6 +214,12 @@ def sweep_reservations(journal: Path) -> list[str]:
             except OSError:
                 pass
     return removed
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
