@@ -8,6 +8,8 @@
     mcp-tts install FAMILY [--cpu|--cuda]
     mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
+    mcp-tts pause|resume|skip|stop      the speaker queue, every agent's speech
+    mcp-tts hook                        speak an agent hook event (JSON on stdin); see mcp_tts/hook.py
     mcp-tts doctor
 """
 
@@ -35,6 +37,12 @@ from .version import __version__
 from .voices import REFERENCE_SECONDS
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
+PLAYBACK_ACTIONS = {
+    "pause": "pause every agent's speech where it is, until `mcp-tts resume`",
+    "resume": "resume paused speech from where it stopped",
+    "skip": "end the utterance playing now; the queue goes on",
+    "stop": "end the utterance playing now and drop every queued one",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
     hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status",
                        help="status (default): what runs, idle for how long; stop: stop them all, frozen ones too")
+    for action, what in PLAYBACK_ACTIONS.items():
+        command = sub.add_parser(action, help=what, description=f"{what[0].upper()}{what[1:]}.")
+        command.add_argument("--json", action="store_true", help="print the result, or the error, as JSON")
+    sub.add_parser("hook", help="speak an agent hook event read as JSON on stdin (see `mcp-tts hook --help`)",
+                   add_help=False)  # parsed by mcp_tts.hook, which `mcp-tts hook` reaches without this module
     sub.add_parser("doctor", help="check audio output, families, GPU and hosts",
                    description="Check audio output, the installed families, GPU, espeak-ng and the running hosts.")
     return parser
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"]:  # its own parser; the console script reaches it without importing this module
+        from .hook import main as hook
+
+        return hook(argv[1:])
     _Parser.json_errors = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -150,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"removed": args.name, "path": str(where)}) if args.json
                   else f"removed voice {args.name!r} ({where})")
             return 0
+        if args.command in PLAYBACK_ACTIONS:
+            return anyio.run(_playback, settings, args)
         return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
                          settings, args)
     except TTSError as exc:
@@ -308,6 +327,15 @@ async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no engine hosts running (runtime dir {settings.runtime_dir})")
     for state in states:
         print(f"{state.service}: {_describe(state)}")
+    return 0
+
+
+async def _playback(settings: Settings, args: argparse.Namespace) -> int:
+    from .playback import control
+
+    async with open_hosts(settings.runtime_dir, {}) as hosts:
+        result = await control(hosts, args.command)
+    print(result.model_dump_json(indent=2) if args.json else result.summary)
     return 0
 
 

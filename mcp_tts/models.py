@@ -148,3 +148,22 @@ class SwitchBackendResult(BaseModel):
 class StopResult(BaseModel):
     stopped: int = Field(description="this session's utterances cancelled or interrupted")
     speaker_running: bool
+
+
+class AffectedUtterance(BaseModel):
+    utterance_id: str
+    client: str = Field(description="the server (agent session) that queued it; `mcp-tts hook` speaks as its own")
+    seconds_heard: float = Field(description="how much of it had played when the action took effect")
+    was_playing: bool = Field(description="true for the utterance at the device, false for one waiting behind it")
+
+
+class PlaybackResult(BaseModel):
+    action: Literal["pause", "resume", "skip", "stop"]
+    changed: bool = Field(description="false when there was nothing to do (already paused, nothing playing, ...)")
+    paused: bool = Field(description="whether the speaker's queue is held now")
+    affected: list[AffectedUtterance] = Field(
+        default_factory=list, description="pause/resume: every utterance held or let go; skip: the one ended; "
+                                          "stop: every one ended or dropped")
+    waiting: int = Field(0, description="utterances in the queue after the action")
+    speaker_running: bool = Field(description="false: no speaker process runs, so nothing was playing")
+    summary: str = Field(description="what happened, in one sentence")

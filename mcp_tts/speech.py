@@ -98,6 +98,7 @@ class Utterance:
     output_file: OutputFile | None = None  # output "file": where the audio goes, held until written
     device: str | None = None
     queue_position: int | None = None
+    held: bool = False  # queued while the person had paused the speaker: nobody waits for its start or end
     keep_audio: bool = False
     chunks: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
@@ -341,7 +342,9 @@ class Speech:
             await self._cancel(utt, error=None)
             return utt.result(), None
         try:
-            if plan.wait == "start":
+            if utt.held:
+                pass  # paused by the person: waiting for it would hold the agent until they resume
+            elif plan.wait == "start":
                 await utt.started.wait()
             elif plan.wait == "end":
                 await utt.finished.wait()
@@ -400,6 +403,9 @@ class Speech:
         if isinstance(message, Queued):
             utt.speaker, utt.speaker_reader = speaker, reader
             utt.device, utt.queue_position = message.device, message.position
+            if message.paused:
+                utt.held = True
+                utt.notes.append("playback is paused (`pause`): this plays after `resume`")
             return plan
         reader.close()
         plan = plan.without_device(message.message)
