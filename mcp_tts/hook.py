@@ -138,7 +138,10 @@ def read_stdin(wait: float = STDIN_WAIT) -> str:
         raise HookProblem("no event: pass the hook event's JSON on stdin (or as the argument, as Codex does)")
     chunks, size = [], 0
     with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
+        try:
+            selector.register(stream, selectors.EVENT_READ)
+        except (PermissionError, ValueError):  # a regular file (or /dev/null): it reads to its end at once
+            return stream.read(MAX_EVENT_BYTES + 1).decode("utf-8", errors="replace")
         while True:
             if not selector.select(wait):
                 if chunks:
@@ -288,7 +291,12 @@ def speak_detached(say: list[str]) -> None:
 
 
 def _detached(say: list[str]) -> int:
-    """The detached child: `mcp-tts say` with its output appended to hook.log."""
+    """The detached child: `mcp-tts say --json`, its result appended to hook.log as one JSON line
+    ({"time", "text", "result"}), written at once so that children finishing together never interleave;
+    anything else it prints on stderr (a library's complaint) lands there as its own lines."""
+    import contextlib
+    import io
+
     from .cli import main as cli
     from .config import Settings
 
@@ -301,11 +309,18 @@ def _detached(say: list[str]) -> int:
     except FileNotFoundError:
         pass
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(fd, 1)
     os.dup2(fd, 2)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = cli([say[0], "--json", *say[1:]])
+    try:
+        result = json.loads(printed.getvalue())
+    except ValueError:
+        result = {"error": printed.getvalue().strip() or f"`mcp-tts say` ended with status {status}"}
+    os.write(fd, (json.dumps({"time": started, "text": say[-1], "result": result}) + "\n").encode())
     os.close(fd)
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} say {say[-1]!r}", flush=True)
-    return cli([say[0], "--json", *say[1:]])
+    return status
 
 
 if __name__ == "__main__":
