@@ -4,7 +4,8 @@ Runs in the process the agent starts for each event, which the agent waits for: 
 shapes one short line for the ear, hands it to a detached `mcp-tts say` (which queues on the shared
 speaker with every agent's speech) and exits, in well under 200 ms. It never fails the agent: on any
 problem (malformed input, an event it does not speak, an unreadable transcript) it exits 0 with one
-line on stderr. Standard library only, so that it starts fast; the detached child does the speaking.
+line on stderr. Standard library only, and its lighter modules (no dataclasses, no pathlib: they cost
+tens of ms at start on a busy machine), so that it starts fast; the detached child does the speaking.
 
 Events, in the shapes their agents send them:
 - Claude Code, JSON on stdin, `hook_event_name` one of:
@@ -26,8 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from .engines.runtime.sentences import first_sentence
 
@@ -44,13 +44,12 @@ class HookProblem(Exception):
     """Something about the event that means nothing is said; reported on stderr, exit status 0."""
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """What the hook needs from an agent's event, whichever agent sent it."""
 
     name: str  # one of EVENTS
     message: str = ""  # Notification's text
-    transcript: Path | None = None  # Claude Code's session transcript (JSONL)
+    transcript: str | None = None  # Claude Code's session transcript (JSONL), user folder expanded
     last_message: str | None = None  # Codex gives the last assistant message itself
     project: str = ""  # the working directory's name, to tell agents apart
 
@@ -172,7 +171,7 @@ def parse_event(text: str) -> Event:
     if name not in EVENTS:
         raise HookProblem(f"{name[:60]!r} is not an event the hook speaks; it speaks {', '.join(EVENTS)}")
     cwd = data.get("cwd")
-    project = Path(cwd).name if isinstance(cwd, str) and cwd.strip() else ""
+    project = os.path.basename(cwd.rstrip("/")) if isinstance(cwd, str) and cwd.strip() else ""
     if name == "Notification":
         message = next((v for v in (data.get("message"), data.get("title")) if isinstance(v, str) and v.strip()), "")
         if not message:
@@ -183,7 +182,7 @@ def parse_event(text: str) -> Event:
         return Event(name, last_message=last if isinstance(last, str) else None, project=project)
     path = data.get("agent_transcript_path") if name == "SubagentStop" else None
     path = path or data.get("transcript_path")
-    transcript = Path(path).expanduser() if isinstance(path, str) and path else None
+    transcript = os.path.expanduser(path) if isinstance(path, str) and path else None
     return Event(name, transcript=transcript, project=project)
 
 
@@ -210,7 +209,7 @@ def line_for(event: Event, summary: bool, done: str = "Done") -> tuple[str, str 
     return (sentence or plain), problem
 
 
-def last_assistant_text(path: Path) -> str | None:
+def last_assistant_text(path: str) -> str | None:
     """The text of the last assistant entry in a Claude Code transcript (JSONL), read from its end."""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
