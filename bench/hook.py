@@ -9,7 +9,8 @@ spoken series, "first sound" is from the hook's start to the first sample the sp
 (the speaker's monotonic clock, the machine's), read from the result the detached say writes in
 hook.log; each run waits for the previous one to finish, so nothing queues ahead of it. For comparison,
 what a hand-written hook script would hold the agent for: `mcp-tts say` (it returns at the end of the
-speech), and the playback commands (`mcp-tts pause` and `resume`).
+speech), the playback commands (`mcp-tts pause` and `resume`), and the floor: the same interpreter
+starting and exiting with nothing to do.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def run_hooks(runs: int, env: dict[str, str], data_dir: Path, folder: Path) -> l
 
 def run_commands(runs: int, env: dict[str, str]) -> list[dict]:
     rows = []
+    for _ in range(runs):  # the floor: the venv's interpreter starting and exiting, nothing imported
+        rows.append({"series": "floor: python -c pass (same interpreter)", "first_sound_ms": None,
+                     "returned_ms": timed([sys.executable, "-c", "pass"], None, env)})
     for _ in range(max(3, runs // 3)):
         rows.append({"series": "mcp-tts say (what a hook script would run)", "first_sound_ms": None,
                      "returned_ms": timed([MCP_TTS, "say", "Done in api."], None, env)})
