@@ -146,7 +146,7 @@ def plot(table: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("ms the command holds its caller (log scale)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -210,19 +210,24 @@ def line_for(event: Event, summary: bool, done: str = "Done") -> tuple[str, str 
 
 
 def last_assistant_text(path: str) -> str | None:
-    """The text of the last assistant entry in a Claude Code transcript (JSONL), read from its end."""
+    """The text of the last assistant entry in a Claude Code transcript (JSONL), read backwards from its
+    end in growing blocks (the answer is usually in the last few KB), at most TRANSCRIPT_TAIL bytes."""
     with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        start = max(0, f.tell() - TRANSCRIPT_TAIL)
-        f.seek(start)
-        lines = f.read().split(b"\n")
-    if start:
-        lines = lines[1:]  # the first one is cut
-    for raw in reversed(lines):
-        text = _assistant_text(raw)
-        if text:
-            return text
-    return None
+        end = f.seek(0, os.SEEK_END)
+        block = 1 << 16
+        while True:
+            start = max(0, end - block)
+            f.seek(start)
+            lines = f.read(end - start).split(b"\n")
+            if start:
+                lines = lines[1:]  # the first one is cut
+            for raw in reversed(lines):
+                text = _assistant_text(raw)
+                if text:
+                    return text
+            if start == 0 or block >= TRANSCRIPT_TAIL:
+                return None
+            block *= 4
 
 
 def _assistant_text(raw: bytes) -> str | None:

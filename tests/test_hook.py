@@ -124,6 +124,19 @@ def test_a_missing_or_useless_transcript_gives_the_done_line_and_says_why(tmp_pa
     assert line == "Done in api." and problem
 
 
+def test_the_answer_is_found_far_back_in_a_long_transcript_but_not_past_its_last_megabyte(tmp_path):
+    from mcp_tts.hook import TRANSCRIPT_TAIL, last_assistant_text
+
+    answer = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "Early."}]}})
+    filler = json.dumps({"type": "user", "message": {"content": [{"type": "tool_result", "content": "x" * 4000}]}})
+    path = tmp_path / "long.jsonl"
+    within = TRANSCRIPT_TAIL // (len(filler) + 1) - 2
+    path.write_text(answer + "\n" + (filler + "\n") * within)
+    assert last_assistant_text(str(path)) == "Early."
+    path.write_text(answer + "\n" + (filler + "\n") * (within + 10))
+    assert last_assistant_text(str(path)) is None
+
+
 def test_prose_keeps_what_a_person_reads_first():
     assert prose(LAST_MESSAGE).splitlines()[0] == ("I fixed the flaky retry test in tests/test_retry.py: it waited "
                                                    "on the real clock. It uses a fake one now.")
