@@ -1,6 +1,7 @@
 """The `mcp-tts` command: the MCP server, and the same speech from a terminal.
 
     mcp-tts serve                       MCP stdio server (what agent configs run)
+    mcp-tts http [--host H] [--port P]  OpenAI-compatible speech server (POST /v1/audio/speech)
     mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the MCP stdio server (what agent configs run)",
                    description="The MCP stdio server: JSON-RPC on stdin and stdout, one per agent session.")
+    _add_http_parser(sub)
     say = sub.add_parser("say", help="speak text now", description="Speak text now, through the same request as "
                                                                   "the say tool (one set of limits).")
     field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
@@ -130,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = Settings.from_env()
     try:
+        if args.command == "http":
+            from .http.serve import serve as serve_http
+
+            serve_http(settings, args.host, args.port, args.api_key_file, args.ssl_certfile, args.ssl_keyfile,
+                       args.log_level)
+            return 0
         if args.command == "install":
             return _install(settings, args)
         if args.command == "download":
@@ -160,6 +168,20 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(paths.os_error(exc, exc.filename, "cannot use")))
     except KeyboardInterrupt:
         return 130
+
+
+def _add_http_parser(sub) -> None:
+    http = sub.add_parser("http", help="serve speech over HTTP: the OpenAI speech API (POST /v1/audio/speech)",
+                          description="An OpenAI-compatible speech server in front of this machine's engine hosts. "
+                                      "It returns audio, never plays it. Without a key it listens on loopback only.")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any other "
+                                                          "needs a key")
+    http.add_argument("--port", type=int, default=8750, help="port (default 8750)")
+    http.add_argument("--api-key-file", type=Path, metavar="FILE", help="a file whose first line is the key clients "
+                                                                        "send as 'Authorization: Bearer KEY'; default: "
+                                                                        "MCP_TTS_API_KEY")
+    http.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate (PEM), passed to uvicorn")
+    http.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM), passed to uvicorn")
 
 
 def _add_install_parser(sub) -> None:

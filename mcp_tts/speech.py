@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -72,7 +72,7 @@ from .replies import no_progress as _no_progress
 from .text import check_text
 from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
-__all__ = ["AUDIO_REPLY_MIME", "MAX_AUDIO_REPLY_BYTES", "OutputFile", "Speech", "SayRequest", "SayPlan",
+__all__ = ["AUDIO_REPLY_MIME", "AudioStream", "MAX_AUDIO_REPLY_BYTES", "OutputFile", "Speech", "SayRequest", "SayPlan",
            "audio_reply", "check_output_path"]
 
 log = logging.getLogger("mcp_tts.speech")
@@ -250,6 +250,39 @@ class OutputFile:
             self.reservation.release()
 
 
+class AudioStream:
+    """One utterance's samples as its host makes them (Speech.stream). `close` before the end cancels the
+    host's work on it: a listener that went away frees the engine for the next request."""
+
+    def __init__(self, utt_id: str, plan: SayPlan, start: AudioStart, reader: ReplyReader) -> None:
+        self.id, self.plan, self.start, self.reader = utt_id, plan, start, reader
+        self.samples = 0
+        self.synth_seconds: float | None = None
+        self.ended = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self.start.sample_rate
+
+    async def chunks(self):
+        """float32 chunks until the end; an engine's failure, or a host lost, raises TTSError."""
+        while True:
+            message, payload = await self.reader.next()
+            if isinstance(message, AudioChunk):
+                samples = pcm(payload)
+                self.samples += len(samples)
+                yield samples
+            elif isinstance(message, AudioEnd):
+                self.synth_seconds, self.ended = message.synth_seconds, True
+                return
+
+    async def close(self) -> None:
+        if not self.ended:
+            with anyio.CancelScope(shield=True):
+                await _quietly(self.reader.reply.conn.send(Cancel(id=self.id)))
+        self.reader.close()
+
+
 class AudioTooLong(TTSError):
     """Audio over what one reply may carry (MAX_AUDIO_REPLY_BYTES)."""
 
@@ -377,6 +410,29 @@ class Speech:
             id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
             voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed))
         return ReplyReader(reply, plan.backend, progress), None
+
+    async def stream(self, request: SayRequest, progress: ProgressSink = _no_progress,
+                     reference: dict | None = None) -> AudioStream:
+        """The utterance's audio as it is made, for a caller that takes the samples itself (`mcp-tts http`):
+        the same plan, phrase cache and host as `say`, no speaker and no file. Returns once the host has
+        started it (AudioStart): a refusal is raised here, before any audio. `reference`: a recording to
+        clone from, sent with the request (reference_audio and transcript, as a saved voice's)."""
+        plan = self.plan(request)
+        if reference is not None:
+            plan = replace(plan, voice=None, voice_params={**plan.voice_params, **reference})
+        _, python = families.installed_family(plan.backend, self.settings)
+        families.check_model(plan.backend, plan.model)
+        utt_id = _new_id()
+        reader, cached_start = await self._open(plan, utt_id, self._phrase_key(plan), python, progress)
+        try:
+            start = cached_start or await reader.expect(AudioStart)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _quietly(reader.reply.conn.send(Cancel(id=utt_id)))
+            reader.close()
+            raise
+        reader.progress = None
+        return AudioStream(utt_id, plan, start, reader)
 
     def _phrase_key(self, plan: SayPlan) -> PhraseKey | None:
         if (not self.phrases.enabled or len(plan.text) > PHRASE_MAX_CHARS
