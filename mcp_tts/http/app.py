@@ -269,7 +269,9 @@ def _problem(exc: TTSError) -> HTTPProblem:
     message = str(exc)
     param = next((p for p in ("voice", "model", "language", "instruct", "speed", "text") if message.startswith(p)),
                  None)
-    return HTTPProblem(400, message, "input" if param == "text" else param, "invalid_value")
+    if param == "text":  # the say request's text is this request's input
+        param, message = "input", "input" + message[len("text"):]
+    return HTTPProblem(400, message, param, "invalid_value")
 
 
 # --- the response -----------------------------------------------------------------------------------------
