@@ -362,10 +362,31 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     except Exception as exc:
         problems += 1
         print(f"espeak-ng: FAILED ({exc})")
+    if settings.remote_url:
+        problems += await _check_remote(settings)
+    if settings.remote_url:
+        problems += await _check_remote(settings)
     states = await survey(settings.runtime_dir, SERVICES)
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
     return 1 if problems else 0
+
+
+async def _check_remote(settings: Settings) -> int:
+    """The remote's line: its health and round trip, and what it offers; 1 when it does not answer."""
+    from .remote import PREFIX, Remote
+
+    server = Remote(settings.remote_url, settings.remote_api_key)
+    try:
+        answer, ms = await server.health()
+        catalog = await server.catalog()
+    except TTSError as exc:
+        print(f"remote: {server.url}: FAILED ({exc})")
+        return 1
+    kind = f"mcp-tts {answer.get('version', '')}".strip() if answer.get("server") == "mcp-tts" else "OpenAI-compatible"
+    print(f"remote: {server.url} ({kind}): {answer.get('status', 'answering')}, {ms:.0f} ms round trip; backends "
+          f"{', '.join(PREFIX + name for name in catalog.backends) or 'none'}")
+    return 0
 
 
 @contextmanager
