@@ -110,12 +110,16 @@ async def models(settings: Settings, speech: Speech, request: Request) -> Respon
 
 
 async def voices(settings: Settings, speech: Speech, request: Request) -> Response:
-    """Presets of each installed backend (its running host's, else the catalog's) and saved voices."""
+    """Each installed backend's voices, as its host tells them (started to ask, as `mcp-tts voices` does), and
+    the saved voices."""
     backend = request.query_params.get("backend")
     if backend is not None and backend not in BACKENDS:
         raise HTTPProblem(404, f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}", "backend",
                           "model_not_found")
-    listing = await speech.list_voices(backend)
+    try:
+        listing = await speech.list_voices(backend, start_hosts=True)
+    except TTSError as exc:
+        raise _problem(exc) from None
     backends = {b.backend: {"voices": [v.name for v in b.voices], "models": b.models,
                             "default_voice": BACKENDS[b.backend].default_voice,
                             "sample_rate": BACKENDS[b.backend].sample_rate, "supports": b.supports,
