@@ -11,7 +11,9 @@ import base64
 import io
 import json
 import os
+import ssl
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
@@ -201,6 +203,42 @@ def test_refuses_another_address_without_a_key(shared_home, tmp_path):
     assert run.returncode == 2 and "is empty" in run.stderr
 
 
+def test_tls_through_uvicorns_options(shared_home, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True,
+                   capture_output=True, timeout=60)
+    env = server_env(shared_home, None, MCP_TTS_API_KEY=KEY)
+    port = free_port()
+    proc = subprocess.Popen([MCP_TTS, "http", "--port", str(port), "--ssl-certfile", str(cert), "--ssl-keyfile",
+                             str(key)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/health", verify=trusting(cert), timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with pytest.raises(httpx.ConnectError):  # a certificate the client does not trust is refused
+            httpx.get(f"{url}/health", timeout=5)
+        spoken = client_over(url, cert).audio.speech.create(model="tts-1", voice="alloy", input="Encrypted.",
+                                                           response_format="wav")
+        assert sf.info(io.BytesIO(spoken.content)).duration > 0.3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def client_over(url: str, cert) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=60,
+                         http_client=openai.DefaultHttpxClient(verify=trusting(cert)))
+
+
+def trusting(cert) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert))
+
+
 def test_key_file_is_read(shared_home, tmp_path):
     (tmp_path / "key").write_text("from-a-file\n")
     env = server_env(shared_home, None)
@@ -232,6 +270,22 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_engine_work(scripted)
         rig.engine.scripts.append(Script(chunks=3))  # the engine is free for the next one
         after = await http.post(f"{url}/v1/audio/speech", json={"input": "next", "response_format": "pcm"}, timeout=30)
         assert after.status_code == 200 and len(after.content) == 3 * 800 * 2
+
+
+@pytest.mark.anyio
+async def test_an_event_stream_client_that_leaves_cancels_the_engine_work_too(scripted):
+    rig = scripted
+    rig.engine.scripts.append(Script(chunks=400, pause=0.02))
+    async with uvicorn_app(create_app(rig.settings, None)) as url, httpx.AsyncClient() as http:
+        body = {"input": "a long one", "response_format": "pcm", "stream_format": "sse"}
+        async with http.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=30) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    break
+        with anyio.fail_after(10):
+            while not rig.engine.of(Cancel):
+                await anyio.sleep(0.02)
+    assert rig.engine.of(Cancel)[0].id == rig.engine.of(Synthesize)[0].id
 
 
 @pytest.mark.anyio

@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -302,8 +302,9 @@ async def _events(body) -> AsyncIterator[dict]:
     """vLLM-Omni's and OpenAI's events: speech.audio.delta (base64 audio), then speech.audio.done; a
     failure is an error event, in OpenAI's error shape."""
     try:
-        async for data in body():
-            yield {"data": json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})}
+        async with aclosing(body()) as chunks:  # closed at once when the client leaves: the engine's work ends
+            async for data in chunks:
+                yield {"data": json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})}
     except TTSError as exc:
         log.warning("speech failed mid-stream: %s", exc)
         problem = _problem(exc)
@@ -333,6 +334,10 @@ class AudioResponse(StreamingResponse):
                 pass  # the client went away
             tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listen)
-            await respond()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen)
+                await respond()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # not left to the garbage collector: the engine's work ends now
