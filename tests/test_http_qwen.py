@@ -37,7 +37,7 @@ def reference_wav() -> bytes:
     return buffer.getvalue()
 
 
-def test_openai_client_speaks_a_qwen_preset_and_clones_from_ref_audio(qwen_server):
+def test_openai_client_speaks_a_qwen_preset_and_clones_from_ref_audio(qwen_server, shared_home):
     client = openai.OpenAI(base_url=f"{qwen_server}/v1", api_key=KEY, max_retries=0, timeout=300)
     preset = client.audio.speech.create(model="qwen-custom", voice="Vivian", input="The build is green.",
                                         response_format="wav", extra_body={"language": "en",
@@ -52,9 +52,21 @@ def test_openai_client_speaks_a_qwen_preset_and_clones_from_ref_audio(qwen_serve
                     "ref_text": "A steady tone of four seconds."})
     assert cloned.response.headers["x-backend"] == "qwen-base"
     assert len(np.frombuffer(cloned.content, dtype="<i2")) == SAMPLES
+    for ref, words in ((base64.b64encode(b"not audio at all").decode(), "is not audio that can be read"),
+                       ("%%%", "ref_audio is not base64"), ("https://example.com/me.wav", "fetches no URLs")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.audio.speech.create(model="qwen-base", voice="alloy", input="Hi.", extra_body={"ref_audio": ref})
+        assert words in str(refused.value)
+    short = io.BytesIO()
+    sf.write(short, sine(8000, 16000), 16000, format="WAV")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.audio.speech.create(model="qwen-base", voice="alloy", input="Hi.",
+                                   extra_body={"ref_audio": base64.b64encode(short.getvalue()).decode()})
+    assert "ref_audio: the recording is 0.5 s long" in str(refused.value)
     with pytest.raises(openai.NotFoundError) as missing:
         client.audio.speech.create(model="qwen-custom", voice="Bob", input="Hi.")
     assert "Bob" in str(missing.value)
+    assert not list((shared_home / "data" / "cache" / "http-references").iterdir())  # sent recordings not kept
 
 
 async def test_an_mcp_server_speaks_through_a_qwen_remote(qwen_server, home, tmp_path):

@@ -6,8 +6,10 @@ scripted engine host published in its runtime dir (the remote process talks to i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import soundfile as sf
 from mcp_tts.engines.contract.protocol import Cancel, Synthesize
 from tests.support.homes import server_env, stop_hosts
 from tests.support.http_server import free_port, http_process
-from tests.support.mcp_client import audio_of, error_text, mcp_session
+from tests.support.mcp_client import MCP_TTS, audio_of, error_text, mcp_session
 from tests.support.scripted import Script, ScriptedEngine, sine
 
 pytestmark = pytest.mark.anyio
@@ -100,6 +102,18 @@ async def test_wrong_key_and_a_remote_that_is_down_are_clear_and_local_speech_go
         assert not local.is_error and audio_of(local)[0].size > 0
 
 
+def test_doctor_shows_the_remote_its_health_and_round_trip(remote, home):
+    shown = subprocess.run([MCP_TTS, "doctor"], env=local_env(home, remote), capture_output=True, text=True,
+                           timeout=60)
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("remote:"))
+    assert re.fullmatch(rf"remote: {re.escape(remote)} \(mcp-tts [0-9.]+\): ok, \d+ ms round trip; backends "
+                        rf"remote:builtin", line), line
+    down = f"http://127.0.0.1:{free_port()}"
+    failed = subprocess.run([MCP_TTS, "doctor"], env=local_env(home, down), capture_output=True, text=True,
+                            timeout=60)
+    assert failed.returncode == 1 and f"remote: {down}: FAILED (the remote {down} did not answer" in failed.stdout
+
+
 async def test_remote_speech_plays_through_the_local_speaker(remote, home, pulse):
     async with mcp_session(local_env(home, remote, pulse=pulse)) as session:
         result = await session.call_tool("say", {"text": "Through the local speaker.", "backend": "remote:builtin",
@@ -149,20 +163,33 @@ async def test_stop_cancels_the_remote_work(slow_remote, home):
         assert engine.of(Cancel)[0].id == engine.of(Synthesize)[0].id
 
 
-async def test_a_remote_killed_mid_stream_is_a_clear_error_and_the_server_goes_on(slow_remote, home):
+@pytest.mark.parametrize("output", ["audio", "play"])
+async def test_a_remote_killed_mid_stream_is_a_clear_error_and_the_server_goes_on(slow_remote, home, pulse, output):
     url, engine, proc = slow_remote
-    async with mcp_session(local_env(home, url)) as session:
+    async with mcp_session(local_env(home, url, pulse=pulse if output == "play" else None)) as session:
         async with anyio.create_task_group() as tg:
             outcome = {}
 
             async def speak() -> None:
-                outcome["result"] = await session.call_tool("say", {"text": "a long remote story", "output": "audio",
-                                                                    "backend": "remote:builtin"})
+                outcome["result"] = await session.call_tool("say", {"text": "a long remote story", "output": output,
+                                                                    "wait": "end", "backend": "remote:builtin"})
             tg.start_soon(speak)
             await until(lambda: engine.of(Synthesize))
-            await anyio.sleep(0.3)  # some audio on its way
+            await anyio.sleep(0.3)  # some audio on its way (and, with play, playing)
             os.kill(proc.pid, signal.SIGKILL)
         message = error_text(outcome["result"])
         assert f"speech cut off: the remote {url} went away mid-stream" in message
-        local = await session.call_tool("say", {"text": "The local engine still speaks.", "output": "audio"})
-        assert not local.is_error and audio_of(local)[0].size > 0
+        local = await session.call_tool("say", {"text": "The local engine still speaks.", "output": output,
+                                                "wait": "end"})
+        assert not local.is_error, local.content
+        if output == "play":  # the local speaker is unharmed: the next utterance plays whole
+            assert local.structured_content["status"] == "played"
+        else:
+            assert audio_of(local)[0].size > 0
+
+
+async def test_a_remote_backend_as_the_default_setting(remote, home):
+    async with mcp_session({**local_env(home, remote), "MCP_TTS_BACKEND": "remote:builtin"}) as session:
+        said = await session.call_tool("say", {"text": "By default from afar.", "output": "audio"})
+    assert not said.is_error, said.content
+    assert said.structured_content["backend"] == "remote:builtin" and said.structured_content["remote"] == remote
