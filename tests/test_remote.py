@@ -193,3 +193,47 @@ async def test_a_remote_backend_as_the_default_setting(remote, home):
         said = await session.call_tool("say", {"text": "By default from afar.", "output": "audio"})
     assert not said.is_error, said.content
     assert said.structured_content["backend"] == "remote:builtin" and said.structured_content["remote"] == remote
+
+
+# --- another OpenAI-compatible server as the remote --------------------------------------------------------
+
+def openai_peer(received: list[dict]):
+    """A scripted peer speaking OpenAI's speech API as OpenAI does: it lists models, has no voices
+    endpoint, refuses fields it does not know, and answers pcm at 24 kHz without saying the rate."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    known = {"model", "input", "voice", "response_format", "speed", "instructions"}
+
+    async def models(request):
+        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "openai"}
+                                                        for m in ("tts-1", "gpt-4o-mini-tts")]})
+
+    async def speech(request):
+        body = await request.json()
+        received.append(body)
+        unknown = set(body) - known
+        if unknown:
+            return JSONResponse({"error": {"message": f"Unrecognized request argument supplied: {sorted(unknown)[0]}",
+                                           "type": "invalid_request_error", "param": None, "code": None}}, 400)
+        return Response((sine(24000, 24000) * 32767).astype("<i2").tobytes(), media_type="audio/pcm")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/audio/speech", speech, methods=["POST"])])
+
+
+async def test_another_openai_compatible_server_offers_its_models(home):
+    from tests.support.http_server import uvicorn_app
+
+    received: list[dict] = []
+    async with uvicorn_app(openai_peer(received)) as url:
+        async with mcp_session(local_env(home, url + "/v1", key="sk-test")) as session:
+            listing = (await session.call_tool("list_voices", {})).structured_content
+            assert {"remote:tts-1", "remote:gpt-4o-mini-tts"} <= {b["backend"] for b in listing["backends"]}
+            said = await session.call_tool("say", {"text": "From **another** server.", "voice": "alloy",
+                                                   "backend": "remote:gpt-4o-mini-tts", "output": "audio"})
+    assert not said.is_error, said.content
+    audio, rate = audio_of(said)
+    assert rate == 24000 and len(audio) == 24000  # OpenAI's pcm rate, as the server did not state one
+    assert received == [{"model": "gpt-4o-mini-tts", "input": "From another server.", "response_format": "pcm",
+                         "speed": 1.0, "voice": "alloy"}]  # shaped here, and none of our extensions
