@@ -378,6 +378,7 @@ async def _check_remote(settings: Settings) -> int:
 
     server = Remote(settings.remote_url, settings.remote_api_key)
     try:
+        await server.health()  # the connection made, then timed: the round trip of a say, not a handshake's
         answer, ms = await server.health()
         catalog = await server.catalog()
     except TTSError as exc:

@@ -69,17 +69,21 @@ class Remote:
         self.url = base[:-3] if base.endswith("/v1") else base
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._catalog: RemoteCatalog | None = None
+        self._http: httpx.AsyncClient | None = None
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=TIMEOUT)
+    def client(self) -> httpx.AsyncClient:
+        """One client for the server's life: its connections stay open between utterances, so a `say`
+        does not pay a new TCP (and TLS) handshake to the remote each time."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=TIMEOUT)
+        return self._http
 
     async def _get(self, path: str) -> dict:
-        async with self._client() as client:
-            try:
-                response = await client.get(path)
-            except httpx.HTTPError as exc:
-                raise RemoteError(f"the remote {self.url} did not answer ({_describe(exc)}); check "
-                                  f"MCP_TTS_REMOTE_URL and that its server runs") from None
+        try:
+            response = await self.client().get(path)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"the remote {self.url} did not answer ({_describe(exc)}); check "
+                              f"MCP_TTS_REMOTE_URL and that its server runs") from None
         _raise_for(response, self.url)
         return response.json()
 
@@ -205,19 +209,20 @@ class RemoteReply:
         url, sent = self.remote.url, time.perf_counter()
         try:
             with self._scope:
-                async with self.remote._client() as client:
-                    request = client.build_request("POST", "/v1/audio/speech", json=self.body)
-                    try:
-                        response = await client.send(request, stream=True)
-                    except httpx.HTTPError as exc:
-                        raise RemoteError(f"the remote {url} did not answer ({_describe(exc)}); check "
-                                          f"MCP_TTS_REMOTE_URL and that its server runs") from None
-                    try:
-                        if response.status_code != 200:
-                            await response.aread()
-                            _raise_for(response, url)
-                        await self._relay(response, sent)
-                    finally:
+                client = self.remote.client()
+                request = client.build_request("POST", "/v1/audio/speech", json=self.body)
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise RemoteError(f"the remote {url} did not answer ({_describe(exc)}); check "
+                                      f"MCP_TTS_REMOTE_URL and that its server runs") from None
+                try:
+                    if response.status_code != 200:
+                        await response.aread()
+                        _raise_for(response, url)
+                    await self._relay(response, sent)
+                finally:
+                    with anyio.CancelScope(shield=True):
                         await response.aclose()
         except TTSError as exc:
             self._put(exc)
