@@ -270,13 +270,20 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
               f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
         for note in result.notes:
             print(f"  note: {note}")
-        print(_still_warm(settings, result.backend, speaker=not args.output_file), file=sys.stderr)
+        warm = _still_warm(settings, result.backend, speaker=not args.output_file)
+        if warm:
+            print(warm, file=sys.stderr)
     return 0
 
 
 def _still_warm(settings: Settings, backend: str, speaker: bool) -> str:
     """What a one-off `say` leaves running: the engine host, and the speaker where it was asked to play (it
     is started then even if it finds no device), until they have been idle for their timeouts."""
+    from .remote import is_remote
+
+    if is_remote(backend):  # spoken by the remote: no engine host here
+        return (f"mcp-tts: the speaker stays warm for {_duration(settings.speaker_idle_timeout)} of idle time; "
+                f"`mcp-tts hosts stop` stops it now") if speaker else ""
     service = families.family_of(backend).service
     line = f"mcp-tts: the {service} engine host stays warm for {_duration(settings.idle_timeout)} of idle time"
     if not speaker:

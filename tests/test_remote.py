@@ -237,3 +237,18 @@ async def test_another_openai_compatible_server_offers_its_models(home):
     assert rate == 24000 and len(audio) == 24000  # OpenAI's pcm rate, as the server did not state one
     assert received == [{"model": "gpt-4o-mini-tts", "input": "From another server.", "response_format": "pcm",
                          "speed": 1.0, "voice": "alloy"}]  # shaped here, and none of our extensions
+
+
+def test_the_command_line_speaks_and_lists_through_the_remote(remote, home, tmp_path):
+    env = local_env(home, remote)
+    out = tmp_path / "remote.wav"
+    said = subprocess.run([MCP_TTS, "say", "Written on the other machine.", "-b", "remote:builtin", "-v", "en-gb",
+                           "-o", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.startswith("saved:") and "remote:builtin/en-gb" in said.stdout
+    assert f"spoken by the remote {remote}" in said.stdout
+    assert sf.info(out).samplerate == 22050 and sf.info(out).duration > 0.5
+    listed = subprocess.run([MCP_TTS, "voices", "-b", "remote:builtin"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0 and listed.stdout.startswith("remote:builtin (installed)"), listed.stderr
+    assert "en-gb" in listed.stdout
