@@ -129,6 +129,10 @@ async def measure(args) -> dict:
     if "MCP_TTS_FAMILIES_DIR" in os.environ:
         env["MCP_TTS_FAMILIES_DIR"] = os.environ["MCP_TTS_FAMILIES_DIR"]
     settings = Settings(runtime_dir=home / "run", data_dir=home / "data", phrase_cache_mb=0)
+    if not args.url:
+        from mcp_tts import families
+
+        families.installed_family(args.backend, settings)  # not installed: said now, not from inside a task group
     url, proc = (args.url.rstrip("/"), None) if args.url else start_server(env)
     out: dict = {}
     try:
@@ -177,7 +181,12 @@ def main() -> int:
     parser.add_argument("--key", default=os.environ.get("MCP_TTS_API_KEY"), help="its key (MCP_TTS_API_KEY)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "http.json")
     args = parser.parse_args()
-    data = anyio.run(measure, args)
+    from mcp_tts.errors import TTSError
+
+    try:
+        data = anyio.run(measure, args)
+    except TTSError as exc:
+        raise SystemExit(f"bench.http: {exc}") from None
     rows = []
     for name, paths in data.items():
         for path, s in (("engine", paths["engine"]), ("http", paths["http"])):

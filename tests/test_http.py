@@ -88,6 +88,7 @@ def test_other_formats_decode_to_the_same_speech(server, fmt):
     reference, rate = sf.read(io.BytesIO(wav.content), dtype="float32")
     audio, other_rate = sf.read(io.BytesIO(other.content), dtype="float32")
     assert other_rate == (24000 if fmt == "opus" else rate)  # Opus has no 22,050 Hz: resampled
+    assert other.response.headers["x-sample-rate"] == str(other_rate)
     assert abs(len(audio) / other_rate - len(reference) / rate) < 0.1
     assert rms(audio) > 0.5 * rms(reference)
 

@@ -163,7 +163,7 @@ async def speech(settings: Settings, speech: Speech, request: Request) -> Respon
         _remove(reference)
         raise
     enc = encoder(ask.response_format, stream.sample_rate)
-    headers = {"X-Sample-Rate": str(stream.sample_rate), "X-Backend": backend, "X-Model": stream.start.model,
+    headers = {"X-Sample-Rate": str(enc.out_rate), "X-Backend": backend, "X-Model": stream.start.model,
                "X-Voice": stream.start.voice, "X-Utterance-Id": stream.id, "Cache-Control": "no-store"}
     if stream.start.notes:
         headers["X-Notes"] = json.dumps(stream.start.notes, ensure_ascii=True)

@@ -26,6 +26,7 @@ class Encoder:
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
+        self.out_rate = sample_rate  # the rate of what is sent (X-Sample-Rate)
 
     def begin(self) -> bytes:
         return b""
