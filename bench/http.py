@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,7 @@ async def measure(args) -> dict:
             proc.wait(timeout=30)
         command = str(BIN / "mcp-tts") if (BIN / "mcp-tts").exists() else "mcp-tts"
         subprocess.run([command, "hosts", "stop"], env=env, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
     return out
 
 
