@@ -28,6 +28,8 @@ PREFIX = "remote:"
 DEFAULT_RATE = 24000  # OpenAI's pcm: 24 kHz, 16-bit mono, when a server does not say
 CHUNK_BYTES = 8192  # PCM bytes per chunk handed on (~0.17 s at 24 kHz)
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# a speech request waits for the remote's first audio, which may follow a model load there (~40 s cold on a GPU)
+SPEECH_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 
 
 def is_remote(backend: str | None) -> bool:
@@ -210,7 +212,7 @@ class RemoteReply:
         try:
             with self._scope:
                 client = self.remote.client()
-                request = client.build_request("POST", "/v1/audio/speech", json=self.body)
+                request = client.build_request("POST", "/v1/audio/speech", json=self.body, timeout=SPEECH_TIMEOUT)
                 try:
                     response = await client.send(request, stream=True)
                 except httpx.HTTPError as exc:

@@ -144,6 +144,8 @@ def test_voices_and_models(server):
 HOSTILE = [
     (b"not json", 400, None, "not JSON"),
     (b"[1, 2]", 400, None, "not an object"),
+    (b"[" * 100_000, 400, None, "not JSON"),
+    (b'{"input": "\xff\xfe"}', 400, None, "not JSON"),
     (b'{"input": 5}', 400, "input", "input must be a string"),
     (b'{"voice": "alloy"}', 400, "input", "input is required"),
     (b'{"input": "hi", "speed": 9}', 400, "speed", "speed must be at most 2"),

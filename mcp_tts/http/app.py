@@ -193,7 +193,7 @@ async def _body(request: Request) -> bytes:
 def _parse(body: bytes) -> SpeechRequest:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise HTTPProblem(400, f"the body is not JSON ({exc}); send a JSON object such as "
                                f'{{"model": "tts-1", "input": "Hello", "voice": "alloy"}}',
                           code="invalid_json") from None
