@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..config import Settings
@@ -17,6 +18,10 @@ def serve(settings: Settings, host: str, port: int, key_file: Path | None = None
 
     key = read_key_file(key_file) if key_file is not None else settings.api_key
     check_listen(host, key)
+    scheme = "https" if certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    print(f"mcp-tts http: the OpenAI speech API at {scheme}://{shown}:{port}/v1/audio/speech "
+          f"({'a key is required' if key else 'no key: loopback only'}); Ctrl-C stops it", file=sys.stderr, flush=True)
     config = uvicorn.Config(create_app(settings, key), host=host, port=port, log_level=log_level.lower(),
                             ssl_certfile=str(certfile) if certfile else None,
                             ssl_keyfile=str(keyfile) if keyfile else None, lifespan="on",
