@@ -199,6 +199,9 @@ def test_refuses_another_address_without_a_key(shared_home, tmp_path):
     run = subprocess.run([MCP_TTS, "http", "--host", "0.0.0.0", "--port", str(free_port())], env=env,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "refusing to listen on '0.0.0.0' without an API key" in run.stderr
+    remote_default = subprocess.run([MCP_TTS, "http", "--port", str(free_port())], timeout=60, capture_output=True,
+                                    text=True, env={**env, "MCP_TTS_BACKEND": "remote:builtin"})
+    assert remote_default.returncode == 2 and "unknown backend 'remote:builtin'" in remote_default.stderr
     empty = tmp_path / "key"
     empty.write_text("\n")
     run = subprocess.run([MCP_TTS, "http", "--host", "0.0.0.0", "--port", str(free_port()), "--api-key-file",

@@ -14,8 +14,10 @@ def serve(settings: Settings, host: str, port: int, key_file: Path | None = None
     """Serves until interrupted. The key: --api-key-file, else MCP_TTS_API_KEY; TLS: uvicorn's own options."""
     import uvicorn
 
+    from ..families import backend
     from .app import create_app
 
+    backend(settings.backend)  # its default backend (tts-1) is one of this machine's: an unknown one is named now
     key = read_key_file(key_file) if key_file is not None else settings.api_key
     check_listen(host, key)
     scheme = "https" if certfile else "http"
