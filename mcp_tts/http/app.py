@@ -80,9 +80,9 @@ def create_app(settings: Settings, key: str | None) -> Starlette:
                 return JSONResponse(exc.body.model_dump(), status_code=exc.status, headers=headers)
         return endpoint
 
-    routes = [Route("/v1/audio/speech", guarded(speech), methods=["POST"]),
-              Route("/v1/audio/voices", guarded(voices), methods=["GET"]),
-              Route("/v1/models", guarded(models), methods=["GET"]),
+    routes = [Route("/v1/audio/speech", guarded(create_speech), methods=["POST"]),
+              Route("/v1/audio/voices", guarded(list_voices), methods=["GET"]),
+              Route("/v1/models", guarded(list_models), methods=["GET"]),
               Route("/health", guarded(health, open_to_all=True), methods=["GET"])]
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -94,7 +94,7 @@ async def health(settings: Settings, speech: Speech, request: Request) -> Respon
     return JSONResponse({"status": "ok", "server": "mcp-tts", "version": __version__})
 
 
-async def models(settings: Settings, speech: Speech, request: Request) -> Response:
+async def list_models(settings: Settings, speech: Speech, request: Request) -> Response:
     """Installed backends and their published models, OpenAI's list shape; `backend` names ours."""
     installed = families.installed_backends(settings)
     data = []
@@ -109,7 +109,7 @@ async def models(settings: Settings, speech: Speech, request: Request) -> Respon
     return JSONResponse({"object": "list", "data": data})
 
 
-async def voices(settings: Settings, speech: Speech, request: Request) -> Response:
+async def list_voices(settings: Settings, speech: Speech, request: Request) -> Response:
     """Each installed backend's voices, as its host tells them (started to ask, as `mcp-tts voices` does), and
     the saved voices."""
     backend = request.query_params.get("backend")
@@ -132,7 +132,9 @@ async def voices(settings: Settings, speech: Speech, request: Request) -> Respon
     return JSONResponse({"voices": flat, "backends": backends, "saved": saved, "default_backend": settings.backend})
 
 
-async def speech(settings: Settings, speech: Speech, request: Request) -> Response:
+async def create_speech(settings: Settings, speech: Speech, request: Request) -> Response:
+    """OpenAI's `POST /v1/audio/speech`: checked, planned and started before the response begins (a refusal is
+    an HTTP error), then streamed."""
     ask = _parse(await _body(request))
     try:
         backend, model = resolve_model(ask.model, ask.task_type, settings.backend)
