@@ -1,6 +1,7 @@
 """The `mcp-tts` command: the MCP server, and the same speech from a terminal.
 
     mcp-tts serve                       MCP stdio server (what agent configs run)
+    mcp-tts http [--host H] [--port P]  OpenAI-compatible speech server (POST /v1/audio/speech)
     mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the MCP stdio server (what agent configs run)",
                    description="The MCP stdio server: JSON-RPC on stdin and stdout, one per agent session.")
+    _add_http_parser(sub)
     say = sub.add_parser("say", help="speak text now", description="Speak text now, through the same request as "
                                                                   "the say tool (one set of limits).")
     field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
@@ -147,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = Settings.from_env()
     try:
+        if args.command == "http":
+            from .http.serve import serve as serve_http
+
+            serve_http(settings, args.host, args.port, args.api_key_file, args.ssl_certfile, args.ssl_keyfile,
+                       args.log_level)
+            return 0
         if args.command == "install":
             return _install(settings, args)
         if args.command == "download":
@@ -179,6 +187,20 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(paths.os_error(exc, exc.filename, "cannot use")))
     except KeyboardInterrupt:
         return 130
+
+
+def _add_http_parser(sub) -> None:
+    http = sub.add_parser("http", help="serve speech over HTTP: the OpenAI speech API (POST /v1/audio/speech)",
+                          description="An OpenAI-compatible speech server in front of this machine's engine hosts. "
+                                      "It returns audio, never plays it. Without a key it listens on loopback only.")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any other "
+                                                          "needs a key")
+    http.add_argument("--port", type=int, default=8750, help="port (default 8750)")
+    http.add_argument("--api-key-file", type=Path, metavar="FILE", help="a file whose first line is the key clients "
+                                                                        "send as 'Authorization: Bearer KEY'; default: "
+                                                                        "MCP_TTS_API_KEY")
+    http.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate (PEM), passed to uvicorn")
+    http.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM), passed to uvicorn")
 
 
 def _add_install_parser(sub) -> None:
@@ -267,13 +289,20 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
               f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
         for note in result.notes:
             print(f"  note: {note}")
-        print(_still_warm(settings, result.backend, speaker=not args.output_file), file=sys.stderr)
+        warm = _still_warm(settings, result.backend, speaker=not args.output_file)
+        if warm:
+            print(warm, file=sys.stderr)
     return 0
 
 
 def _still_warm(settings: Settings, backend: str, speaker: bool) -> str:
     """What a one-off `say` leaves running: the engine host, and the speaker where it was asked to play (it
     is started then even if it finds no device), until they have been idle for their timeouts."""
+    from .remote import is_remote
+
+    if is_remote(backend):  # spoken by the remote: no engine host here
+        return (f"mcp-tts: the speaker stays warm for {_duration(settings.speaker_idle_timeout)} of idle time; "
+                f"`mcp-tts hosts stop` stops it now") if speaker else ""
     service = families.family_of(backend).service
     line = f"mcp-tts: the {service} engine host stays warm for {_duration(settings.idle_timeout)} of idle time"
     if not speaker:
@@ -368,10 +397,32 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     except Exception as exc:
         problems += 1
         print(f"espeak-ng: FAILED ({exc})")
+    if settings.remote_url:
+        problems += await _check_remote(settings)
+    if settings.remote_url:
+        problems += await _check_remote(settings)
     states = await survey(settings.runtime_dir, SERVICES)
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
     return 1 if problems else 0
+
+
+async def _check_remote(settings: Settings) -> int:
+    """The remote's line: its health and round trip, and what it offers; 1 when it does not answer."""
+    from .remote import PREFIX, Remote
+
+    server = Remote(settings.remote_url, settings.remote_api_key)
+    try:
+        await server.health()  # the connection made, then timed: the round trip of a say, not a handshake's
+        answer, ms = await server.health()
+        catalog = await server.catalog()
+    except TTSError as exc:
+        print(f"remote: {server.url}: FAILED ({exc})")
+        return 1
+    kind = f"mcp-tts {answer.get('version', '')}".strip() if answer.get("server") == "mcp-tts" else "OpenAI-compatible"
+    print(f"remote: {server.url} ({kind}): {answer.get('status', 'answering')}, {ms:.0f} ms round trip; backends "
+          f"{', '.join(PREFIX + name for name in catalog.backends) or 'none'}")
+    return 0
 
 
 @contextmanager
