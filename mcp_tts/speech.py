@@ -51,7 +51,7 @@ from .engines.contract.protocol import (
     Voices,
 )
 from .errors import EngineFailed, TTSError
-from .host_client import HostConnection, HostLost, Hosts, alive
+from .host_client import HostConnection, HostLost, Hosts, NotAnswering, alive
 from .models import (
     AddVoiceResult,
     BackendVoices,
@@ -409,7 +409,8 @@ class Speech:
     async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path | None,
                     progress: ProgressSink) -> tuple[ReplyReader, AudioStart | None]:
         """The utterance's audio stream: a cached phrase (with its start, as the host would have sent
-        it), else a Synthesize to the family's host (or a request to the remote), whose start is still to come."""
+        it), else a Synthesize to the family's host with its start (or a request to the remote, whose start
+        is still to come)."""
         if remote.is_remote(plan.backend):
             reply = await self.remote_of(plan.backend).open(utt_id, plan, self._tg)
             return ReplyReader(reply, plan.backend, progress), None
@@ -420,10 +421,26 @@ class Speech:
                                voice=meta.get("voice", key.voice),
                                notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
             return ReplyReader(CachedReply(utt_id, samples), plan.backend, progress), start
-        reply = await self.hosts.request(plan.service, Synthesize(
+        synthesize = Synthesize(
             id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
-            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed), python)
-        return ReplyReader(reply, plan.backend, progress), None
+            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed)
+        for attempt in range(2):
+            reader = ReplyReader(await self.hosts.request(plan.service, synthesize, python), plan.backend, progress)
+            try:
+                return reader, await reader.expect(AudioStart)
+            except HostLost as exc:
+                reader.close()
+                if attempt or isinstance(exc, NotAnswering):
+                    raise
+                # killed as the request reached it (the socket took it, the process was already ending):
+                # it made nothing, so the request goes once to a new host
+                log.info("%s; sending the request to a new one", exc)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await _quietly(reader.reply.conn.send(Cancel(id=utt_id)))
+                reader.close()
+                raise
+        raise AssertionError("unreachable")
 
     async def stream(self, request: SayRequest, progress: ProgressSink = _no_progress,
                      reference: dict | None = None) -> AudioStream:

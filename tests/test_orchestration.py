@@ -310,7 +310,7 @@ async def test_a_say_that_never_writes_its_file_gives_the_name_back(scripted, tm
     path = tmp_path / "given-back.wav"
     script = {"engine_fails": Script(chunks=4, fail="engine_error", fail_after=2),
               "stopped": Script(chunks=40, pause=0.01), "host_lost": Script(drop_after=0)}[how]
-    scripted.engine.scripts.append(script)
+    scripted.engine.scripts += [script, script] if how == "host_lost" else [script]  # lost: lost again on the retry
     if how == "stopped":
         result = await say(scripted, output="file", file_path=str(path), roots=(tmp_path,), wait="none")
         await until(path.exists)
@@ -428,12 +428,15 @@ async def test_engine_host_lost_mid_say_is_a_clear_error_and_the_next_say_reconn
     scripted.engine.scripts.append(Script(chunks=4, pause=0.005, drop_after=2))
     with pytest.raises(TTSError, match="speech cut off: the builtin engine host .* went away"):
         await say(scripted, "Cut off.", wait="end")
-    scripted.engine.scripts.append(Script(drop_after=0))
+    scripted.engine.scripts.append(Script(drop_after=0))  # gone before it began: sent once more, and spoken
+    retried = await say(scripted, "Started on the second try.", wait="end")
+    assert retried.status == "played" and scripted.engine.connections == 3
+    scripted.engine.scripts += [Script(drop_after=0), Script(drop_after=0)]  # twice: an error
     with pytest.raises(HostError, match="went away"):
         await say(scripted, "Never started.")
-    assert scripted.engine.connections == 2
+    assert scripted.engine.connections == 4
     ok = await say(scripted, "Back again.", wait="end")
-    assert ok.status == "played" and scripted.engine.connections == 3
+    assert ok.status == "played" and scripted.engine.connections == 5
     assert not scripted.hosts.spawned
 
 

@@ -382,7 +382,9 @@ def test_a_stopped_host_is_listed_at_once_replaced_by_the_next_say_and_stopped_b
     os.kill(frozen, signal.SIGSTOP)
     try:
         status, seconds = cli(env, "hosts")
-        assert seconds < 1.5, seconds  # the command as a whole, Python's start included
+        # not held up by the frozen host: it is listed without the health check's deadline (Python's start
+        # included; bench/recovery.py and the README say how fast on an idle machine)
+        assert seconds < host_client.HEALTH_DEADLINE, seconds
         assert f"builtin: pid {frozen}, not answering" in status.stdout, status.stdout
         said, seconds = cli(env, "say", "Again.", "-o", str(home / "b.wav"))
         assert said.returncode == 0, said.stderr
