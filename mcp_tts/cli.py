@@ -5,7 +5,7 @@
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
     mcp-tts voices remove NAME
-    mcp-tts install FAMILY [--cpu|--cuda]
+    mcp-tts install FAMILY [--cpu|--cuda] [--python PATH] [--find-links DIR --no-index]
     mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
     mcp-tts doctor
@@ -174,13 +174,20 @@ def _add_install_parser(sub) -> None:
     where.add_argument("--cuda", dest="device", action="store_const", const="cuda",
                        help="CUDA builds of torch, from pip's own index (the default where nvidia-smi is found)")
     install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
+    install.add_argument("--python", metavar="PATH", help="build on this interpreter's torch (a conda env's, a venv's, "
+                                                          "the system's python): only what it lacks is installed")
+    install.add_argument("--find-links", metavar="DIR", action="append", default=[],
+                         help="also take packages from this folder of wheels (repeatable)")
+    install.add_argument("--no-index", action="store_true", help="only from --find-links: an install offline")
 
 
 def _install(settings: Settings, args: argparse.Namespace) -> int:
-    from .install import Interrupted, install
+    from .install import Interrupted, Sources, install
 
+    sources = Sources(tuple(args.find_links), args.no_index)
     try:
-        install(settings, args.family, args.device, force=args.force, say=lambda line: print(line, flush=True))
+        install(settings, args.family, args.device, force=args.force, say=lambda line: print(line, flush=True),
+                python=args.python, sources=sources)
     except Interrupted as exc:
         return 128 + exc.signum
     return 0
