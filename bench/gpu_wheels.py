@@ -126,12 +126,12 @@ def download(specs: list[str], dest: Path) -> None:
 
 
 def main() -> int:
+    global PYTHON
     parser = argparse.ArgumentParser()
     parser.add_argument("--dest", type=Path, default=REPO / ".whl-install")
     parser.add_argument("--have", type=Path, default=Path(__file__).parent / "gpu_packages.txt")
     parser.add_argument("--python-version", default=PYTHON)
     args = parser.parse_args()
-    global PYTHON
     PYTHON = args.python_version
     args.dest.mkdir(parents=True, exist_ok=True)
     for old in args.dest.glob("*.whl"):

@@ -47,7 +47,10 @@ INDEX_TIMEOUT = 5.0  # seconds for the check of each package index
 LEFTOVERS = re.compile(rf"{STAGING.pattern}|^venv\.old-\d+$|^venv\.partial-.*$")
 # lines of pip and of the checks that alarm and mean nothing here: kept in the log, not shown
 HARMLESS = ("SoX", "sox: not found", "sox.sourceforge.net", "path variables.", "flash-attn is not installed",
-            "Could not load this library", "WARNING: Location")
+            "Could not load this library", "WARNING: Location",
+            # over a base interpreter the family's package goes in without gradio (base_recipe); the install
+            # check that follows is the judge of whether the venv works
+            "pip's dependency resolver does not currently take into account")
 
 
 class Interrupted(KeyboardInterrupt):
