@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import ValidationError
@@ -29,10 +31,12 @@ from pydantic import ValidationError
 from . import families, paths
 from .config import Settings
 from .errors import TTSError
-from .host_client import HostState, open_hosts, stop_service, survey
 from .request import SayRequest, explain_validation
 from .version import __version__
 from .voices import REFERENCE_SECONDS
+
+if TYPE_CHECKING:  # host_client (anyio's sockets) loads for the commands that talk to hosts
+    from .host_client import HostState
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
 
@@ -48,12 +52,22 @@ class _Parser(argparse.ArgumentParser):
             self.exit(2)
         super().error(message)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse asks the terminal's size for every argument it adds (a formatter each): once is enough
+        return self.formatter_class(prog=self.prog, width=_help_width())
 
-def build_parser() -> argparse.ArgumentParser:
+
+@functools.cache
+def _help_width() -> int:
+    return shutil.get_terminal_size().columns - 2  # argparse's own choice
+
+
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="mcp-tts", description="Speech for AI coding agents, over MCP; and the same speech from "
                                                  "a terminal.")
     parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
-    parser.add_argument("--log-level", default=Settings.from_env().log_level, metavar="LEVEL", type=str.upper,
+    parser.add_argument("--log-level", default=(settings or Settings.from_env()).log_level, metavar="LEVEL",
+                        type=str.upper,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="DEBUG, INFO, WARNING (default, or MCP_TTS_LOG_LEVEL), ERROR or CRITICAL; at INFO and "
                              "DEBUG the audio libraries' own messages are shown too")
@@ -115,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _Parser.json_errors = "--json" in argv
-    parser = build_parser()
+    settings = Settings.from_env()  # once: it reads and validates every MCP_TTS_* variable
+    parser = build_parser(settings)
     args = parser.parse_args(argv)
     if args.command is None:  # `mcp-tts` alone: the help, and the usage error's status for a script that forgot
         parser.print_help()
@@ -128,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
         serve()
         return 0
-    settings = Settings.from_env()
     try:
         if args.command == "install":
             return _install(settings, args)
@@ -225,6 +239,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 
 async def _with_speech(settings: Settings, work):
+    from .host_client import open_hosts
     from .speech import Speech
 
     idle = {"speaker": settings.speaker_idle_timeout}
@@ -297,6 +312,8 @@ async def _voices(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
     """Answers within a second whatever state the hosts are in; `stop` stops frozen ones too."""
+    from .host_client import stop_service, survey
+
     if args.action == "stop":
         done: dict[str, str | None] = {}
 
@@ -328,6 +345,8 @@ def _describe(state: HostState) -> str:
 
 
 async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from .host_client import survey
+
     problems = 0
     print(f"mcp-tts {__version__}, Python {sys.version.split()[0]} at {sys.executable}")
     print(f"data dir: {settings.data_dir}\nruntime dir: {settings.runtime_dir}")
