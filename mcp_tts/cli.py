@@ -356,6 +356,10 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     for family in families.FAMILIES.values():
         python = families.interpreter(family, settings)
         state = f"installed ({python})" if python else f"not installed ({families.install_command(family)})"
+        if python and (base := _base_python(settings, family.name)):  # `install --python`: torch is that one's
+            state += f" over {base}'s torch" + ("" if Path(base).exists() else
+                                                " - which is gone: install the family again")
+            problems += not Path(base).exists()
         print(f"family {family.name}: {state}; backends {', '.join(family.backends)}")
     print(f"GPU: {_check_gpu()}")
     try:
@@ -370,6 +374,12 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
     return 1 if problems else 0
+
+
+def _base_python(settings: Settings, family: str) -> str | None:
+    from .install import installed_recipe
+
+    return (installed_recipe(settings, family) or {}).get("base_python") or None
 
 
 @contextmanager

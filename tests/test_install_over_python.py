@@ -77,6 +77,9 @@ async def test_a_family_over_a_venvs_torch_adds_only_what_is_missing_and_speaks(
     again = subprocess.run([MCP_TTS, "install", "qwen", "--python", str(torch_base)], capture_output=True, text=True,
                            env=_pip_env(MCP_TTS_FAMILIES_DIR=str(families)), timeout=600)
     assert again.returncode == 0 and "already installed" in again.stdout, again.stdout + again.stderr
+    doctor = subprocess.run([MCP_TTS, "doctor"], capture_output=True, text=True, timeout=120,
+                            env=_pip_env(MCP_TTS_FAMILIES_DIR=str(families)))
+    assert f"family qwen: installed ({venv / 'bin' / 'python'}) over {torch_base}'s torch;" in doctor.stdout
 
     env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_FAMILIES_DIR=str(families))
     async with mcp_session(env) as session:
@@ -123,3 +126,16 @@ def test_what_cannot_serve_as_a_base_is_named_and_nothing_is_made(case, tmp_path
     assert result.returncode == 2 and expected in result.stderr, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "families" / "qwen" / "venv").exists()
+
+
+def test_doctor_names_a_base_interpreter_that_is_gone(tmp_path):
+    """A family venv built over an interpreter since removed: doctor says so, and what to do."""
+    venv = tmp_path / "families" / "qwen" / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    gone = tmp_path / "old-env" / "bin" / "python"
+    (venv / "mcp-tts-installed").write_text(json.dumps({"family": "qwen", "base_python": str(gone)}))
+    doctor = subprocess.run([MCP_TTS, "doctor"], capture_output=True, text=True, timeout=120,
+                            env=_pip_env(MCP_TTS_FAMILIES_DIR=str(tmp_path / "families")))
+    assert doctor.returncode == 1
+    assert f"over {gone}'s torch - which is gone: install the family again" in doctor.stdout
