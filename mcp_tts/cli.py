@@ -1,6 +1,7 @@
 """The `mcp-tts` command: the MCP server, and the same speech from a terminal.
 
     mcp-tts serve                       MCP stdio server (what agent configs run)
+    mcp-tts http [--host H] [--port P]  OpenAI-compatible speech server (POST /v1/audio/speech)
     mcp-tts say "text" [-v VOICE] [-b BACKEND] [-o out.wav]
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
@@ -8,6 +9,8 @@
     mcp-tts install FAMILY [--cpu|--cuda] [--python PATH] [--find-links DIR --no-index]
     mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
+    mcp-tts pause|resume|skip|stop      the speaker queue, every agent's speech
+    mcp-tts hook                        speak an agent hook event (JSON on stdin); see mcp_tts/hook.py
     mcp-tts doctor
 """
 
@@ -39,6 +42,12 @@ if TYPE_CHECKING:  # host_client (anyio's sockets) loads for the commands that t
     from .host_client import HostState
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
+PLAYBACK_ACTIONS = {
+    "pause": "pause every agent's speech where it is, until `mcp-tts resume`",
+    "resume": "resume paused speech from where it stopped",
+    "skip": "end the utterance playing now; the queue goes on",
+    "stop": "end the utterance playing now and drop every queued one",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,6 +83,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the MCP stdio server (what agent configs run)",
                    description="The MCP stdio server: JSON-RPC on stdin and stdout, one per agent session.")
+    _add_http_parser(sub)
     say = sub.add_parser("say", help="speak text now", description="Speak text now, through the same request as "
                                                                   "the say tool (one set of limits).")
     field = SayRequest.model_fields  # the say tool's own request model: one set of limits and descriptions
@@ -121,6 +131,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     hosts = sub.add_parser("hosts", help="engine hosts: status, or stop them")
     hosts.add_argument("action", nargs="?", choices=("status", "stop"), default="status",
                        help="status (default): what runs, idle for how long; stop: stop them all, frozen ones too")
+    for action, what in PLAYBACK_ACTIONS.items():
+        command = sub.add_parser(action, help=what, description=f"{what[0].upper()}{what[1:]}.")
+        command.add_argument("--json", action="store_true", help="print the result, or the error, as JSON")
+    sub.add_parser("hook", help="speak an agent hook event read as JSON on stdin (see `mcp-tts hook --help`)",
+                   add_help=False)  # parsed by mcp_tts.hook, which `mcp-tts hook` reaches without this module
     sub.add_parser("doctor", help="check audio output, families, GPU and hosts",
                    description="Check audio output, the installed families, GPU, espeak-ng and the running hosts.")
     return parser
@@ -128,6 +143,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"]:  # its own parser; the console script reaches it without importing this module
+        from .hook import main as hook
+
+        return hook(argv[1:])
     _Parser.json_errors = "--json" in argv
     settings = Settings.from_env()  # once: it reads and validates every MCP_TTS_* variable
     parser = build_parser(settings)
@@ -144,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         serve()
         return 0
     try:
+        if args.command == "http":
+            from .http.serve import serve as serve_http
+
+            serve_http(settings, args.host, args.port, args.api_key_file, args.ssl_certfile, args.ssl_keyfile,
+                       args.log_level)
+            return 0
         if args.command == "install":
             return _install(settings, args)
         if args.command == "download":
@@ -164,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"removed": args.name, "path": str(where)}) if args.json
                   else f"removed voice {args.name!r} ({where})")
             return 0
+        if args.command in PLAYBACK_ACTIONS:
+            return anyio.run(_playback, settings, args)
         return anyio.run({"say": _say, "voices": _voices, "hosts": _hosts, "doctor": _doctor}[args.command],
                          settings, args)
     except TTSError as exc:
@@ -174,6 +201,20 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(paths.os_error(exc, exc.filename, "cannot use")))
     except KeyboardInterrupt:
         return 130
+
+
+def _add_http_parser(sub) -> None:
+    http = sub.add_parser("http", help="serve speech over HTTP: the OpenAI speech API (POST /v1/audio/speech)",
+                          description="An OpenAI-compatible speech server in front of this machine's engine hosts. "
+                                      "It returns audio, never plays it. Without a key it listens on loopback only.")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any other "
+                                                          "needs a key")
+    http.add_argument("--port", type=int, default=8750, help="port (default 8750)")
+    http.add_argument("--api-key-file", type=Path, metavar="FILE", help="a file whose first line is the key clients "
+                                                                        "send as 'Authorization: Bearer KEY'; default: "
+                                                                        "MCP_TTS_API_KEY")
+    http.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate (PEM), passed to uvicorn")
+    http.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM), passed to uvicorn")
 
 
 def _add_install_parser(sub) -> None:
@@ -270,13 +311,20 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
               f"-> {where} (first audio after {result.time_to_first_audio_ms or 0:.0f} ms)")
         for note in result.notes:
             print(f"  note: {note}")
-        print(_still_warm(settings, result.backend, speaker=not args.output_file), file=sys.stderr)
+        warm = _still_warm(settings, result.backend, speaker=not args.output_file)
+        if warm:
+            print(warm, file=sys.stderr)
     return 0
 
 
 def _still_warm(settings: Settings, backend: str, speaker: bool) -> str:
     """What a one-off `say` leaves running: the engine host, and the speaker where it was asked to play (it
     is started then even if it finds no device), until they have been idle for their timeouts."""
+    from .remote import is_remote
+
+    if is_remote(backend):  # spoken by the remote: no engine host here
+        return (f"mcp-tts: the speaker stays warm for {_duration(settings.speaker_idle_timeout)} of idle time; "
+                f"`mcp-tts hosts stop` stops it now") if speaker else ""
     service = families.family_of(backend).service
     line = f"mcp-tts: the {service} engine host stays warm for {_duration(settings.idle_timeout)} of idle time"
     if not speaker:
@@ -335,6 +383,16 @@ async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _playback(settings: Settings, args: argparse.Namespace) -> int:
+    from .host_client import open_hosts
+    from .playback import control
+
+    async with open_hosts(settings.runtime_dir, {}) as hosts:
+        result = await control(hosts, args.command)
+    print(result.model_dump_json(indent=2) if args.json else result.summary)
+    return 0
+
+
 def _describe(state: HostState) -> str:
     report = state.report
     if report is None:
@@ -370,6 +428,10 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     except Exception as exc:
         problems += 1
         print(f"espeak-ng: FAILED ({exc})")
+    if settings.remote_url:
+        problems += await _check_remote(settings)
+    if settings.remote_url:
+        problems += await _check_remote(settings)
     states = await survey(settings.runtime_dir, SERVICES)
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
@@ -380,6 +442,24 @@ def _base_python(settings: Settings, family: str) -> str | None:
     from .install import installed_recipe
 
     return (installed_recipe(settings, family) or {}).get("base_python") or None
+
+
+async def _check_remote(settings: Settings) -> int:
+    """The remote's line: its health and round trip, and what it offers; 1 when it does not answer."""
+    from .remote import PREFIX, Remote
+
+    server = Remote(settings.remote_url, settings.remote_api_key)
+    try:
+        await server.health()  # the connection made, then timed: the round trip of a say, not a handshake's
+        answer, ms = await server.health()
+        catalog = await server.catalog()
+    except TTSError as exc:
+        print(f"remote: {server.url}: FAILED ({exc})")
+        return 1
+    kind = f"mcp-tts {answer.get('version', '')}".strip() if answer.get("server") == "mcp-tts" else "OpenAI-compatible"
+    print(f"remote: {server.url} ({kind}): {answer.get('status', 'answering')}, {ms:.0f} ms round trip; backends "
+          f"{', '.join(PREFIX + name for name in catalog.backends) or 'none'}")
+    return 0
 
 
 @contextmanager

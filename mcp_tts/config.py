@@ -28,7 +28,8 @@ DEFAULT_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 # Set but empty means unset for these: an agent config's `"MCP_TTS_MODEL": ""` asks for the default.
 # Not for MCP_TTS_TORCH_INDEX_URL, where "" means "leave pip's own index configuration alone".
-_EMPTY_IS_UNSET = ("model", "voice", "data_dir", "runtime_dir", "families_dir", "memory_gb")
+_EMPTY_IS_UNSET = ("model", "voice", "data_dir", "runtime_dir", "families_dir", "memory_gb", "api_key", "remote_url",
+                   "remote_api_key")
 
 # What each field accepts, for the error that names a bad value.
 _ACCEPTED = {
@@ -102,6 +103,12 @@ class Settings(BaseSettings):
     log_level: str = "WARNING"
     # folders a tool call may read and write besides the client's MCP roots and the data dir (mcp_tts/paths.py)
     allowed_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # `mcp-tts http`: the key its clients must send (Authorization: Bearer); None: loopback only
+    api_key: str | None = Field(None, repr=False)
+    # an OpenAI-compatible speech server (another `mcp-tts http`, vLLM-Omni, ...) whose backends this
+    # server offers as remote:<backend>, and the key it asks for
+    remote_url: str | None = None
+    remote_api_key: str | None = Field(None, repr=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -14,10 +14,10 @@ import stat
 from pathlib import Path
 
 from .config import Settings
-from .engines.contract.atomic import STAGING, Entries, mine, private_dir, sweep_staging
+from .engines.contract.atomic import STAGING, Entries, mine, private_dir, sweep_reservations, sweep_staging
 
-__all__ = ["DELETED_VOICE", "KEPT_RECORDINGS", "RECORDING", "STAGING", "data_folders", "prune_recordings",
-           "recordings_folder", "tidy"]
+__all__ = ["DELETED_VOICE", "KEPT_RECORDINGS", "RECORDING", "STAGING", "data_folders", "pending_folder",
+           "prune_recordings", "recordings_folder", "tidy"]
 
 log = logging.getLogger("mcp_tts.datadir")
 
@@ -32,13 +32,20 @@ def data_folders(settings: Settings) -> list[Path]:
     """The folders of the data dir this program writes in, the data dir first."""
     cache = settings.data_dir / "cache"
     return [settings.data_dir, settings.voices_dir, settings.recordings_dir, cache, cache / "phrases",
-            cache / "clone-prompts"]
+            cache / "clone-prompts", pending_folder(settings)]
+
+
+def pending_folder(settings: Settings) -> Path:
+    """Where output files being made are written down (atomic.Reservation's journal): a server killed
+    before it wrote one leaves an empty placeholder in the user's folder, removed at the next start."""
+    return settings.data_dir / "pending"
 
 
 def tidy(settings: Settings, older_than: float = 60.0) -> list[str]:
     """At start: the data dir (made if need be) and each of its folders private (0700), and the staging
     files and folders that writers killed mid-way left there (older than `older_than` seconds: a live
-    writer's are younger) removed. Returns what was removed, as paths; a folder that cannot be tidied is
+    writer's are younger) removed, and the empty output files that a killed server had reserved (the
+    `pending` journal). Returns what was removed, as paths; a folder that cannot be tidied is
     logged and left."""
     removed: list[str] = []
     try:  # made now if new: what is written in it later is private from the first write on
@@ -56,6 +63,7 @@ def tidy(settings: Settings, older_than: float = 60.0) -> list[str]:
         removed += [str(folder / name) for name in sweep_staging(folder, older_than)]
         if folder == settings.voices_dir:
             removed += [str(folder / name) for name in sweep_staging(folder, older_than, DELETED_VOICE)]
+    removed += sweep_reservations(pending_folder(settings))
     if removed:
         log.info("removed what interrupted writes left: %s", ", ".join(removed))
     return removed

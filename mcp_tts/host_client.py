@@ -394,6 +394,17 @@ class Hosts:
                 conn = await self._restart(service, conn, python or Path(sys.executable))
             return conn
 
+    async def request(self, service: str, message: Message, python: Path | None = None) -> Reply:
+        """`message` sent to the service's host. A host found gone as it is sent (killed since its last
+        reply: the socket refuses the request, so it took nothing) is replaced once, and the message sent
+        to the new one; a host that goes away later fails the reply (HostLost)."""
+        conn = await self.get(service, python)
+        try:
+            return await conn.request(message)
+        except HostLost as exc:
+            log.info("%s; sending to a new one", exc)
+            return await (await self.get(service, python)).request(message)
+
     def own_settings(self, service: str) -> dict[str, str]:
         """The settings a host this server starts would have (see protocol.host_settings)."""
         return host_settings(service, _host_env(), self._idle.get(service, DEFAULT_IDLE_TIMEOUT))

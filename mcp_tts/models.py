@@ -30,6 +30,8 @@ class SayResult(BaseModel):
     ended_clock: float | None = Field(None, description="monotonic clock of the machine when playback ended")
     cache_hit: bool = Field(False, description="true when the audio came from the phrase cache (said before)")
     notes: list[str] = Field(default_factory=list, description="anything asked for that was not done as asked")
+    remote: str | None = Field(None, description="the remote server the audio came from (a remote:<backend>)")
+    remote_round_trip_ms: float | None = Field(None, description="from the request to the remote's answer")
 
 
 class PresetVoice(BaseModel):
@@ -50,9 +52,10 @@ class BackendVoices(BaseModel):
     voice_count: int = Field(0, description="how many voices it has in all")
     variants: list[str] = Field(default_factory=list, description="builtin: append '+variant' to any voice")
     supports: dict[str, object] = Field(default_factory=dict)
-    source: Literal["host", "catalog"] = Field(
+    source: Literal["host", "catalog", "remote"] = Field(
         "catalog", description="host: told by its running engine host, from the model it serves; catalog: the "
-                               "published facts, its host not running (listing voices starts none)")
+                               "published facts, its host not running (listing voices starts none); remote: told "
+                               "by the remote server (MCP_TTS_REMOTE_URL)")
 
 
 class LibraryVoice(BaseModel):
@@ -134,8 +137,9 @@ class AddVoiceResult(BaseModel):
 class SwitchBackendResult(BaseModel):
     backend: str
     model: str
-    switch: Literal["new_host", "hot_swap", "already_loaded"] = Field(
-        description="new_host: its family's engine host was started; hot_swap: loaded inside a running host")
+    switch: Literal["new_host", "hot_swap", "already_loaded", "remote"] = Field(
+        description="new_host: its family's engine host was started; hot_swap: loaded inside a running host; "
+                    "remote: served by the remote (MCP_TTS_REMOTE_URL), nothing loaded here")
     host_pid: int
     host_start_seconds: float | None = None
     load_seconds: float
@@ -143,8 +147,28 @@ class SwitchBackendResult(BaseModel):
     stopped_families: list[str] = Field(
         default_factory=list, description="other families' hosts stopped to make room for this one's model")
     stop_seconds: float | None = Field(None, description="time spent stopping them")
+    remote: str | None = Field(None, description="the remote server that speaks for this backend")
 
 
 class StopResult(BaseModel):
     stopped: int = Field(description="this session's utterances cancelled or interrupted")
     speaker_running: bool
+
+
+class AffectedUtterance(BaseModel):
+    utterance_id: str
+    client: str = Field(description="the server (agent session) that queued it; `mcp-tts hook` speaks as its own")
+    seconds_heard: float = Field(description="how much of it had played when the action took effect")
+    was_playing: bool = Field(description="true for the utterance at the device, false for one waiting behind it")
+
+
+class PlaybackResult(BaseModel):
+    action: Literal["pause", "resume", "skip", "stop"]
+    changed: bool = Field(description="false when there was nothing to do (already paused, nothing playing, ...)")
+    paused: bool = Field(description="whether the speaker's queue is held now")
+    affected: list[AffectedUtterance] = Field(
+        default_factory=list, description="pause/resume: every utterance held or let go; skip: the one ended; "
+                                          "stop: every one ended or dropped")
+    waiting: int = Field(0, description="utterances in the queue after the action")
+    speaker_running: bool = Field(description="false: no speaker process runs, so nothing was playing")
+    summary: str = Field(description="what happened, in one sentence")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import families
+from . import families, remote
 from .config import Settings
 from .errors import TTSError
 from .request import SayRequest, Wait
@@ -45,7 +45,7 @@ class SayPlan:
 
     @property
     def service(self) -> str:
-        return families.family_of(self.backend).service
+        return "remote" if remote.is_remote(self.backend) else families.family_of(self.backend).service
 
     def without_device(self, reason: str) -> SayPlan:
         """The plan once the speaker has said there is no audio device: a file, or an error for output play."""
@@ -71,11 +71,11 @@ def plan_say(request: SayRequest, settings: Settings, library: VoiceLibrary, ins
     chosen, voice, voice_params = resolve_voice(request.voice if request.voice is not None else settings.voice,
                                                 request.backend, settings, library, installed, current_backend)
     chosen_model = request.model or (current_model if chosen == current_backend else None)
-    if chosen_model is not None and not os.path.isabs(chosen_model):
+    if chosen_model is not None and not os.path.isabs(chosen_model) and not remote.is_remote(chosen):
         families.check_model(chosen, chosen_model)  # a path is checked where it is read, by the executor
     notes: list[str] = []
     if request.expression:
-        if families.family_of(chosen).name == "chatterbox":
+        if remote.is_remote(chosen) or families.family_of(chosen).name == "chatterbox":  # a remote decides
             voice_params = {**voice_params, **request.expression}
         else:
             notes.append(f"{', '.join(sorted(request.expression))} ignored: only the chatterbox backends take them")
@@ -127,11 +127,16 @@ def resolve_voice(voice: str | None, backend: str | None, settings: Settings, li
         if "/" in voice or "\\" in voice or ".." in voice:
             raise TTSError(f"voice {voice!r} is not a voice name: names never hold '/', '\\' or '..'; "
                            f"see list_voices")
-    if backend is not None:
+    if backend is not None and not remote.is_remote(backend):
         families.backend(backend)
     if not (voice and NAME_PATTERN.fullmatch(voice) and library.exists(voice)):
         return backend or current, voice, {}
     manifest = library.get(voice)
+    if remote.is_remote(backend or current):  # the remote decides which of its backends take it
+        if manifest.kind != "reference":
+            raise TTSError(f"saved voice {voice!r} is a set of this machine's espeak settings, which a remote "
+                           f"cannot take; use a recorded voice or one of the remote's (list_voices)")
+        return backend or current, None, _reference(voice, manifest, library, settings)
     if backend is None:
         usable = [b for b in manifest.usable_with if b in installed]
         backend = current if current in manifest.usable_with else usable[0] if usable else manifest.usable_with[0]
@@ -139,6 +144,10 @@ def resolve_voice(voice: str | None, backend: str | None, settings: Settings, li
         raise TTSError(f"saved voice {voice!r} works with {', '.join(manifest.usable_with)}, not {backend!r}")
     if manifest.kind == "params":
         return backend, None, dict(manifest.params)
-    return backend, None, {"reference_audio": str(library.path(voice) / manifest.reference_audio),
-                           "transcript": manifest.transcript, "voice_name": voice,
-                           "prompt_cache_dir": str(settings.data_dir / "cache" / "clone-prompts")}
+    return backend, None, _reference(voice, manifest, library, settings)
+
+
+def _reference(voice: str, manifest, library: VoiceLibrary, settings: Settings) -> dict[str, Any]:
+    return {"reference_audio": str(library.path(voice) / manifest.reference_audio),
+            "transcript": manifest.transcript, "voice_name": voice,
+            "prompt_cache_dir": str(settings.data_dir / "cache" / "clone-prompts")}

@@ -32,10 +32,12 @@ from .models import (
     AddVoiceResult,
     DesignVoiceResult,
     ListVoicesResult,
+    PlaybackResult,
     SayResult,
     StopResult,
     SwitchBackendResult,
 )
+from .playback import control
 from .request import SayRequest, explain_validation
 from .speech import AUDIO_REPLY_MIME, Speech
 from .stdio import stdio_transport
@@ -214,6 +216,25 @@ async def switch_backend(
 async def stop(ctx: Context) -> StopResult:
     """Interrupt what is playing now and drop this session's queued utterances."""
     return await speech_of(ctx).stop()
+
+
+@tool("pause", "Pause speech", _writes(idempotent=True))
+async def pause(ctx: Context) -> PlaybackResult:
+    """Pause the machine's speech where it is, every agent's: the utterance playing keeps its place and
+    the queue behind it waits, until `resume`. Only when the person asks for it."""
+    return await control(speech_of(ctx).hosts, "pause")
+
+
+@tool("resume", "Resume speech", _writes(idempotent=True))
+async def resume(ctx: Context) -> PlaybackResult:
+    """Resume paused speech from the sample where it stopped; the queue behind it follows."""
+    return await control(speech_of(ctx).hosts, "resume")
+
+
+@tool("skip", "Skip the current utterance", _writes())
+async def skip(ctx: Context) -> PlaybackResult:
+    """End the utterance playing now, whichever agent's; the next one in the queue follows."""
+    return await control(speech_of(ctx).hosts, "skip")
 
 
 class _Server(MCPServer):

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 from anyio.abc import TaskGroup
 
-from . import datadir, families, paths
+from . import datadir, families, paths, remote
 from .config import Settings
 from .engines.contract.atomic import Reservation, atomic_write, staging_name
 from .engines.contract.catalog import CLONING_BACKENDS
@@ -72,7 +72,7 @@ from .replies import no_progress as _no_progress
 from .text import check_text
 from .voices import SAMPLE, VoiceLibrary, VoiceManifest, check_name, wav_bytes
 
-__all__ = ["AUDIO_REPLY_MIME", "MAX_AUDIO_REPLY_BYTES", "OutputFile", "Speech", "SayRequest", "SayPlan",
+__all__ = ["AUDIO_REPLY_MIME", "AudioStream", "MAX_AUDIO_REPLY_BYTES", "OutputFile", "Speech", "SayRequest", "SayPlan",
            "audio_reply", "check_output_path"]
 
 log = logging.getLogger("mcp_tts.speech")
@@ -98,6 +98,7 @@ class Utterance:
     output_file: OutputFile | None = None  # output "file": where the audio goes, held until written
     device: str | None = None
     queue_position: int | None = None
+    held: bool = False  # queued while the person had paused the speaker: nobody waits for its start or end
     keep_audio: bool = False
     chunks: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
@@ -152,7 +153,13 @@ class Utterance:
             time_to_first_audio_ms=round((first - self.arrived) * 1000, 2) if first else None,
             synthesis_seconds=round(self.synth_seconds, 4) if self.synth_seconds is not None else None,
             queue_position=self.queue_position, started_clock=self.started_clock, ended_clock=self.ended_clock,
-            cache_hit=self.cache_hit, notes=self.notes)
+            cache_hit=self.cache_hit, notes=self.notes, **self._remote())
+
+    def _remote(self) -> dict:
+        reply = self.reader.reply
+        if not isinstance(reply, remote.RemoteReply):
+            return {}
+        return {"remote": reply.remote.url, "remote_round_trip_ms": reply.round_trip_ms}
 
 
 class _NoHost:
@@ -182,13 +189,15 @@ class CachedReply:
         return None
 
 
-def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False) -> OutputFile:
+def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False,
+                      journal: Path | None = None) -> OutputFile:
     """Where a say's audio goes, checked and held before any synthesis: in a folder the caller may write
     (paths.confine), named .wav, .flac or .ogg, and created now, exclusively (O_CREAT|O_EXCL), so that a
     file appearing meanwhile is never replaced and a second say to the same new name is refused at once.
     A name without a suffix gets ".wav" only when nothing has that name already. An existing file is
     replaced only with `overwrite` (the CLI's -o; a tool call never). The plan has made the checks that
-    need no file system (plan.output_path_name); these are the rest."""
+    need no file system (plan.output_path_name); these are the rest. `journal`: where the reservation is
+    written down until it ends, so that one left by a killed server is removed at the next start."""
     shown = str(raw)
     output_path_name(shown)
     path = paths.confine(raw, folders, WRITING)
@@ -209,7 +218,7 @@ def check_output_path(raw: str | Path, folders: Folders, overwrite: bool = False
                 raise TTSError(f"{WRITING} {str(path)!r}: it is a directory")
             Reservation(staging_name(path)).release()  # a probe: the folder takes new files
             return OutputFile(path, None)
-        return OutputFile(path, Reservation(path))
+        return OutputFile(path, Reservation(path, journal=journal))
     except OSError as exc:
         raise paths.os_error(exc, path, WRITING) from None
 
@@ -236,7 +245,7 @@ class OutputFile:
         data = buffer.getvalue()
         try:
             if self.reservation is not None:
-                self.reservation.fill(lambda staging: staging.write_bytes(data))
+                self.reservation.fill(data)
             else:
                 atomic_write(self.path, lambda staging: staging.write_bytes(data))
         except OSError as exc:
@@ -246,6 +255,39 @@ class OutputFile:
         """The audio will not come: the reserved name is given back (the empty placeholder removed)."""
         if self.reservation is not None:
             self.reservation.release()
+
+
+class AudioStream:
+    """One utterance's samples as its host makes them (Speech.stream). `close` before the end cancels the
+    host's work on it: a listener that went away frees the engine for the next request."""
+
+    def __init__(self, utt_id: str, plan: SayPlan, start: AudioStart, reader: ReplyReader) -> None:
+        self.id, self.plan, self.start, self.reader = utt_id, plan, start, reader
+        self.samples = 0
+        self.synth_seconds: float | None = None
+        self.ended = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self.start.sample_rate
+
+    async def chunks(self):
+        """float32 chunks until the end; an engine's failure, or a host lost, raises TTSError."""
+        while True:
+            message, payload = await self.reader.next()
+            if isinstance(message, AudioChunk):
+                samples = pcm(payload)
+                self.samples += len(samples)
+                yield samples
+            elif isinstance(message, AudioEnd):
+                self.synth_seconds, self.ended = message.synth_seconds, True
+                return
+
+    async def close(self) -> None:
+        if not self.ended:
+            with anyio.CancelScope(shield=True):
+                await _quietly(self.reader.reply.conn.send(Cancel(id=self.id)))
+        self.reader.close()
 
 
 class AudioTooLong(TTSError):
@@ -277,6 +319,7 @@ class Speech:
         self._active: dict[str, Utterance] = {}
         self.phrases = PhraseCache(settings.data_dir / "cache" / "phrases", int(settings.phrase_cache_mb * 2**20))
         self._stops = 0  # stop() calls so far: a say that was still starting when one came is dropped
+        self.remote = remote.Remote(settings.remote_url, settings.remote_api_key) if settings.remote_url else None
         self._spawn(anyio.to_thread.run_sync, datadir.tidy, settings)  # private folders, crash leftovers gone
 
     # --- say ----------------------------------------------------------------------------------
@@ -296,9 +339,12 @@ class Speech:
         arrived = time.monotonic()
         stops_at_arrival = self._stops
         plan = self.plan(request)
-        _, python = families.installed_family(plan.backend, self.settings)
-        families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
-        output = (check_output_path(plan.file_path, folders or paths.for_client(self.settings, None), plan.overwrite)
+        python = None
+        if not remote.is_remote(plan.backend):
+            _, python = families.installed_family(plan.backend, self.settings)
+            families.check_model(plan.backend, plan.model)  # a local checkpoint's directory, read here
+        output = (check_output_path(plan.file_path, folders or paths.for_client(self.settings, None), plan.overwrite,
+                                    datadir.pending_folder(self.settings))
                   if plan.file_path else None)  # the file's name is held from here on: released on any failure
         if plan.destination == "play":
             self._spawn(self.prepare_speaker, plan.backend)  # starts alongside the synthesis
@@ -338,7 +384,9 @@ class Speech:
             await self._cancel(utt, error=None)
             return utt.result(), None
         try:
-            if plan.wait == "start":
+            if utt.held:
+                pass  # paused by the person: waiting for it would hold the agent until they resume
+            elif plan.wait == "start":
                 await utt.started.wait()
             elif plan.wait == "end":
                 await utt.finished.wait()
@@ -358,10 +406,13 @@ class Speech:
             raise TTSError(f"{exc}: use output=\"file\" with a file_path, or say less per call") from None
         return utt.result(), audio
 
-    async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path,
+    async def _open(self, plan: SayPlan, utt_id: str, key: PhraseKey | None, python: Path | None,
                     progress: ProgressSink) -> tuple[ReplyReader, AudioStart | None]:
         """The utterance's audio stream: a cached phrase (with its start, as the host would have sent
-        it), else a Synthesize to the family's host, whose start is still to come."""
+        it), else a Synthesize to the family's host (or a request to the remote), whose start is still to come."""
+        if remote.is_remote(plan.backend):
+            reply = await self.remote_of(plan.backend).open(utt_id, plan, self._tg)
+            return ReplyReader(reply, plan.backend, progress), None
         cached = await anyio.to_thread.run_sync(self.phrases.get, key) if key else None
         if cached is not None:
             samples, rate, meta = cached
@@ -369,14 +420,36 @@ class Speech:
                                voice=meta.get("voice", key.voice),
                                notes=[*meta.get("notes", []), "from the phrase cache: said before in this voice"])
             return ReplyReader(CachedReply(utt_id, samples), plan.backend, progress), start
-        host = await self.hosts.get(plan.service, python)
-        reply = await host.request(Synthesize(
+        reply = await self.hosts.request(plan.service, Synthesize(
             id=utt_id, backend=plan.backend, text=plan.text, model=plan.model, voice=plan.voice,
-            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed))
+            voice_params=plan.voice_params, language=plan.language, instruct=plan.instruct, speed=plan.speed), python)
         return ReplyReader(reply, plan.backend, progress), None
 
+    async def stream(self, request: SayRequest, progress: ProgressSink = _no_progress,
+                     reference: dict | None = None) -> AudioStream:
+        """The utterance's audio as it is made, for a caller that takes the samples itself (`mcp-tts http`):
+        the same plan, phrase cache and host as `say`, no speaker and no file. Returns once the host has
+        started it (AudioStart): a refusal is raised here, before any audio. `reference`: a recording to
+        clone from, sent with the request (reference_audio and transcript, as a saved voice's)."""
+        plan = self.plan(request)
+        if reference is not None:
+            plan = replace(plan, voice=None, voice_params={**plan.voice_params, **reference})
+        _, python = families.installed_family(plan.backend, self.settings)
+        families.check_model(plan.backend, plan.model)
+        utt_id = _new_id()
+        reader, cached_start = await self._open(plan, utt_id, self._phrase_key(plan), python, progress)
+        try:
+            start = cached_start or await reader.expect(AudioStart)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _quietly(reader.reply.conn.send(Cancel(id=utt_id)))
+            reader.close()
+            raise
+        reader.progress = None
+        return AudioStream(utt_id, plan, start, reader)
+
     def _phrase_key(self, plan: SayPlan) -> PhraseKey | None:
-        if (not self.phrases.enabled or len(plan.text) > PHRASE_MAX_CHARS
+        if (not self.phrases.enabled or len(plan.text) > PHRASE_MAX_CHARS or remote.is_remote(plan.backend)
                 or families.backend(plan.backend).family == "builtin"):
             return None  # espeak makes a phrase faster than the cache can read it back
         return PhraseKey(backend=plan.backend, model=plan.model or self.model or "default", voice=plan.voice or "",
@@ -385,9 +458,9 @@ class Speech:
 
     async def _enqueue(self, utt: Utterance, plan: SayPlan) -> SayPlan:
         """A place in the speaker's queue; where there is no device, the plan without one."""
-        speaker = await self.hosts.get("speaker")
-        reader = ReplyReader(await speaker.request(Enqueue(id=utt.id, client=self.client_id,
-                                                           sample_rate=utt.sample_rate)), "speaker")
+        reply = await self.hosts.request("speaker", Enqueue(id=utt.id, client=self.client_id,
+                                                            sample_rate=utt.sample_rate))
+        speaker, reader = reply.conn, ReplyReader(reply, "speaker")
         try:
             message = await reader.expect((Queued, NoDevice))
         except BaseException:  # it may sit in the shared queue already: never leave it blocking the others
@@ -398,6 +471,9 @@ class Speech:
         if isinstance(message, Queued):
             utt.speaker, utt.speaker_reader = speaker, reader
             utt.device, utt.queue_position = message.device, message.position
+            if message.paused:
+                utt.held = True
+                utt.notes.append("playback is paused (`pause`): this plays after `resume`")
             return plan
         reader.close()
         plan = plan.without_device(message.message)
@@ -406,12 +482,20 @@ class Speech:
 
     async def prepare_speaker(self, backend: str | None = None) -> None:
         """Starts the speaker and its audio stream before the first chunk needs them."""
-        rate = families.backend(backend or self.backend).sample_rate
+        backend = backend or self.backend
+        rate = remote.DEFAULT_RATE if remote.is_remote(backend) else families.backend(backend).sample_rate
         try:
             speaker = await self.hosts.get("speaker")
             await speaker.send(Prepare(sample_rate=rate))
         except Exception as exc:  # a courtesy: the say itself reports real trouble
             log.info("speaker not prepared: %s", exc)
+
+    def remote_of(self, backend: str) -> remote.Remote:
+        """The remote serving remote:<backend>, or an error saying how to set one."""
+        if self.remote is None:
+            raise TTSError(f"{backend!r} is a remote backend, and no remote is set: set MCP_TTS_REMOTE_URL (and "
+                           f"MCP_TTS_REMOTE_API_KEY) to an OpenAI-compatible speech server such as `mcp-tts http`")
+        return self.remote
 
     def _spawn(self, func, *args) -> None:
         """Runs background work of an utterance in the server's task group, where an escaped
@@ -426,11 +510,12 @@ class Speech:
     def _new_recording(self, utt_id: str) -> OutputFile:
         """A new file in the recordings folder (private: 0600 in 0700), the oldest beyond the bound deleted."""
         folder = self.settings.recordings_dir
-        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"  # datadir.RECORDING's pattern
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{utt_id}.wav"  # datadir.RECORDING's pattern
+        path = folder / name
         try:
-            datadir.recordings_folder(self.settings)
+            path = Path(os.path.realpath(datadir.recordings_folder(self.settings))) / name  # as Reservation takes it
             datadir.prune_recordings(folder, datadir.KEPT_RECORDINGS - 1)
-            return OutputFile(path, Reservation(path, private=True))
+            return OutputFile(path, Reservation(path, private=True, journal=datadir.pending_folder(self.settings)))
         except OSError as exc:
             raise paths.os_error(exc, path, WRITING) from None
 
@@ -542,6 +627,9 @@ class Speech:
         """A family whose host runs is asked what its model offers; the others are answered from the
         catalog, as the read-only tool starts nothing. `start_hosts`: start the installed families'
         hosts to ask them too (the command line's `mcp-tts voices`)."""
+        if remote.is_remote(backend):
+            entries, problems = await self._remote_voices(backend)
+            return ListVoicesResult(backends=entries, library=self._library_voices(backend)[0], problems=problems)
         names = [families.backend(backend).name] if backend else list(families.BACKENDS)
         running: dict[str, dict] = {}  # service -> its host's answer, for the hosts that run now
         out = []
@@ -567,11 +655,43 @@ class Speech:
                 entry.source = "host"
             entry.voice_count = len(entry.voices)
             out.append(entry)
-        saved, problems = self.library.list()
-        library = [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,
-                                description=v.description, has_sample=v.sample is not None)
-                   for v in saved if backend is None or backend in v.usable_with]
+        library, problems = self._library_voices(backend)
+        if backend is None and self.remote is not None:
+            entries, trouble = await self._remote_voices(None)
+            out += entries
+            problems += trouble
         return ListVoicesResult(backends=out, library=library, problems=problems)
+
+    def _library_voices(self, backend: str | None) -> tuple[list[LibraryVoice], list[str]]:
+        saved, problems = self.library.list()
+        usable = remote.remote_name(backend) if remote.is_remote(backend) else backend
+        return [LibraryVoice(name=v.name, kind=v.kind, made_by=v.backend, usable_with=v.usable_with,
+                             description=v.description, has_sample=v.sample is not None)
+                for v in saved if usable is None or usable in v.usable_with], problems
+
+    async def _remote_voices(self, backend: str | None) -> tuple[list[BackendVoices], list[str]]:
+        """The remote's backends as remote:<name>; a remote that does not answer is a problem, not an error,
+        in the whole listing (asked for by name, it is an error)."""
+        server = self.remote_of(backend) if backend else self.remote
+        assert server is not None
+        try:
+            catalog = await server.catalog(fresh=True)
+        except TTSError as exc:
+            if backend:
+                raise
+            return [], [str(exc)]
+        out = []
+        for name, entry in catalog.backends.items():
+            if backend and remote.remote_name(backend) != name:
+                continue
+            voices = [PresetVoice(name=v) for v in entry.voices]
+            out.append(BackendVoices(backend=remote.PREFIX + name, family="remote", installed=True,
+                                     description=f"on the remote {server.url}: {entry.description}".rstrip(": "),
+                                     models=entry.models, voices=voices, voice_count=len(voices),
+                                     supports=entry.supports, source="remote"))
+        if backend and not out:
+            await server.backend(backend)  # the error naming what the remote offers
+        return out, []
 
     async def _host_voices(self, service: str, python: Path | None, backend: str | None) -> dict[str, dict]:
         """What a host's backends offer, by backend: the running host's, or, given its `python`, a host
@@ -662,6 +782,8 @@ class Speech:
 
     async def switch_backend(self, backend: str, model: str | None,
                              progress: ProgressSink = _no_progress) -> SwitchBackendResult:
+        if remote.is_remote(backend):
+            return await self._switch_remote(backend, model)
         families.check_model(backend, model)
         family, python = families.installed_family(backend, self.settings)
         started = time.perf_counter()
@@ -688,6 +810,20 @@ class Speech:
                                    total_seconds=round(time.perf_counter() - started, 4),
                                    stopped_families=stopped,
                                    stop_seconds=round(stop_seconds, 4) if stop_seconds is not None else None)
+
+    async def _switch_remote(self, backend: str, model: str | None) -> SwitchBackendResult:
+        """A remote backend becomes the default once the remote says it has it: nothing loads here."""
+        started = time.perf_counter()
+        server = self.remote_of(backend)
+        entry = await server.backend(backend)
+        if model is not None and entry.models and model not in entry.models:
+            raise TTSError(f"the remote's {remote.remote_name(backend)!r} has no model {model!r}; its models: "
+                           f"{', '.join(entry.models)}")
+        self.backend, self.model = backend, model
+        seconds = round(time.perf_counter() - started, 4)
+        return SwitchBackendResult(backend=backend, model=model or (entry.models[0] if entry.models else entry.name),
+                                   switch="remote", host_pid=0, load_seconds=0.0, total_seconds=seconds,
+                                   remote=server.url)
 
     async def _make_room(self, keep: str, backend: str, progress: ProgressSink,
                          everything: bool = False) -> tuple[list[str], float | None]:

@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ SERVER_NAME = "tts"
 EXPECTED_COMMAND = "mcp-tts"
 EXPECTED_ARGS = ["serve"]
 EXPECTED_ENV = {"MCP_TTS_BACKEND": "builtin"}
-EXPECTED_TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
+EXPECTED_TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop", "pause", "resume",
+                  "skip"}
 SESSION_TIMEOUT_S = 60
 
 
@@ -181,6 +183,40 @@ SNIPPETS: dict[str, tuple[Callable[[Path], ServerSpec], bool]] = {
 }
 
 
+def parse_claude_code_hooks(path: Path) -> dict[str, list[str]]:
+    """Claude Code settings.json `hooks`: event -> [{"matcher"?, "hooks": [{"type": "command", "command"}]}];
+    the command line of each event's one hook, split as a shell would."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert set(doc) == {"hooks"}, f"{path.name}: a settings.json fragment with only 'hooks'"
+    commands = {}
+    for event, groups in doc["hooks"].items():
+        assert isinstance(groups, list) and len(groups) == 1, f"{path.name}: {event} needs one matcher group"
+        group = groups[0]
+        assert set(group) <= {"matcher", "hooks"}, f"{path.name}: {event}: unknown keys {sorted(group)}"
+        [hook] = group["hooks"]
+        assert hook["type"] == "command" and isinstance(hook["command"], str), f"{path.name}: {event}"
+        assert isinstance(hook.get("timeout", 60), int), f"{path.name}: {event}: timeout is whole seconds"
+        commands[event] = shlex.split(hook["command"])
+    return commands
+
+
+def parse_codex_notify(path: Path) -> dict[str, list[str]]:
+    """Codex config.toml's top-level `notify`: the program and its arguments; the event is appended."""
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    assert set(doc) == {"notify"}, f"{path.name}: only the top-level notify key, got {sorted(doc)}"
+    notify = doc["notify"]
+    assert isinstance(notify, list) and all(isinstance(a, str) for a in notify), f"{path.name}: a list of strings"
+    return {"agent-turn-complete": notify}
+
+
+# file name -> its extractor: event -> the command line the agent runs for it
+HOOK_SNIPPETS: dict[str, Callable[[Path], dict[str, list[str]]]] = {
+    "claude-code.hooks.json": parse_claude_code_hooks,
+    "codex.notify.toml": parse_codex_notify,
+}
+
+
 def load_snippet(name: str) -> ServerSpec:
     extractor, _ = SNIPPETS[name]
     return extractor(CONFIG_DIR / name)
@@ -191,9 +227,10 @@ def load_snippet(name: str) -> ServerSpec:
 
 def test_parse_every_snippet_file_is_covered():
     on_disk = {p.name for p in CONFIG_DIR.iterdir() if p.is_file() and p.name != "README.md"}
-    assert on_disk == set(SNIPPETS), (
-        f"untested snippet files: {sorted(on_disk - set(SNIPPETS))}; "
-        f"listed but missing: {sorted(set(SNIPPETS) - on_disk)}"
+    covered = set(SNIPPETS) | set(HOOK_SNIPPETS)
+    assert on_disk == covered, (
+        f"untested snippet files: {sorted(on_disk - covered)}; "
+        f"listed but missing: {sorted(covered - on_disk)}"
     )
     assert not [p for p in CONFIG_DIR.iterdir() if p.is_dir()], "agent_configs/ should hold only files"
 
@@ -209,7 +246,7 @@ def test_parse_snippet(name: str):
 
 def test_parse_readme_lists_every_snippet():
     readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
-    for name in SNIPPETS:
+    for name in [*SNIPPETS, *HOOK_SNIPPETS]:
         assert f"`{name}`" in readme, f"README.md does not mention {name}"
     assert "which mcp-tts" in readme
     assert "python -m mcp_tts serve" in readme
@@ -280,3 +317,35 @@ async def test_snippet_starts_server(name: str, tmp_path: Path, home: Path):
             raise
     missing = EXPECTED_TOOLS - names
     assert not missing, f"{name}: server lists {sorted(names)}, missing {sorted(missing)}"
+
+
+# --------------------------------------------------------------------------- hook snippets
+
+
+def test_parse_hook_snippets():
+    assert set(parse_claude_code_hooks(CONFIG_DIR / "claude-code.hooks.json")) == {"Notification", "Stop"}
+    for name, extract in HOOK_SNIPPETS.items():
+        for event, argv in extract(CONFIG_DIR / name).items():
+            assert argv[:2] == [EXPECTED_COMMAND, "hook"], f"{name}: {event} runs {argv!r}"
+
+
+@pytest.mark.parametrize("name", sorted(HOOK_SNIPPETS))
+def test_hook_snippet_speaks_its_events(name: str, tmp_path: Path, home: Path):
+    """Each command runs as its agent runs it (Claude Code: the event on stdin; Codex: as the last
+    argument), returns 0 with nothing on stderr, and the detached say it started is written in hook.log.
+    No sound server here: the speech goes to a file, which the log names."""
+    from tests.test_hook import EVENTS, read_hook_log, wait_for_log
+
+    env = {**os.environ, "MCP_TTS_RUNTIME_DIR": str(home / "run"), "MCP_TTS_DATA_DIR": str(home / "data"),
+           "PULSE_SERVER": "unix:/nonexistent/pulse", "MCP_TTS_AUDIO_BACKENDS": "pulseaudio,alsa"}
+    commands = HOOK_SNIPPETS[name](CONFIG_DIR / name)
+    for event, argv in commands.items():
+        payload = json.dumps(EVENTS[event](tmp_path))
+        run = [resolve_command(argv[0]), *argv[1:]]
+        codex = name.startswith("codex")
+        done = subprocess.run(run + [payload] if codex else run, input=None if codex else payload,
+                              env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert done.returncode == 0 and done.stderr == "" and done.stdout == "", (event, done)
+    entries = wait_for_log(home / "data", len(commands))
+    assert all(e.result.get("status") == "saved" and Path(e.result["file_path"]).is_file() for e in entries), \
+        read_hook_log(home / "data")

@@ -44,7 +44,8 @@ def test_inspector_lists_tools(inspector, home, pulse):
     result = run_inspector(inspector, server_env(home, pulse), "--method", "tools/list")
     assert result.returncode == 0, result.stderr
     tools = {t["name"]: t for t in json.loads(result.stdout)["tools"]}
-    assert set(tools) == {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
+    assert set(tools) == {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop", "pause",
+                          "resume", "skip"}
     assert "outputSchema" in tools["say"] and "annotations" in tools["say"]
 
 

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from mcp_tts import paths
+from mcp_tts.engines.contract import atomic
 from mcp_tts.engines.contract.protocol import Abort, Cancel, Enqueue, StopPlayback, Synthesize
 from mcp_tts.errors import HostError, TTSError
 from mcp_tts.speakable import speakable
@@ -331,10 +332,10 @@ async def test_a_say_that_never_writes_its_file_gives_the_name_back(scripted, tm
 async def test_a_write_that_fails_names_the_cause_and_the_path(scripted, tmp_path, monkeypatch, code, cause):
     path = tmp_path / "full.wav"
 
-    def failing(self, data):
-        raise OSError(code, os.strerror(code), str(self))
+    def failing(fd, data):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(Path, "write_bytes", failing)  # the staging file's write: the disk says no
+    monkeypatch.setattr(atomic, "_write_all", failing)  # the staging file's write: the disk says no
     with pytest.raises(TTSError) as caught:
         await say(scripted, output="file", file_path=str(path), roots=(tmp_path,))
     message = str(caught.value)

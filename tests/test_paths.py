@@ -5,7 +5,11 @@ MCP client, where only it can show the roots capability at work."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +23,18 @@ from mcp_types import INTERNAL_ERROR, ErrorData, ListRootsResult, Root
 
 from mcp_tts import datadir, paths
 from mcp_tts.config import Settings
-from mcp_tts.engines.contract.atomic import Reservation, private_dir, staging_name, sweep_staging
+from mcp_tts.engines.contract.atomic import (
+    Reservation,
+    open_folder,
+    private_dir,
+    staging_name,
+    sweep_reservations,
+    sweep_staging,
+)
 from mcp_tts.errors import TTSError
-from tests.support.homes import server_env
+from tests.support.homes import host_pids_of, server_env, stop_hosts
 from tests.support.mcp_client import MCP_TTS, error_text
+from tests.support.raw_stdio import RawServer
 
 
 @pytest.fixture
@@ -165,7 +177,7 @@ def test_a_reservation_holds_the_name_until_filled_or_released(tmp_path):
     held = Reservation(path)
     with pytest.raises(FileExistsError):
         Reservation(path)  # the second of two
-    held.fill(lambda staging: staging.write_bytes(b"audio"))
+    held.fill(b"audio")
     assert path.read_bytes() == b"audio" and os.listdir(tmp_path) == ["x.wav"]
     held.release()  # after the fill: nothing to give back
     assert path.read_bytes() == b"audio"
@@ -180,7 +192,7 @@ def test_a_reservation_never_replaces_nor_removes_what_another_put_there(tmp_pat
     path.unlink()
     path.write_bytes(b"theirs")  # another program took the name meanwhile
     with pytest.raises(FileExistsError):
-        held.fill(lambda staging: staging.write_bytes(b"ours"))
+        held.fill(b"ours")
     held.release()
     assert path.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["x.wav"]
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere.wav")
@@ -191,8 +203,85 @@ def test_a_reservation_never_replaces_nor_removes_what_another_put_there(tmp_pat
 
 def test_a_private_reservation_is_0600(tmp_path):
     held = Reservation(tmp_path / "x.wav", private=True)
-    held.fill(lambda staging: staging.write_bytes(b"audio"))
+    held.fill(b"audio")
     assert (tmp_path / "x.wav").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_not_followed(tmp_path):
+    """The reservation opened the checked folder itself: moving it away and planting a symlink to somewhere
+    else in its place before the audio is written changes where nothing goes."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    held = Reservation(allowed / "sub" / "x.wav")
+    (allowed / "sub").rename(allowed / "moved")
+    (allowed / "sub").symlink_to(outside)
+    held.fill(b"audio")
+    assert os.listdir(outside) == [] and (allowed / "moved" / "x.wav").read_bytes() == b"audio"
+    with pytest.raises(OSError) as caught:  # and a new reservation through the symlink is refused
+        Reservation(allowed / "sub" / "y.wav")
+    assert caught.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert os.listdir(outside) == []
+
+
+def test_open_folder_refuses_a_symlink_anywhere_on_the_way(tmp_path):
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    os.close(open_folder(tmp_path / "real" / "deep"))
+    for path in (tmp_path / "link" / "deep", tmp_path / "link"):
+        with pytest.raises(OSError) as caught:
+            open_folder(path)
+        assert caught.value.errno in (errno.ELOOP, errno.ENOTDIR)
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from mcp_tts.engines.contract.atomic import Reservation
+held = [Reservation(Path(p), journal=Path(sys.argv[1])) for p in sys.argv[2:]]
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_writers_placeholders_are_removed_and_nothing_else(tmp_path):
+    """A process killed between reserving and writing leaves empty placeholders: the sweep at the next start
+    removes those still empty and its own; a name the user has written meanwhile, and a live writer's, stay."""
+    journal, folder = tmp_path / "pending", tmp_path / "project"
+    folder.mkdir()
+    names = [folder / "left.wav", folder / "rewritten.wav", folder / "replaced.wav"]
+    killed = subprocess.Popen([sys.executable, "-c", HOLDER, str(journal), *map(str, names)],
+                              stdout=subprocess.PIPE, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", HOLDER, str(journal), str(folder / "live.wav")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout.readline().strip() == "held" and alive.stdout.readline().strip() == "held"
+        assert len(os.listdir(journal)) == 4
+        assert sweep_reservations(journal) == []  # both writers live: nothing is theirs to remove
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        (folder / "rewritten.wav").write_bytes(b"the user's")
+        (folder / "replaced.wav").unlink()
+        (folder / "replaced.wav").write_bytes(b"")  # empty, yet another file: not the placeholder
+        (folder / ".left.wav.0123abcd.tmp").write_bytes(b"x")  # not in the journal: never touched
+        assert sweep_reservations(journal) == [str(folder / "left.wav")]
+        assert sorted(os.listdir(folder)) == [".left.wav.0123abcd.tmp", "live.wav", "replaced.wav", "rewritten.wav"]
+        assert (folder / "rewritten.wav").read_bytes() == b"the user's"
+        assert len(os.listdir(journal)) == 1  # the live writer's entry
+    finally:
+        for proc in (killed, alive):
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_reservation_ended_either_way_leaves_no_journal_entry(tmp_path):
+    journal = tmp_path / "pending"
+    filled = Reservation(tmp_path / "a.wav", journal=journal)
+    given_back = Reservation(tmp_path / "b.wav", journal=journal)
+    assert len(os.listdir(journal)) == 2 and journal.stat().st_mode & 0o777 == 0o700
+    filled.fill(b"audio")
+    given_back.release()
+    assert os.listdir(journal) == [] and sorted(os.listdir(tmp_path)) == ["a.wav", "pending"]
 
 
 # --- the data dir's housekeeping -------------------------------------------------------------------
@@ -420,3 +509,46 @@ def test_the_command_line_names_the_cause_and_the_path(monkeypatch, capsys, tmp_
     error = capsys.readouterr().err
     assert error.startswith(f"mcp-tts: cannot write audio to {target!r}") and message in error, error
     assert not os.path.exists("/etc/passwd.wav")
+
+
+def test_a_server_killed_mid_say_leaves_a_placeholder_that_the_next_server_removes(home, tmp_path):
+    """kill -9 of `mcp-tts serve` while a say to a file waits on its host: the empty file it reserved is gone
+    once the next server starts, and the file a finished say wrote stays."""
+    project = tmp_path / "project"
+    project.mkdir()
+    env = server_env(home, None)
+
+    def say(raw: RawServer, request_id: int, name: str) -> None:
+        raw.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "say", "arguments": {"text": "Kept or not.", "output": "file", "file_path": name}}}))
+
+    raw = RawServer(env, cwd=project)
+    frozen: list[int] = []
+    try:
+        say(raw, 1, "kept.wav")
+        assert raw.read(60)["id"] == 1 and (project / "kept.wav").stat().st_size > 0
+        frozen = host_pids_of(home / "run", "builtin")
+        for pid in frozen:  # the host holds the say while the server is killed
+            os.kill(pid, signal.SIGSTOP)
+        say(raw, 2, "lost.wav")
+        deadline = time.monotonic() + 10
+        while not (project / "lost.wav").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raw.proc.kill()
+        raw.proc.wait(10)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGKILL)
+        stop_hosts(home / "run")
+    assert (project / "lost.wav").stat().st_size == 0  # what a killed server leaves
+    assert len(os.listdir(home / "data" / "pending")) == 1
+    raw = RawServer(env, cwd=project)  # its start tidies the data dir
+    try:
+        deadline = time.monotonic() + 10
+        while (project / "lost.wav").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(os.listdir(project)) == ["kept.wav"]
+        assert os.listdir(home / "data" / "pending") == []
+    finally:
+        raw.close()
+        stop_hosts(home / "run")

@@ -32,6 +32,7 @@ SAMPLE_VALUES = {
     "str | None": "maybe — ünïcode",
     "list[str]": ["a", "é", "😀"],
     "dict[str, Any]": {"nested": [1, "two", None, {"ü": 3.25, "ok": False}], "empty": {}},
+    "list[dict[str, Any]]": [{"id": "ü1", "client": "1-ab", "seconds": 1.25, "playing": True}, {}],
 }
 PAYLOAD = bytes(range(256)) * 3 + b"\x00\xff"
 MESSAGE_NAMES = sorted(protocol._MESSAGES)

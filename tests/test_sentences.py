@@ -112,3 +112,12 @@ def test_only_the_standard_library_is_imported():
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
+
+
+def test_first_sentence_by_the_same_rules():
+    from mcp_tts.engines.runtime.sentences import first_sentence
+
+    assert first_sentence("Dr. Smith paid $3.50. He left!", 200) == "Dr. Smith paid $3.50."
+    assert first_sentence("\n\n  All tests pass\nand more", 200) == "All tests pass"
+    assert first_sentence("one, two, three, four", 10) == "one, two,"
+    assert first_sentence("   \n ", 200) == ""

@@ -15,7 +15,7 @@ from tests.support.mcp_client import mcp_session
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop"}
+TOOLS = {"say", "list_voices", "design_voice", "add_voice", "switch_backend", "stop", "pause", "resume", "skip"}
 
 
 def audio_of(result) -> tuple[np.ndarray, int]:

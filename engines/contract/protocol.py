@@ -26,6 +26,7 @@ The speaker (the one playback queue of the user) speaks the same frames:
     Chunk(id)* , EndOfAudio(id)   -> Playing(id) at the first sample heard, Played(id) at the end
     Abort(id)                     -> Played(id, interrupted=True) if it had started
     StopPlayback                  -> Played(interrupted=True) for the current one; Dropped(id) per queued
+    Control(id, action)           -> Controlled(id): pause, resume, skip or stop the queue, and what it touched
 """
 
 from __future__ import annotations
@@ -281,10 +282,13 @@ class Enqueue(Message):
 
 @dataclass
 class Queued(Message):
+    """`paused`: the queue is held (Control pause); it plays only after a resume."""
+
     name: ClassVar[str] = "queued"
     id: str
     position: int
     device: str
+    paused: bool = False
 
 
 @dataclass
@@ -320,6 +324,34 @@ class StopPlayback(Message):
 
     name: ClassVar[str] = "stop_playback"
     client: str | None = None
+
+
+CONTROL_ACTIONS = ("pause", "resume", "skip", "stop")
+
+
+@dataclass
+class Control(Message):
+    """The person's hand on the queue: `pause` holds the current utterance at its sample and the queue
+    behind it; `resume` goes on from that sample; `skip` ends the current utterance only; `stop` ends
+    it and drops everyone's queued ones (and lifts a pause)."""
+
+    name: ClassVar[str] = "control"
+    id: str
+    action: str
+
+
+@dataclass
+class Controlled(Message):
+    """What a Control did. `affected`: the utterances it touched, each {"id", "client", "seconds" (heard
+    so far), "playing"}; `paused`: whether the queue is held now; `waiting`: utterances left in the queue."""
+
+    name: ClassVar[str] = "controlled"
+    id: str
+    action: str
+    changed: bool
+    paused: bool
+    affected: list[dict[str, Any]] = field(default_factory=list)
+    waiting: int = 0
 
 
 @dataclass

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_sentences"]
+__all__ = ["first_sentence", "split_sentences"]
 
 # never the end of a sentence (lower case, without the dot)
 TITLES = frozenset("""
@@ -63,6 +63,15 @@ def split_sentences(text: str, max_chars: int, *, first_max_chars: int | None = 
         pieces.append(sentence)
         budget = min(budget * 2, max_chars)
     return pieces
+
+
+def first_sentence(text: str, max_chars: int) -> str:
+    """The first sentence of `text`, by the rules above; one longer than `max_chars` is cut where
+    split_sentences would cut it. "" for text without one."""
+    for line in text.splitlines():
+        for sentence in _sentences(line):
+            return sentence if len(sentence) <= max_chars else _split_long(sentence, max_chars)[0]
+    return ""
 
 
 def _sentences(line: str) -> list[str]:

@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..contract.protocol import (
+    CONTROL_ACTIONS,
     SAMPLE_FORMAT,
     Abort,
     Chunk,
+    Control,
+    Controlled,
     Dropped,
     EndOfAudio,
     Enqueue,
@@ -105,6 +108,7 @@ class SpeakerService:
         self._closer: asyncio.Task[None] | None = None
         self._emptied = time.monotonic()
         self._rate_change = False
+        self._paused = False  # the person paused: the device plays silence, every utterance keeps its sample
 
     def active(self) -> int:
         return len(self._queue)
@@ -112,7 +116,7 @@ class SpeakerService:
     def details(self) -> dict[str, Any]:
         with self._lock:
             queue = [{"id": u.id, "client": u.client, "playing": u.started_clock is not None} for u in self._queue]
-        return {"device": self._device.name if self._device else None, "queue": queue}
+        return {"device": self._device.name if self._device else None, "queue": queue, "paused": self._paused}
 
     # --- event loop side --------------------------------------------------------------------
 
@@ -137,6 +141,8 @@ class SpeakerService:
                 self._remove(utt, "aborted by its server")
         elif isinstance(message, StopPlayback):
             self._stop(message.client)
+        elif isinstance(message, Control):
+            conn.send(self._control(message))
         elif isinstance(message, Prepare):
             if self._device is None and self._open(message.sample_rate):
                 self._after_change()  # closes it again after the linger if no speech comes
@@ -158,7 +164,8 @@ class SpeakerService:
         with self._lock:
             self._queue.append(utt)
             position = len(self._queue) - 1
-        conn.send(Queued(id=message.id, position=position, device=self._device.name if self._device else ""))
+        conn.send(Queued(id=message.id, position=position, device=self._device.name if self._device else "",
+                         paused=self._paused))
         self._ensure_rate()
 
     def _open(self, sample_rate: int) -> bool:
@@ -204,6 +211,31 @@ class SpeakerService:
         for utt in doomed:
             self._remove(utt, "stopped")
 
+    def _control(self, message: Control) -> Controlled:
+        """Pause, resume, skip or stop, answered with what it touched."""
+        def reply(changed: bool, affected: list[_Utterance]) -> Controlled:
+            return Controlled(id=message.id, action=message.action, changed=changed, paused=self._paused,
+                              affected=[{"id": u.id, "client": u.client, "seconds": round(u.played / u.sample_rate, 3),
+                                         "playing": u.started_clock is not None} for u in affected],
+                              waiting=len(self._queue))
+
+        if message.action not in CONTROL_ACTIONS:
+            return reply(False, [])  # the server side validates the action; an unknown one changes nothing
+        with self._lock:
+            current = next((u for u in self._queue if u.started_clock is not None), None)
+            queue = list(self._queue)
+            if message.action in ("pause", "resume"):
+                changed = self._paused != (message.action == "pause")
+                self._paused = message.action == "pause"  # under the lock: the audio thread sees it at its next period
+                return reply(changed, queue)
+        if message.action == "skip":
+            if current is not None:
+                self._remove(current, "skipped")
+            return reply(current is not None, [current] if current else [])
+        was_paused, self._paused = self._paused, False  # stop: silence, an empty queue, nothing held any more
+        self._stop(None)
+        return reply(bool(queue) or was_paused, queue)
+
     def disconnected(self, conn: Connection) -> None:
         """A server that leaves (its agent quit) still gets its last words heard, if they are complete."""
         with self._lock:
@@ -242,7 +274,7 @@ class SpeakerService:
         filled = 0
         events: list[tuple[_Utterance, str]] = []
         with self._lock:
-            while filled < frames and self._queue:
+            while filled < frames and self._queue and not self._paused:
                 utt = self._queue[0]
                 if self._device is None or utt.sample_rate != self._device.sample_rate:
                     break
