@@ -8,8 +8,20 @@
 #   bench/fetch_gpu_wheels.sh            # then, in the device call (carry: [".whl"]):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
+#
+#   bench/fetch_gpu_wheels.sh install    # the folder .whl-install/ (git-ignored) for installing mcp-tts and its
+#                                        # qwen family there with our own installer, offline, over its torch:
+#   python3 -m bench.gpu_install         # there, carry: [".whl-install"]; it runs, from that folder,
+#       pip install --no-index --find-links .whl-install .      (the server, in a venv over python3's packages)
+#       mcp-tts install qwen --python python3 --find-links .whl-install --no-index
+#   (resolved by bench/gpu_wheels.py: cp312 manylinux, never torch; what the machine has is left out,
+#   bench/gpu_packages.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = install ]; then
+  exec "${PYTHON:-.venv/bin/python}" -m bench.gpu_wheels --dest .whl-install
+fi
 
 PY=${PYTHON:-python3}
 DEST=.whl

@@ -6,7 +6,7 @@
     mcp-tts voices [-b BACKEND]
     mcp-tts voices add NAME --audio FILE --text "what the recording says"
     mcp-tts voices remove NAME
-    mcp-tts install FAMILY [--cpu|--cuda]
+    mcp-tts install FAMILY [--cpu|--cuda] [--python PATH] [--find-links DIR --no-index]
     mcp-tts download BACKEND [--model ID]
     mcp-tts hosts [status|stop]
     mcp-tts pause|resume|skip|stop      the speaker queue, every agent's speech
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import ValidationError
@@ -32,10 +34,12 @@ from pydantic import ValidationError
 from . import families, paths
 from .config import Settings
 from .errors import TTSError
-from .host_client import HostState, open_hosts, stop_service, survey
 from .request import SayRequest, explain_validation
 from .version import __version__
 from .voices import REFERENCE_SECONDS
+
+if TYPE_CHECKING:  # host_client (anyio's sockets) loads for the commands that talk to hosts
+    from .host_client import HostState
 
 SERVICES = ("builtin", "speaker", "qwen", "chatterbox")
 PLAYBACK_ACTIONS = {
@@ -57,12 +61,22 @@ class _Parser(argparse.ArgumentParser):
             self.exit(2)
         super().error(message)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse asks the terminal's size for every argument it adds (a formatter each): once is enough
+        return self.formatter_class(prog=self.prog, width=_help_width())
 
-def build_parser() -> argparse.ArgumentParser:
+
+@functools.cache
+def _help_width() -> int:
+    return shutil.get_terminal_size().columns - 2  # argparse's own choice
+
+
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="mcp-tts", description="Speech for AI coding agents, over MCP; and the same speech from "
                                                  "a terminal.")
     parser.add_argument("--version", action="version", version=f"mcp-tts {__version__}")
-    parser.add_argument("--log-level", default=Settings.from_env().log_level, metavar="LEVEL", type=str.upper,
+    parser.add_argument("--log-level", default=(settings or Settings.from_env()).log_level, metavar="LEVEL",
+                        type=str.upper,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="DEBUG, INFO, WARNING (default, or MCP_TTS_LOG_LEVEL), ERROR or CRITICAL; at INFO and "
                              "DEBUG the audio libraries' own messages are shown too")
@@ -134,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return hook(argv[1:])
     _Parser.json_errors = "--json" in argv
-    parser = build_parser()
+    settings = Settings.from_env()  # once: it reads and validates every MCP_TTS_* variable
+    parser = build_parser(settings)
     args = parser.parse_args(argv)
     if args.command is None:  # `mcp-tts` alone: the help, and the usage error's status for a script that forgot
         parser.print_help()
@@ -147,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
 
         serve()
         return 0
-    settings = Settings.from_env()
     try:
         if args.command == "http":
             from .http.serve import serve as serve_http
@@ -215,13 +229,20 @@ def _add_install_parser(sub) -> None:
     where.add_argument("--cuda", dest="device", action="store_const", const="cuda",
                        help="CUDA builds of torch, from pip's own index (the default where nvidia-smi is found)")
     install.add_argument("--force", action="store_true", help="reinstall even if the same set is installed")
+    install.add_argument("--python", metavar="PATH", help="build on this interpreter's torch (a conda env's, a venv's, "
+                                                          "the system's python): only what it lacks is installed")
+    install.add_argument("--find-links", metavar="DIR", action="append", default=[],
+                         help="also take packages from this folder of wheels (repeatable)")
+    install.add_argument("--no-index", action="store_true", help="only from --find-links: an install offline")
 
 
 def _install(settings: Settings, args: argparse.Namespace) -> int:
-    from .install import Interrupted, install
+    from .install import Interrupted, Sources, install
 
+    sources = Sources(tuple(args.find_links), args.no_index)
     try:
-        install(settings, args.family, args.device, force=args.force, say=lambda line: print(line, flush=True))
+        install(settings, args.family, args.device, force=args.force, say=lambda line: print(line, flush=True),
+                python=args.python, sources=sources)
     except Interrupted as exc:
         return 128 + exc.signum
     return 0
@@ -259,6 +280,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 
 async def _with_speech(settings: Settings, work):
+    from .host_client import open_hosts
     from .speech import Speech
 
     idle = {"speaker": settings.speaker_idle_timeout}
@@ -338,6 +360,8 @@ async def _voices(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
     """Answers within a second whatever state the hosts are in; `stop` stops frozen ones too."""
+    from .host_client import stop_service, survey
+
     if args.action == "stop":
         done: dict[str, str | None] = {}
 
@@ -360,6 +384,7 @@ async def _hosts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _playback(settings: Settings, args: argparse.Namespace) -> int:
+    from .host_client import open_hosts
     from .playback import control
 
     async with open_hosts(settings.runtime_dir, {}) as hosts:
@@ -378,6 +403,8 @@ def _describe(state: HostState) -> str:
 
 
 async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from .host_client import survey
+
     problems = 0
     print(f"mcp-tts {__version__}, Python {sys.version.split()[0]} at {sys.executable}")
     print(f"data dir: {settings.data_dir}\nruntime dir: {settings.runtime_dir}")
@@ -387,6 +414,10 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     for family in families.FAMILIES.values():
         python = families.interpreter(family, settings)
         state = f"installed ({python})" if python else f"not installed ({families.install_command(family)})"
+        if python and (base := _base_python(settings, family.name)):  # `install --python`: torch is that one's
+            state += f" over {base}'s torch" + ("" if Path(base).exists() else
+                                                " - which is gone: install the family again")
+            problems += not Path(base).exists()
         print(f"family {family.name}: {state}; backends {', '.join(family.backends)}")
     print(f"GPU: {_check_gpu()}")
     try:
@@ -405,6 +436,12 @@ async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     print("hosts: " + (", ".join(f"{s.service} ({f'pid {s.report.pid}' if s.report else s.problem})"
                                  for s in states) or "none running"))
     return 1 if problems else 0
+
+
+def _base_python(settings: Settings, family: str) -> str | None:
+    from .install import installed_recipe
+
+    return (installed_recipe(settings, family) or {}).get("base_python") or None
 
 
 async def _check_remote(settings: Settings) -> int:

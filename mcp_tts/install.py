@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .base_python import BasePython, link, probe
 from .config import Settings
 from .engines.contract.atomic import STAGING, atomic_write, sweep_staging
 from .engines.contract.lockfile import LockFile, holder
@@ -46,7 +47,10 @@ INDEX_TIMEOUT = 5.0  # seconds for the check of each package index
 LEFTOVERS = re.compile(rf"{STAGING.pattern}|^venv\.old-\d+$|^venv\.partial-.*$")
 # lines of pip and of the checks that alarm and mean nothing here: kept in the log, not shown
 HARMLESS = ("SoX", "sox: not found", "sox.sourceforge.net", "path variables.", "flash-attn is not installed",
-            "Could not load this library", "WARNING: Location")
+            "Could not load this library", "WARNING: Location",
+            # over a base interpreter the family's package goes in without gradio (base_recipe); the install
+            # check that follows is the judge of whether the venv works
+            "pip's dependency resolver does not currently take into account")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -64,18 +68,43 @@ class Recipe:
     packages: tuple[str, ...]
     check: str  # python code that must run in the new venv
     fixup: str = ""  # python code run in the new venv after pip, before the check
+    base_python: str = ""  # --python: the interpreter whose packages (torch) the venv builds on
+    no_deps: tuple[str, ...] = ()  # installed without their requirements (pins that would replace the base's torch)
 
     @property
     def disk_gb(self) -> float:
         """Free space the install needs: the venv plus pip's unpacked wheels. Measured: qwen's CPU venv
         1.9 GB, chatterbox's with PyPI's CUDA torch 6.3 GB; a CUDA torch's libraries alone are ~5 GB."""
+        if self.base_python:  # no torch downloaded: transformers, gradio, librosa and theirs
+            return 2.0
         if self.device == "cuda":
             return 9.0
         return 8.0 if self.family == "chatterbox" else 3.0  # chatterbox's pinned torch is PyPI's, a CUDA build
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        # fields added later count only when set, so the digest of a venv installed before them is unchanged
+        fields = {k: v for k, v in asdict(self).items() if v or k not in ("base_python", "no_deps")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where pip takes packages from besides its index: folders of wheels (--find-links), or only those."""
+
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+    def pip_args(self) -> list[str]:
+        return [arg for folder in self.find_links for arg in ("--find-links", folder)] + (
+            ["--no-index"] if self.no_index else [])
+
+    def check(self) -> None:
+        if self.no_index and not self.find_links:
+            raise TTSError("--no-index installs only from --find-links DIR (a folder of wheels), and none was given")
+        for folder in self.find_links:
+            if "://" not in folder and not Path(folder).is_dir():
+                raise TTSError(f"--find-links {folder}: no such folder; give a folder of wheels (.whl files)")
 
 
 TORCHAUDIO_FIXUP = """
@@ -120,6 +149,45 @@ print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu"
 """
 
 
+# With --python, torch comes from the base interpreter: a torchaudio that does not load with it can be
+# repaired only when it is the venv's own (the base's environment is never changed).
+BASE_TORCHAUDIO_FIXUP = """
+import importlib.util, pathlib, sys
+try:
+    import torchaudio
+except OSError as exc:
+    lib = pathlib.Path(importlib.util.find_spec("torchaudio").origin).parent / "lib"
+    if not lib.resolve().is_relative_to(pathlib.Path(sys.prefix).resolve()):
+        raise SystemExit(f"torchaudio at {lib.parent} (the --python interpreter's) does not load with its torch "
+                         f"({str(exc).splitlines()[0][:200]}); repair it there, or remove it there and install again")
+    for so in lib.glob("*.so"):
+        so.unlink()
+        print("removed", so.name, "(", str(exc).splitlines()[0][:80], ")")
+    import torchaudio
+"""
+
+# With --python: torch is the base's, and this venv's own copy of it would defeat the point.
+BASE_CHECK = """
+import pathlib, sys, torch
+own = pathlib.Path(sys.prefix).resolve()
+where = pathlib.Path(torch.__file__).resolve()
+if where.is_relative_to(own):
+    raise SystemExit(f"torch was installed into the family venv ({where}), not taken from --python's")
+print("torch", torch.__version__, "from", where.parent.parent)
+"""
+
+# Over a base torch, each family's package goes in without its requirements and these (its own, from its
+# metadata) beside it, less torch and torchaudio (the base's) and gradio (only the packages' demos import
+# it; 60 MB of wheels, more than the folder carried to an offline machine may hold). chatterbox-tts pins
+# torch 2.6.0 and numpy<2: the base's torch and numpy stay (pip keeps an installed one that fits).
+# sox 1.4.1: 1.5.0 is a source archive only, whose build needs setuptools from an index (not offline)
+QWEN_REQUIREMENTS = ("transformers==4.57.3", "accelerate==1.12.0", "librosa", "soundfile", "sox==1.4.1",
+                     "onnxruntime", "einops")
+CHATTERBOX_REQUIREMENTS = ("librosa==0.11.0", "s3tokenizer", "transformers==5.2.0", "diffusers==0.29.0",
+                           "resemble-perth>=1.0.0", "conformer==0.3.2", "safetensors==0.5.3", "spacy-pkuseg",
+                           "pykakasi==2.3.0", "pyloudnorm", "omegaconf", "numpy")
+
+
 def recipe(family: str, device: str) -> Recipe:
     if family == "qwen":
         # qwen-tts 0.1.1 leaves torch to torchaudio, whose 2.11.0 release names no torch at all: left
@@ -136,6 +204,22 @@ def recipe(family: str, device: str) -> Recipe:
         return Recipe("chatterbox", device, ("chatterbox-tts==0.1.7", "setuptools<81"), CHATTERBOX_CHECK)
     raise TTSError(f"no family named {family!r}; families to install: "
                    f"{', '.join(f for f in FAMILIES if f != 'builtin')}")
+
+
+def base_recipe(family: str, base: BasePython) -> Recipe:
+    """The family over the base interpreter's torch: only what it lacks is installed."""
+    device = "cuda" if base.cuda else "cpu"
+    # torchaudio 2.11.0 names no torch requirement (newer ones pin torch exactly): the one to add when
+    # the base has none; qwen-tts uses only its pure-Python kaldi code
+    audio = () if base.torchaudio else ("torchaudio==2.11.0",)
+    if family == "qwen":
+        return Recipe("qwen", device, (*QWEN_REQUIREMENTS, *base.pins, *audio), QWEN_CHECK + "\n" + BASE_CHECK,
+                      BASE_TORCHAUDIO_FIXUP, base.executable, no_deps=("qwen-tts==0.1.1",))
+    if family == "chatterbox":
+        return Recipe("chatterbox", device, (*CHATTERBOX_REQUIREMENTS, "setuptools<81", *base.pins, *audio),
+                      CHATTERBOX_CHECK + "\n" + BASE_CHECK, BASE_TORCHAUDIO_FIXUP, base.executable,
+                      no_deps=("chatterbox-tts==0.1.7",))
+    return recipe(family, "cpu")  # the error naming the families
 
 
 def venv_dir(settings: Settings, family: str) -> Path:
@@ -158,11 +242,24 @@ def default_device() -> str:
 
 
 def install(settings: Settings, family: str, device: str | None = None, *, force: bool = False,
-            say: Callable[[str], None] = print) -> Path:
-    """Creates (or keeps) the family's venv; returns its directory."""
+            say: Callable[[str], None] = print, python: str | Path | None = None,
+            sources: Sources = Sources()) -> Path:
+    """Creates (or keeps) the family's venv; returns its directory. `python`: build it over that
+    interpreter's torch (base_python.py); `sources`: folders of wheels, or only those (offline)."""
     if family == "builtin":
         raise TTSError("the builtin family needs no install: it runs in mcp-tts's own environment")
-    plan = recipe(family, device or default_device())
+    recipe(family, "cpu")  # an unknown family is named before an interpreter is probed
+    sources.check()
+    base = None
+    if python is not None:
+        say(f"{family}: looking at {python} (its torch, its packages)")
+        base = probe(python)
+        if device and device != ("cuda" if base.cuda else "cpu"):
+            raise TTSError(f"--{device} asked for, but the torch {base.torch} of {python} "
+                           f"{'sees CUDA' if base.cuda else 'sees no CUDA GPU'}; leave out --{device}")
+        say(f"{family}: building on Python {'.'.join(map(str, base.version))} with torch {base.torch} "
+            f"({'CUDA' if base.cuda else 'CPU'})" + (f", torchaudio {base.torchaudio}" if base.torchaudio else ""))
+    plan = base_recipe(family, base) if base else recipe(family, device or default_device())
     target = venv_dir(settings, family)
     current = installed_recipe(settings, family)
     if current and current.get("digest") == plan.digest and not force:
@@ -175,49 +272,64 @@ def install(settings: Settings, family: str, device: str | None = None, *, force
                        f"({holder(lock.path) or 'pid unknown'}); wait for it, or stop it")
     try:
         with interrupts_raise():
-            return _install(settings, plan, target, say)
+            return _install(settings, plan, target, say, base, sources)
     finally:
         lock.release()
 
 
-def _install(settings: Settings, plan: Recipe, target: Path, say: Callable[[str], None]) -> Path:
+def _install(settings: Settings, plan: Recipe, target: Path, say: Callable[[str], None],
+             base: BasePython | None = None, sources: Sources = Sources()) -> Path:
     family = plan.family
     removed = sweep_staging(target.parent, older_than=0, pattern=LEFTOVERS)  # the lock is ours: none is live
     if removed:
         say(f"{family}: removed what an interrupted install left: {', '.join(removed)}")
     _check_space(plan, target.parent)
-    indexes = package_indexes(settings, plan)
+    indexes = [] if sources.no_index else package_indexes(settings, plan)
     check_indexes(indexes)
     started = time.monotonic()
     old = target.parent / f"venv.old-{os.getpid()}"
     log_path = target.parent / LOG
     staged: list[Path] = []
-    say(f"{family}: installing for {plan.device} into {target} (several GB with torch; minutes)")
-    say(f"{family}: package indexes reachable: " + ", ".join(f"{url} ({why})" for url, why in indexes))
+    say(f"{family}: installing for {plan.device} into {target} "
+        + (f"over {base.executable}'s torch" if base else "(several GB with torch; minutes)"))
+    if indexes:
+        say(f"{family}: package indexes reachable: " + ", ".join(f"{url} ({why})" for url, why in indexes))
+    if sources.find_links:
+        say(f"{family}: wheels from {', '.join(sources.find_links)}" + (" only (--no-index)" if sources.no_index
+                                                                         else ""))
     say(f"{family}: pip's full output goes to {log_path}")
 
     def build(staging: Path, log) -> None:
         staged.append(staging)
         python = venv_python(staging)
         say(f"[1/4] creating the venv ({staging.name})")
-        _run([sys.executable, "-m", "venv", str(staging)], log)
-        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
-                   *plan.packages]
-        if plan.device == "cpu" and settings.torch_index_url:  # MCP_TTS_TORCH_INDEX_URL
-            command += ["--extra-index-url", settings.torch_index_url]
-        say(f"[2/4] resolving and downloading {' '.join(plan.packages)}")
+        # over a base: made by its own interpreter (so the same Python), its packages seen through a .pth file
+        _run([base.executable if base else sys.executable, "-m", "venv", str(staging)], log)
+        if base:
+            link(python, base)
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
+               *sources.pip_args()]
+        if plan.device == "cpu" and settings.torch_index_url and not base:  # MCP_TTS_TORCH_INDEX_URL
+            pip += ["--extra-index-url", settings.torch_index_url]
+        say(f"[2/4] resolving and downloading {' '.join(plan.no_deps + plan.packages)}")
         pip_tmp = staging / "pip-tmp"  # pip's unpacked wheels: on the family's disk, and gone with the staging
         pip_tmp.mkdir()
         progress = PipProgress(say)
-        _run(command, log, progress.line, env={"TMPDIR": str(pip_tmp), "TMP": str(pip_tmp), "TEMP": str(pip_tmp)})
+        tmp = {"TMPDIR": str(pip_tmp), "TMP": str(pip_tmp), "TEMP": str(pip_tmp)}
+        if plan.no_deps:
+            _run([*pip, "--no-deps", *plan.no_deps], log, env=tmp)  # the family's package: progress is the next
+        _run([*pip, *plan.packages], log, progress.line, env=tmp)
         shutil.rmtree(pip_tmp, ignore_errors=True)
         say("[4/4] checking the packages import")
         shown = lambda line: say(f"      {line}") if line.strip() else None  # noqa: E731
         if plan.fixup:
             _run([str(python), "-c", plan.fixup], log, shown)
         _run([str(python), "-c", plan.check], log, shown)
-        freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
-        (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan),
+        # --local: this venv's own packages, not those it sees through a base interpreter's .pth file; --all: pip
+        # and setuptools too
+        freeze = subprocess.run([str(python), "-m", "pip", "freeze", "--local", "--all"], capture_output=True,
+                                text=True).stdout
+        (staging / MARKER).write_text(json.dumps({"digest": plan.digest, **asdict(plan), **asdict(sources),
                                                   "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                   "packages_installed": freeze.split()}, indent=1))
         if target.exists():  # a folder is not renamed over a full one: the old venv steps aside last
@@ -290,7 +402,7 @@ def package_indexes(settings: Settings, plan: Recipe) -> list[tuple[str, str]]:
     """The indexes pip will ask, each with where it comes from."""
     pip_index = os.environ.get("PIP_INDEX_URL") or _pip_config("index-url")
     indexes = [(pip_index, "PIP_INDEX_URL / pip's configuration") if pip_index else (PYPI, "PyPI, pip's default")]
-    if plan.device == "cpu" and settings.torch_index_url:
+    if plan.device == "cpu" and settings.torch_index_url and not plan.base_python:
         indexes.insert(0, (settings.torch_index_url, "MCP_TTS_TORCH_INDEX_URL" + (
             "" if "MCP_TTS_TORCH_INDEX_URL" in os.environ else "'s default")))
     return indexes

@@ -16,16 +16,17 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import soundfile as sf
 from pydantic import BaseModel, Field, ValidationError
 
 from .engines.contract.atomic import atomic_write, private_dir
 from .engines.contract.catalog import CLONING_BACKENDS
 from .errors import TTSError
 from .paths import os_error
+
+if TYPE_CHECKING:  # numpy and soundfile load when audio is handled: `mcp-tts hosts` and `--version` need neither
+    import numpy as np
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST = "manifest.json"
@@ -58,6 +59,8 @@ def check_name(name: str) -> str:
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile as sf
+
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
@@ -167,6 +170,9 @@ def check_recording(path: Path) -> tuple[np.ndarray, int]:
     """A recording fit to clone from, as mono float32; an error saying what is wrong with it. Its rate and
     length are read from the header before any of it is decoded, and no more than the longest accepted
     length is ever decoded, whatever the header says."""
+    import numpy as np
+    import soundfile as sf
+
     shown = str(path)
     if not path.is_file():
         raise TTSError(f"no audio file at {shown!r}")
