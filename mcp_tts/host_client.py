@@ -122,6 +122,7 @@ class HostConnection:
         self.reason = "went away mid-request"  # what became of it, once lost
         self.stale: str | None = None  # set: it runs under other settings than this server's, and was busy
         self.started_here = False  # this server started it (under its own settings)
+        self.settled = False  # Hosts.get has compared its settings with ours: others may use it without the lock
 
     def lost_message(self) -> str:
         return (f"the {self.service} engine host (pid {self.pid}) {self.reason}; its log is {self.log}. "
@@ -378,7 +379,7 @@ class Hosts:
         it) is restarted when nobody else uses it (no request running, no other server connected);
         otherwise it is used as it is, and `conn.stale` says so (the say result's notes carry it)."""
         conn = self._live(service)
-        if conn is not None and conn.stale is None:
+        if conn is not None and conn.stale is None and conn.settled:
             return conn
         lock = self._locks.setdefault(service, anyio.Lock())
         async with lock:
@@ -392,7 +393,8 @@ class Hosts:
             startable = python is not None or service in SERVER_SERVICES  # we know its interpreter
             if startable and not conn.started_here and await self._started_elsewhere(conn):
                 conn = await self._restart(service, conn, python or Path(sys.executable))
-            return conn
+            conn.settled = True  # until then, a second caller waits on the lock rather than take a host
+            return conn          # that may yet be restarted under it
 
     async def request(self, service: str, message: Message, python: Path | None = None) -> Reply:
         """`message` sent to the service's host. A host found gone as it is sent (killed since its last
