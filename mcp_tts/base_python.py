@@ -23,7 +23,8 @@ PTH = "mcp-tts-base.pth"  # in the family venv's site-packages
 PROBE_TIMEOUT = 300.0  # seconds: a cold `import torch` from a network disk can take a minute
 
 # Run by PATH with -I (no PYTHONPATH, no user site): what `site` added to sys.path is the set of paths
-# that a run with -S (no site) lacks; torch's version and whether it sees CUDA.
+# that a run with -S (no site) lacks; torch's version (its distribution's, as pip compares pins) and whether it
+# sees CUDA.
 _PROBE = """
 import json, subprocess, sys
 bare = json.loads(subprocess.run([sys.executable, "-I", "-S", "-c", "import sys, json; print(json.dumps(sys.path))"],
@@ -35,7 +36,11 @@ def version(name):
         module = __import__(name)
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    return getattr(module, "__version__", "unknown"), None
+    try:  # the distribution's version, which pip compares a pin with (a wheel may say 2.11.0 where
+        from importlib.metadata import version as dist  # torch.__version__ says 2.11.0+cu130)
+        return dist(name), None
+    except Exception:
+        return getattr(module, "__version__", "unknown"), None
 found["torch"], found["torch_error"] = version("torch")
 found["torchaudio"], found["torchaudio_error"] = version("torchaudio")
 found["cuda"] = bool(found["torch"]) and __import__("torch").cuda.is_available()
@@ -50,7 +55,7 @@ class BasePython:
     executable: str  # PATH as given, made absolute (a venv's python is a symlink: not resolved)
     version: tuple[int, int, int]
     paths: tuple[str, ...]  # PATH's site-packages and what their .pth files add, in PATH's order
-    torch: str  # torch.__version__, e.g. "2.11.0+cu130"
+    torch: str  # torch's distribution version as pip sees it, e.g. "2.11.0" or "2.13.0+cpu"
     torchaudio: str | None  # None: not there, or it did not import
     cuda: bool
 
