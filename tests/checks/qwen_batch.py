@@ -1,0 +1,168 @@
+"""Runs inside the qwen family venv: streams decoded together (engines/qwen/batch.py) against the same
+requests run alone, and against upstream qwen-tts, on tiny checkpoints.
+
+    python -m tests.checks.qwen_batch CHECKPOINTS_DIR [RUNS]  ->  one JSON object on the last stdout line
+
+(from the repository root, in the qwen family venv).
+
+Greedy: each stream's codes in a batch of four requests (different texts, speakers, lengths; joining at
+different frames, one leaving early) equal the same request run alone and upstream's. Mixed settings in
+one batch: a greedy stream beside sampled ones still equals its run alone. Cancel: a stream whose
+listener raises leaves, and the others' codes are untouched. Sampling: per stream, the distribution of
+a sampled code over many batched runs against upstream's (two-sample chi-square), with rows of another
+temperature in the same batches, whose distribution must differ."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
+
+launch.install()
+
+from mcp_tts.engines.qwen.fast import FastTalker  # noqa: E402
+from tests.checks.qwen_fast import chi_square, load  # noqa: E402
+
+REQUESTS = [  # (text, speaker, frames)
+    ("Hello there, how are you today? The tests pass.", "Vivian", 40),
+    ("A second voice, somewhat longer than the first one is.", "Ryan", 56),
+    ("Short.", "Serena", 12),
+    ("The fourth request joins late and speaks a while.", "Aiden", 48),
+]
+
+
+class Codes:
+    """The talker codes of each thread's last generate call (qwen-tts passes them to decode)."""
+
+    def __init__(self, model) -> None:
+        self.local = threading.local()
+        original = model.model.speech_tokenizer.decode
+
+        def decode(items):
+            self.local.codes = items[0]["audio_codes"].clone()
+            return original(items)
+
+        model.model.speech_tokenizer.decode = decode
+
+    def last(self) -> torch.Tensor:
+        return self.local.codes
+
+
+def say(model, fast, codes: Codes, text: str, speaker: str, frames: int, on_frames=None, **kwargs) -> torch.Tensor:
+    """One request as the engine makes it: qwen-tts's code under the model's lock (generate gives the lock
+    up while the frames decode)."""
+    args = {"do_sample": False, "subtalker_dosample": False, **kwargs}
+    if fast is not None:
+        fast.on_frames = on_frames
+    with fast.locked() if fast is not None else threading.Lock(), torch.inference_mode():
+        model.generate_custom_voice(text, speaker=speaker, language="english", max_new_tokens=frames + 1, **args)
+    return codes.last()
+
+
+def together(jobs: list, delays: list[float]) -> list:
+    """Runs each job in its own thread, the i-th started delays[i] s after the first; their results."""
+    out: list = [None] * len(jobs)
+
+    def run(i):
+        try:
+            out[i] = jobs[i]()
+        except BaseException as exc:  # noqa: BLE001  (reported as the job's result)
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread, delay in zip(threads, delays, strict=True):
+        time.sleep(delay)
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    return out
+
+
+def same(a, b) -> dict:
+    if isinstance(a, BaseException) or isinstance(b, BaseException):
+        return {"error": repr(a if isinstance(a, BaseException) else b)}
+    equal = a.shape == b.shape and bool((a == b).all())
+    return {"frames": len(a), "other": len(b), "equal": equal}
+
+
+def greedy(root: Path) -> dict:
+    model = load(root, "custom_voice")
+    codes = Codes(model)
+    upstream = [say(model, None, codes, *r) for r in REQUESTS]
+    fast = FastTalker(model.model, max_len=1024, streams=4)
+    fast.install()
+    alone = [say(model, fast, codes, *r) for r in REQUESTS]
+    steps = fast.batch.steps
+    batched = together([lambda r=r: say(model, fast, codes, *r) for r in REQUESTS], [0, 0, 0.3, 0.6])
+    widest = fast.batch.widest
+    # mixed settings: request 0 greedy, the others sampled at their own temperatures and top-k
+    sampled = [{"do_sample": True, "subtalker_dosample": True, "temperature": t, "top_k": k, "subtalker_top_k": k}
+               for t, k in ((1.3, 0), (0.5, 20), (0.9, 50))]
+    others = zip(REQUESTS[1:], sampled, strict=True)
+    mixed = together([lambda: say(model, fast, codes, *REQUESTS[0])]
+                     + [lambda r=r, s=s: say(model, fast, codes, *r, **s) for r, s in others], [0, 0, 0, 0])
+    # cancel: request 1's listener raises after 10 frames; the others go on
+    heard = {"n": 0}
+
+    def quit_after_ten(frames):
+        heard["n"] += len(frames)
+        if heard["n"] >= 10:
+            raise KeyboardInterrupt("listener left")
+
+    cancel = together([lambda: say(model, fast, codes, *REQUESTS[0]),
+                       lambda: say(model, fast, codes, *REQUESTS[1], on_frames=quit_after_ten),
+                       lambda: say(model, fast, codes, *REQUESTS[3])], [0, 0, 0])
+    fast.batch.close()
+    return {"alone_vs_upstream": [same(a, u) for a, u in zip(alone, upstream, strict=True)],
+            "batched_vs_alone": [same(b, a) for b, a in zip(batched, alone, strict=True)],
+            "widest_batch": widest, "alone_steps": steps,
+            "mixed_greedy_vs_alone": same(mixed[0], alone[0]),
+            "mixed_sampled_ok": [not isinstance(m, BaseException) and len(m) > 0 for m in mixed[1:]],
+            "cancelled": repr(cancel[1]), "heard_before_cancel": heard["n"],
+            "others_after_cancel": [same(cancel[0], alone[0]), same(cancel[2], alone[3])],
+            "rows_left": len(fast.batch.rows)}
+
+
+def sampling(root: Path, runs: int) -> dict:
+    """The second talker code of sampled runs: upstream alone against ours in batches of four, two rows
+    at upstream's temperature, two at 0.25."""
+    model = load(root, "voice_design")
+    codes = Codes(model)
+    kwargs = {"do_sample": True, "subtalker_dosample": True, "top_k": 50, "subtalker_top_k": 50}
+    text = "Hello there, how are you today? The tests pass."
+
+    def first(fast, temperature):
+        if fast is not None:
+            fast.on_frames = None
+        with fast.locked() if fast else threading.Lock(), torch.inference_mode():
+            model.generate_voice_design(text, instruct="a deep calm voice", max_new_tokens=3, temperature=temperature,
+                                        **kwargs)
+        return int(codes.last()[1, 0])
+
+    up = []
+    for seed in range(runs):
+        torch.manual_seed(seed)
+        up.append(first(None, 0.9))
+    fast = FastTalker(model.model, max_len=256, streams=4)
+    fast.install()
+    torch.manual_seed(10_000)
+    warm, cold = [], []
+    for _ in range(0, runs, 2):
+        got = together([lambda: first(fast, 0.9), lambda: first(fast, 0.25)] * 2, [0, 0, 0, 0])
+        warm += got[0::2]
+        cold += got[1::2]
+    fast.batch.close()
+    return {"runs": runs, "distinct": len(set(up)), "p_same_temperature": chi_square(up, warm[:runs]),
+            "p_other_temperature": chi_square(up, cold[:runs]), "widest_batch": fast.batch.widest}
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1])
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    print(json.dumps({"greedy": greedy(root), "sampling": sampling(root, runs)}))
