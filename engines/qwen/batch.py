@@ -448,7 +448,9 @@ class FrameBatch:
         n = len(self.rows)
         self._run(n)
         self.steps += 1
-        self.widest = max(self.widest, n)
+        if n > self.widest:
+            self.widest = n
+            log.info("%d streams decoded together (the most so far)", n)
         for stream in self.rows:
             stream.steps += 1
         hidden = self.slots.hidden[:n].clone()
