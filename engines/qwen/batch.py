@@ -209,6 +209,9 @@ class FrameBatch:
         own settings. Reads and writes only buffers, so that it can be captured as one CUDA graph."""
         fast, sl, cp = self.fast, self.slots, self.fast.cp
         rows = slice(0, b)
+        # a free row computed as padding moves on a position a frame: keep it inside the cache (a no-op
+        # for streams, which never pass max_len - 1)
+        sl.pos[rows].clamp_(max=fast.max_len - 1)
         token = sl.token[rows]
         last_id = fast.talker.get_input_embeddings()(token.view(b, 1))  # [b, 1, H]
         x = cp.small_to_mtp_projection(torch.cat((sl.hidden[rows], last_id), dim=1))

@@ -213,7 +213,6 @@ class QwenEngine:
         return resident, already
 
     def _load(self, backend: str, model_id: str, report: Report) -> _Resident:
-        import torch
         from qwen_tts import Qwen3TTSModel
 
         started = time.perf_counter()
@@ -222,6 +221,14 @@ class QwenEngine:
         report(f"loading {model_id} onto {self.device}", 0, None)
         wrapper = Qwen3TTSModel.from_pretrained(path, device_map=self.device, dtype=self.dtype,
                                                 attn_implementation=self.attention)
+        return self.adopt(model_id, wrapper, report, started)
+
+    def adopt(self, model_id: str, wrapper, report: Report, started: float | None = None) -> _Resident:
+        """Makes a loaded qwen_tts.Qwen3TTSModel resident under `model_id`: the fast path installed, its
+        graphs captured. (bench/qwen_batch.py hands it full-size models with random weights.)"""
+        import torch
+
+        started = time.perf_counter() if started is None else started
         nbytes = sum(t.numel() * t.element_size() for t in [*wrapper.model.parameters(), *wrapper.model.buffers()])
         resident = _Resident(
             model_id=model_id, model=wrapper, kind=wrapper.model.tts_model_type, size=wrapper.model.tts_model_size,
@@ -253,7 +260,8 @@ class QwenEngine:
         log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
                  nbytes / 2**30, resident.load_seconds,
                  f", decoding with {resident.fast.describe()}: frame graph captured in "
-                 f"{resident.fast.capture_seconds:.2f} s, codec graphs in {resident.codec.capture_seconds:.2f} s"
+                 f"{resident.fast.capture_seconds:.2f} s, batch graphs in {resident.fast.batch.capture_seconds:.2f} s, "
+                 f"codec graphs in {resident.codec.capture_seconds:.2f} s"
                  if resident.fast and resident.fast.capture_seconds else "")
         return resident
 
