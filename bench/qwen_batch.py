@@ -19,7 +19,8 @@ is capped at a number of frames.
 - The bandwidth floor: weight bytes read per frame step over 4.3 TB/s; a step of B streams reads
   them once, so B streams at the floor would make B x 80 ms of audio per floor.
 - Correctness first: with greedy decoding in float32 (TF32 off), each stream's codes in a batch of
-  four equal the same request run alone (full-size random weights on the GPU; tiny ones with --smoke).
+  four equal the same request run alone (full-size random weights on the GPU; tiny ones with --smoke);
+  run last, for the first size, so that a deadline cuts it rather than the speed rows.
 
 On the GPU machine (wheels from bench/fetch_gpu_wheels.sh carried as .whl):
 
@@ -278,11 +279,6 @@ def fp32_check(size: str, args, device) -> dict:
 
 def run_size(size: str, args, device, dtype, out: dict, save) -> None:
     res = out.setdefault("sizes", {}).setdefault(SIZES[size], {})
-    if args.fp32_check:
-        log(f"{SIZES[size]}: float32 greedy check, batch of 4 against alone")
-        res["fp32_check"] = fp32_check(size, args, device)
-        log(f"{SIZES[size]}: fp32 check {res['fp32_check']}")
-        save()
     log(f"{SIZES[size]}: building ({dtype})")
     rig = Rig(size, args, device, dtype)
     floor = weight_bytes(rig.wrapper.model)
@@ -426,7 +422,8 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", type=int, default=None, help="the batch's capacity (default: the largest level)")
     ap.add_argument("--max-new-tokens", type=int, default=2048,
                     help="the engine's MCP_TTS_QWEN_MAX_NEW_TOKENS: the static cache holds this + 1024 positions")
-    ap.add_argument("--deadline", type=float, default=480, help="seconds after which remaining rows are skipped")
+    ap.add_argument("--deadline", type=float, default=480,
+                    help="seconds after which remaining rows are skipped (default 480: a device call ends at 600)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/qwen_batch.json, else /tmp/qbench/...)")
     args = ap.parse_args(argv)
 
@@ -488,6 +485,22 @@ def main(argv=None) -> int:
             log(f"ERROR {SIZES[size]}: {exc!r}; continuing")
             if cuda:
                 torch.cuda.empty_cache()
+        save()
+    # last, so that a deadline cuts it rather than the speed rows (it compiles the float32 shapes anew)
+    if args.fp32_check:
+        size = sizes[0]
+        res = out.setdefault("sizes", {}).setdefault(SIZES[size], {})
+        if time.perf_counter() - T_START > args.deadline:
+            res["fp32_check"] = {"not_run": "deadline"}
+        else:
+            log(f"{SIZES[size]}: float32 greedy check, batch of 4 against alone")
+            try:
+                res["fp32_check"] = fp32_check(size, args, device)
+            except Exception as exc:
+                import traceback
+
+                traceback.print_exc()
+                res["fp32_check"] = {"error": repr(exc)}
         save()
     out["total_s"] = time.perf_counter() - T_START
     save()
