@@ -162,7 +162,44 @@ def sampling(root: Path, runs: int) -> dict:
             "p_other_temperature": chi_square(up, cold[:runs]), "widest_batch": fast.batch.widest}
 
 
+def handoff(root: Path) -> dict:
+    """With the Triton kernels (MCP_TTS_QWEN_KERNELS=1; on the CPU in Triton's interpreter): a stream
+    alone goes through the one-stream kernel frame on row 0, moves to the batched step when a second
+    joins (after its third frame) and back when that one leaves; its codes stay upstream's."""
+    model = load(root, "custom_voice")
+    codes = Codes(model)
+    long, short = (REQUESTS[1][0], "Ryan", 24), (REQUESTS[0][0], "Vivian", 10)
+    upstream = [say(model, None, codes, *r) for r in (long, short)]
+    fast = FastTalker(model.model, max_len=256, streams=2)
+    fast.install()
+    alone = [say(model, fast, codes, *r) for r in (long, short)]
+    single_alone, steps_alone = fast.batch.single_steps, fast.batch.steps
+    joined = threading.Event()
+    second: list = []
+    heard = {"n": 0}
+
+    def listen(frames):
+        heard["n"] += len(frames)
+        if heard["n"] >= 3 and not joined.is_set():
+            joined.set()
+            thread = threading.Thread(target=lambda: second.append(say(model, fast, codes, *short)))
+            thread.start()
+            second.append(thread)
+
+    first = say(model, fast, codes, *long, on_frames=listen)
+    second[0].join(300)
+    fast.batch.close()
+    return {"kernels": fast.kernels, "alone_vs_upstream": [same(a, u) for a, u in zip(alone, upstream, strict=True)],
+            "batched_vs_alone": [same(first, alone[0]), same(second[1], alone[1])],
+            "single_steps_alone": single_alone, "steps_alone": steps_alone,
+            "single_steps_batched": fast.batch.single_steps - single_alone,
+            "steps_batched": fast.batch.steps - steps_alone, "widest_batch": fast.batch.widest}
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1])
+    if sys.argv[2:] == ["--kernels"]:
+        print(json.dumps({"handoff": handoff(root)}))
+        sys.exit(0)
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     print(json.dumps({"greedy": greedy(root), "sampling": sampling(root, runs)}))
