@@ -9,7 +9,8 @@ is capped at a number of frames.
 
 - Concurrency 1, 2, 4, 8, 16, 32: that many requests at once, --frames each. Aggregate real-time
   factor (audio s / wall s) for codes alone (the talker and code predictor; the codec decode skipped,
-  as upstream's generate returns codes) and for audio (the engine's whole path, chunks decoded);
+  as upstream's generate returns codes) and for audio (the engine's whole path, chunks decoded, those
+  of streams waiting at once in one codec call);
   each stream's ms per frame and real-time factor; first audio; peak GPU memory. Beside: the same
   engine serialized (one request at a time, as the host ran before this issue; measured at 1 stream,
   its aggregate is that at any concurrency) and upstream qwen-tts (one request, --upstream-frames).
@@ -318,6 +319,8 @@ def run_size(size: str, args, device, dtype, out: dict, save) -> None:
             f"{serial['first_audio_ms_p95']:.0f} ms")
         save()
     res["batch_stats"] = rig.fast.batch.stats()
+    res["codec_stats"] = {"calls": rig.resident.codec.calls, "chunks": rig.resident.codec.chunks,
+                          "graphs": len(rig.resident.codec.graphs), "capture_s": rig.resident.codec.capture_seconds}
     rig.fast.batch.close()
     del rig
     if device.type == "cuda":

@@ -30,6 +30,12 @@ def report(qwen_family, tmp_path_factory) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def test_chunks_of_several_streams_decode_together_as_they_do_alone(report):
+    got = report["codec"]
+    assert got["calls_together"] == 1 and got["lengths_equal"]
+    assert got["max_abs_diff"] < 1e-4 * max(1.0, got["peak"]), got
+
+
 def test_each_stream_in_a_batch_has_the_codes_it_has_alone(report):
     got = report["greedy"]
     assert all(r["equal"] for r in got["alone_vs_upstream"]), got["alone_vs_upstream"]

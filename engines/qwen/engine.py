@@ -279,7 +279,7 @@ class QwenEngine:
             prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
             model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
         resident.fast.warm_prefills()
-        resident.codec.warm(resident.fast.groups)
+        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity)
 
     def _evict_for(self, nbytes: int) -> None:
         evict_for(self.resident, nbytes, self.budget, self.device)

@@ -28,6 +28,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -713,58 +714,105 @@ class FastTalker:
         log.info("captured the frame graph in %.2f s", self.capture_seconds)
 
 
+@dataclass(eq=False)
+class _Chunk:
+    """One chunk waiting for the codec (CodecGraphs.decode); `out`: its samples, or the decode's error."""
+
+    codes: torch.Tensor  # [T, Q]
+    pad: bool | None
+    out: Any = None
+
+
 class CodecGraphs:
-    """The 12 Hz codec's decoder for streamed chunks, one CUDA graph per chunk length bucket.
+    """The 12 Hz codec's decoder for streamed chunks, one CUDA graph per (streams, chunk length) bucket.
 
     A chunk decode is a few hundred small kernels (40 ms eager on an H200, most of the first audio's
     wait). The decoder is causal (causal convolutions, causal attention), so codes padded at the end
-    to a bucket's length give the same samples for the real frames: a few graphs serve every chunk."""
+    to a bucket's length give the same samples for the real frames: a few graphs serve every chunk.
+    Chunks of several streams that wait at once decode together, one row each: whoever holds the
+    decoder takes every chunk waiting (up to the largest stream bucket) into one call."""
 
     BUCKETS = (8, 16, 32, 48, 80)
+    STREAM_BUCKETS = (1, 2, 4, 8)
 
     def __init__(self, decoder, samples_per_frame: int, use_graphs: bool | None = None) -> None:
-        self.decoder = decoder  # Qwen3TTSTokenizerV2Decoder: codes [1, Q, T] -> wav [1, 1, T * samples]
+        self.decoder = decoder  # Qwen3TTSTokenizerV2Decoder: codes [B, Q, T] -> wav [B, 1, T * samples]
         self.samples = samples_per_frame
         param = next(decoder.parameters())
         self.device = param.device
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        # (streams, frames) -> (graph, its input [streams, frames, Q], its output [streams, frames * samples])
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self.pool = None
         self.capture_seconds = 0.0
-        self.lock = threading.Lock()  # one decode at a time: the graphs share their buffers
+        self.lock = threading.Lock()  # the decoder: one call at a time (the graphs share their buffers)
+        self._waiting: list[_Chunk] = []
+        self._waiting_lock = threading.Lock()
+        self.calls = self.chunks = 0  # decoder calls, and the chunks they decoded
 
     def _eager(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes.clamp(min=0).t().unsqueeze(0)).reshape(-1)
+        """codes [B, T, Q] -> samples [B, T * samples]."""
+        return self.decoder(codes.clamp(min=0).transpose(1, 2)).reshape(len(codes), -1)
 
     def bucket(self, frames: int) -> int | None:
         return next((b for b in self.BUCKETS if b >= frames), None)
 
     def decode(self, codes: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
         """Samples for codes [T, Q] (float32, on the codec's device). `pad` decodes through a padded
-        bucket without graphs (how tests check the padding on the CPU). Safe from several threads."""
+        bucket without graphs (how tests check the padding on the CPU). Safe from several threads:
+        chunks that wait together are decoded together."""
+        job = _Chunk(codes.to(self.device), pad)
+        with self._waiting_lock:
+            self._waiting.append(job)
         with self.lock:
-            return self._decode(codes, pad)
+            if job.out is None:  # nobody took it along: take it and whatever else waits
+                with self._waiting_lock:
+                    jobs = self._waiting[:self.STREAM_BUCKETS[-1]]
+                    if all(j is not job for j in jobs):
+                        jobs[-1:] = [job]
+                    self._waiting = [j for j in self._waiting if all(j is not taken for taken in jobs)]
+                self._decode_together(jobs)
+        out = job.out
+        if isinstance(out, BaseException):
+            raise RuntimeError(f"codec decode failed: {out!r}") from out
+        return out
 
-    def _decode(self, codes: torch.Tensor, pad: bool | None) -> torch.Tensor:
-        codes = codes.to(self.device)
-        frames = len(codes)
-        size = self.bucket(frames)
-        if size is None or not (self.use_graphs or pad):
-            with torch.no_grad():
-                return self._eager(codes).float()
-        padded = torch.zeros(size, codes.shape[1], dtype=codes.dtype, device=self.device)
-        padded[:frames] = codes
-        if not self.use_graphs:
-            with torch.no_grad():
-                return self._eager(padded)[:frames * self.samples].float()
-        graph, static_in, static_out = self.graphs.get(size) or self._capture(size, codes.shape[1], codes.dtype)
-        static_in.copy_(padded)
-        graph.replay()
-        return static_out[:frames * self.samples].float().clone()  # the next replay overwrites static_out
+    def _decode_together(self, jobs: list[_Chunk]) -> None:
+        """Fills each job's "out" (or the error); runs under self.lock."""
+        try:
+            self.calls += 1
+            self.chunks += len(jobs)
+            longest = max(len(j.codes) for j in jobs)
+            size = self.bucket(longest)
+            padded = any(j.pad for j in jobs)
+            if size is None or not (self.use_graphs or padded) or len({j.codes.shape[1] for j in jobs}) > 1:
+                with torch.no_grad():
+                    for j in jobs:  # one at a time at their own lengths (longer than any bucket, or eager)
+                        j.out = self._eager(j.codes.unsqueeze(0))[0].float()
+                return
+            rows = next(b for b in self.STREAM_BUCKETS if b >= len(jobs))
+            groups = jobs[0].codes.shape[1]
+            batch = torch.zeros(rows, size, groups, dtype=jobs[0].codes.dtype, device=self.device)
+            for i, j in enumerate(jobs):
+                batch[i, :len(j.codes)] = j.codes
+            if self.use_graphs:
+                graph, static_in, static_out = (self.graphs.get((rows, size))
+                                                or self._capture(rows, size, groups, batch.dtype))
+                static_in.copy_(batch)
+                graph.replay()
+                samples = static_out
+            else:
+                with torch.no_grad():
+                    samples = self._eager(batch)
+            for i, j in enumerate(jobs):  # clones: the next replay overwrites static_out
+                j.out = samples[i, :len(j.codes) * self.samples].float().clone()
+        except Exception as exc:  # each waiting thread raises it
+            for j in jobs:
+                j.out = exc
 
-    def _capture(self, size: int, groups: int, dtype) -> tuple:
+    def _capture(self, rows: int, size: int, groups: int, dtype) -> tuple:
         started = time.perf_counter()
-        static_in = torch.zeros(size, groups, dtype=dtype, device=self.device)
+        static_in = torch.zeros(rows, size, groups, dtype=dtype, device=self.device)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.no_grad(), torch.cuda.stream(stream):
@@ -772,18 +820,21 @@ class CodecGraphs:
                 self._eager(static_in)
         torch.cuda.current_stream().wait_stream(stream)
         if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()  # one pool: chunks are decoded one at a time
+            self.pool = torch.cuda.graph_pool_handle()  # one pool: one decoder call at a time
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self.pool):
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             static_out = self._eager(static_in)
-        self.graphs[size] = (graph, static_in, static_out)
+        self.graphs[(rows, size)] = (graph, static_in, static_out)
         self.capture_seconds += time.perf_counter() - started
-        log.info("captured the codec graph for %d frames in %.2f s", size, time.perf_counter() - started)
-        return self.graphs[size]
+        log.info("captured the codec graph for %d x %d frames in %.2f s", rows, size, time.perf_counter() - started)
+        return self.graphs[(rows, size)]
 
-    def warm(self, groups: int) -> None:
-        """Captures every bucket now (at load) rather than in someone's first request."""
+    def warm(self, groups: int, streams: int = 1) -> None:
+        """Captures every bucket now (at load) rather than in someone's first request; with `streams`,
+        the stream buckets up to it as well."""
         if self.use_graphs:
-            for size in self.BUCKETS:
-                if size not in self.graphs:
-                    self._capture(size, groups, torch.long)
+            for rows in [b for b in self.STREAM_BUCKETS if b < streams] + [min(streams, self.STREAM_BUCKETS[-1])]:
+                for size in self.BUCKETS:
+                    if (rows, size) not in self.graphs:
+                        with self.lock:
+                            self._capture(rows, size, groups, torch.long)

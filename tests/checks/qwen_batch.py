@@ -162,6 +162,34 @@ def sampling(root: Path, runs: int) -> dict:
             "p_other_temperature": chi_square(up, cold[:runs]), "widest_batch": fast.batch.widest}
 
 
+def codec(root: Path) -> dict:
+    """Chunks of four streams that wait for the codec at once decode in one call, padded to one bucket
+    (the path CUDA graphs take on a GPU), each as it decodes alone."""
+    from mcp_tts.engines.qwen.engine import SAMPLES_PER_FRAME
+    from mcp_tts.engines.qwen.fast import CodecGraphs
+
+    model = load(root, "custom_voice")
+    graphs = CodecGraphs(model.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
+    gen = torch.Generator().manual_seed(0)
+    chunks = [torch.randint(0, 2048, (n, 16), generator=gen) for n in (3, 8, 13, 27)]
+    alone = [graphs.decode(c) for c in chunks]
+    calls = graphs.calls
+    out: list = [None] * len(chunks)
+    with graphs.lock:  # the decoder busy: the four wait together
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, graphs.decode(chunks[i], pad=True)))
+                   for i in range(len(chunks))]
+        for thread in threads:
+            thread.start()
+        while len(graphs._waiting) < len(chunks):
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(60)
+    return {"chunks": len(chunks), "calls_together": graphs.calls - calls,
+            "lengths_equal": all(len(a) == len(b) for a, b in zip(alone, out, strict=True)),
+            "max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(alone, out, strict=True)),
+            "peak": max(float(a.abs().max()) for a in alone)}
+
+
 def handoff(root: Path) -> dict:
     """With the Triton kernels (MCP_TTS_QWEN_KERNELS=1; on the CPU in Triton's interpreter): a stream
     alone goes through the one-stream kernel frame on row 0, moves to the batched step when a second
@@ -202,4 +230,4 @@ if __name__ == "__main__":
         print(json.dumps({"handoff": handoff(root)}))
         sys.exit(0)
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
-    print(json.dumps({"greedy": greedy(root), "sampling": sampling(root, runs)}))
+    print(json.dumps({"codec": codec(root), "greedy": greedy(root), "sampling": sampling(root, runs)}))
