@@ -37,6 +37,9 @@ from .fast import _rms, _rotate
 log = logging.getLogger("mcp_tts.qwen_batch")
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)  # each captured as one CUDA graph of a frame step (up to the capacity)
+# cache positions a step's attention reads, the fewest that hold every running stream's: a graph per
+# (batch size, span); reading the whole static cache would cost each row max_len positions a layer
+SPANS = (256, 512, 1024, 2048)
 _END = object()  # a stream's queue: no more frames
 
 
@@ -184,12 +187,13 @@ class FrameBatch:
         self.slots = Slots(capacity, cfg.hidden_size, fast.groups, cfg.vocab_size, fast.max_len, fast.device,
                            fast.dtype)
         self.sizes = sorted({b for b in BATCH_SIZES if b < capacity} | {capacity})
+        self.spans = sorted({s for s in SPANS if s < fast.max_len} | {fast.max_len})
         self.rows: list[Stream] = []  # row i: the stream decoded in row i
         self._waiting: deque[Stream] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (batch size, span)
         self.capture_seconds = 0.0
         compile_ = ((lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if fast.compiled else (lambda f: f))
         self._layer_rows = compile_(layer_rows)
@@ -203,15 +207,15 @@ class FrameBatch:
 
     # --- the frame step ----------------------------------------------------------------------------
 
-    def frame(self, b: int) -> None:
+    def frame(self, b: int, span: int) -> None:
         """One frame for rows 0..b-1 (fast.FastTalker._frame, row by row): codes 1..15 for each row's
         pending code0, the next talker step at each row's own position, the next code0 by each row's
         own settings. Reads and writes only buffers, so that it can be captured as one CUDA graph."""
         fast, sl, cp = self.fast, self.slots, self.fast.cp
         rows = slice(0, b)
-        # a free row computed as padding moves on a position a frame: keep it inside the cache (a no-op
-        # for streams, which never pass max_len - 1)
-        sl.pos[rows].clamp_(max=fast.max_len - 1)
+        # a free row computed as padding moves on a position a frame: keep it inside the span (a no-op for
+        # the streams, whose positions the span holds)
+        sl.pos[rows].clamp_(max=span - 1)
         token = sl.token[rows]
         last_id = fast.talker.get_input_embeddings()(token.view(b, 1))  # [b, 1, H]
         x = cp.small_to_mtp_projection(torch.cat((sl.hidden[rows], last_id), dim=1))
@@ -230,7 +234,7 @@ class FrameBatch:
             b, 1, sl.trailing.shape[2]))  # [b, 1, H]
         text = torch.where((step < sl.trailing_len[rows]).view(b, 1, 1), text, sl.pad[rows])
         x = torch.cat(embeds, dim=1).sum(1, keepdim=True) + text
-        hidden = fast.talker_stack.forward_rows(x, sl.pos[rows], self._layer_rows)
+        hidden = fast.talker_stack.forward_rows(x, sl.pos[rows], self._layer_rows, span)
         sl.hidden[rows].copy_(hidden)
         sl.token[rows].copy_(self.next_token(fast.talker.codec_head(hidden[:, -1]), rows))
         sl.pos[rows] += 1
@@ -263,11 +267,14 @@ class FrameBatch:
             self.single_steps += 1
             return fast._runner(self._row0, asdict(self.rows[0].settings))()
         b = self._size(n)
-        graph = self.graphs.get(b)
+        # this step writes position prompt_len + steps of each stream
+        need = max(s.prompt_len + s.steps for s in self.rows) + 1
+        span = next(s for s in self.spans if s >= need)
+        graph = self.graphs.get((b, span))
         if graph is not None:
             graph.replay()
         else:
-            self.frame(b)
+            self.frame(b, span)
 
     def warm(self) -> float:
         """Captures a frame graph for every batch size now (at load), while no stream runs: their
@@ -279,28 +286,27 @@ class FrameBatch:
             return 0.0
         assert not self.rows, "graphs are captured with no stream running"
         saved = {k: v.clone() for k, v in self.slots.buffers().items()}
-        self.slots.pos.fill_(fast.max_len - 1)  # warm-up writes land past any prompt
         with torch.no_grad():
             for b in self.sizes:
-                if b in self.graphs:
-                    continue
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(3):
-                        self.frame(b)
-                        self.slots.pos[:b].fill_(fast.max_len - 1)
-                torch.cuda.current_stream().wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    self.frame(b)
-                self.graphs[b] = graph
-                self.slots.pos[:b].fill_(fast.max_len - 1)
+                for span in self.spans:
+                    if (b, span) in self.graphs:
+                        continue
+                    stream = torch.cuda.Stream()
+                    stream.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(stream):
+                        for _ in range(3):
+                            self.frame(b, span)
+                    torch.cuda.current_stream().wait_stream(stream)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                        self.frame(b, span)
+                    self.graphs[(b, span)] = graph
         for key, value in saved.items():
             getattr(self.slots, key).copy_(value)
         torch.cuda.synchronize()
         self.capture_seconds = time.perf_counter() - started
-        log.info("captured frame graphs for batch sizes %s in %.2f s", self.sizes, self.capture_seconds)
+        log.info("captured frame graphs for batch sizes %s x spans %s in %.2f s", self.sizes, self.spans,
+                 self.capture_seconds)
         return self.capture_seconds
 
     # --- the request's side ------------------------------------------------------------------------

@@ -194,16 +194,16 @@ class _Decoder:
                       self.heads, self.kv_heads, self.scaling)
         return _rms(x, self.norm, self.eps)
 
-    def forward_rows(self, x: torch.Tensor, pos: torch.Tensor, layer) -> torch.Tensor:
-        """x: [B, 1, H], row b at its own position pos[b], in cache row b (batch.layer_rows); returns the
-        normed hidden states [B, 1, H]."""
+    def forward_rows(self, x: torch.Tensor, pos: torch.Tensor, layer, span: int | None = None) -> torch.Tensor:
+        """x: [B, 1, H], row b at its own position pos[b] (< span), in cache row b (batch.layer_rows);
+        attention reads the cache's first `span` positions only. Returns the normed hidden states [B, 1, H]."""
         b = x.shape[0]
         cos = self.cos.index_select(0, pos).view(b, 1, 1, -1)
         sin = self.sin.index_select(0, pos).view(b, 1, 1, -1)
-        mask = (self.positions.view(1, -1) <= pos.view(-1, 1)).view(b, 1, 1, -1)  # [B, 1, 1, L]
+        mask = (self.positions[:span].view(1, -1) <= pos.view(-1, 1)).view(b, 1, 1, -1)  # [B, 1, 1, span]
         for i, w in enumerate(self.weights):
-            x = layer(x, w, self.k[i][:b], self.v[i][:b], pos, mask, cos, sin, self.eps, self.heads, self.kv_heads,
-                      self.scaling)
+            x = layer(x, w, self.k[i][:b, :, :span], self.v[i][:b, :, :span], pos, mask, cos, sin, self.eps,
+                      self.heads, self.kv_heads, self.scaling)
         return _rms(x, self.norm, self.eps)
 
 
