@@ -195,6 +195,12 @@ class FrameBatch:
         self._closed = False
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (batch size, span)
         self.capture_seconds = 0.0
+        if fast.compiled:  # shapes per batch size and span: room for each, should dynamic shapes specialise
+            import torch._dynamo.config as dynamo
+
+            for name in ("recompile_limit", "cache_size_limit"):
+                if hasattr(dynamo, name):
+                    setattr(dynamo, name, max(getattr(dynamo, name), 4 * len(BATCH_SIZES) * (len(SPANS) + 1)))
         compile_ = ((lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if fast.compiled else (lambda f: f))
         self._layer_rows = compile_(layer_rows)
         self._cp_layer = compile_(fast.layer_fn)  # the code predictor's steps, B rows at shared positions
