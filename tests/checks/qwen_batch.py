@@ -2,6 +2,9 @@
 requests run alone, and against upstream qwen-tts, on tiny checkpoints.
 
     python -m tests.checks.qwen_batch CHECKPOINTS_DIR [RUNS]  ->  one JSON object on the last stdout line
+    python -m tests.checks.qwen_batch CHECKPOINTS_DIR --kernels   (MCP_TTS_QWEN_KERNELS=1, and on a CPU
+        TRITON_INTERPRET=1 with Triton on PYTHONPATH: the hand-off between the one-stream kernel frame
+        and the batched step)
 
 (from the repository root, in the qwen family venv).
 
