@@ -6,8 +6,10 @@ qwen-base (clones a saved voice from its reference recording). Models, speakers 
 published are the catalog's (engines/contract/catalog.py); a loaded checkpoint's own speakers and
 languages, read from its config, are what this host then accepts and describes.
 Models stay resident, least recently used evicted beyond MCP_TTS_QWEN_MEMORY_GB, so switching among
-them is a hot swap inside this host. The package keeps state on its modules, so the synthesis
-service runs one request at a time; a hook on the talker stops generation between frames.
+them is a hot swap inside this host. With the fast path, up to MCP_TTS_QWEN_STREAMS requests from
+every client speak at once: each builds its prompt with qwen-tts's code under the model's lock, and
+their frames decode together in one batch (engines/qwen/batch.py); a cancel removes one stream.
+Without it, one request at a time; a hook on the talker stops generation between frames.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ class QwenEngine:
         self.max_new_tokens = int(os.environ.get("MCP_TTS_QWEN_MAX_NEW_TOKENS", "2048"))
         # the fast decode loop (static caches, CUDA graphs on GPU); "0" keeps upstream's generate
         self.use_fast = os.environ.get("MCP_TTS_QWEN_FAST", "1") != "0"
+        # streams decoded together by the fast path (a KV cache row each: 1.7B, 3072 positions: 0.35 GB);
+        # 1: one request at a time, through the same batch
+        self.streams = streams_setting(self.device)
+        self.concurrency = self.streams if self.use_fast else 1  # syntheses the service runs at once
+        self._upstream_lock = threading.Lock()  # qwen-tts's own generate: one call at a time
         self.resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
         self.prompts: dict[str, Any] = {}  # clone prompts by key, in memory
         log.info("qwen engine on %s (%s, %s), memory budget %.1f GB", self.device, self.dtype, self.attention,
@@ -206,7 +213,6 @@ class QwenEngine:
         return resident, already
 
     def _load(self, backend: str, model_id: str, report: Report) -> _Resident:
-        import torch
         from qwen_tts import Qwen3TTSModel
 
         started = time.perf_counter()
@@ -215,6 +221,14 @@ class QwenEngine:
         report(f"loading {model_id} onto {self.device}", 0, None)
         wrapper = Qwen3TTSModel.from_pretrained(path, device_map=self.device, dtype=self.dtype,
                                                 attn_implementation=self.attention)
+        return self.adopt(model_id, wrapper, report, started)
+
+    def adopt(self, model_id: str, wrapper, report: Report, started: float | None = None) -> _Resident:
+        """Makes a loaded qwen_tts.Qwen3TTSModel resident under `model_id`: the fast path installed, its
+        graphs captured. (bench/qwen_batch.py hands it full-size models with random weights.)"""
+        import torch
+
+        started = time.perf_counter() if started is None else started
         nbytes = sum(t.numel() * t.element_size() for t in [*wrapper.model.parameters(), *wrapper.model.buffers()])
         resident = _Resident(
             model_id=model_id, model=wrapper, kind=wrapper.model.tts_model_type, size=wrapper.model.tts_model_size,
@@ -232,9 +246,10 @@ class QwenEngine:
         if self.use_fast and resident.upstream_note is None:
             from .fast import CodecGraphs, FastTalker
 
-            resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024)
+            resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024, streams=self.streams)
             resident.fast.install()
             resident.codec = CodecGraphs(wrapper.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
+            _catch_codes(wrapper.model.speech_tokenizer)
             if resident.fast.use_graphs:
                 report(f"capturing CUDA graphs for {model_id}", 0, None)
                 self._warm(resident)
@@ -245,7 +260,8 @@ class QwenEngine:
         log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
                  nbytes / 2**30, resident.load_seconds,
                  f", decoding with {resident.fast.describe()}: frame graph captured in "
-                 f"{resident.fast.capture_seconds:.2f} s, codec graphs in {resident.codec.capture_seconds:.2f} s"
+                 f"{resident.fast.capture_seconds:.2f} s, batch graphs in {resident.fast.batch.capture_seconds:.2f} s, "
+                 f"codec graphs in {resident.codec.capture_seconds:.2f} s"
                  if resident.fast and resident.fast.capture_seconds else "")
         return resident
 
@@ -253,6 +269,7 @@ class QwenEngine:
         """One short generation at load: compiles kernels and captures the frame, prefill and codec graphs
         before any say."""
         model, kwargs = resident.model, {"max_new_tokens": 6}
+        resident.fast.batch.warm()  # the batch's frame graphs, while no stream runs
         if resident.kind == "custom_voice":
             model.generate_custom_voice("Ready.", speaker=resident.speakers[0], **kwargs)
         elif resident.kind == "voice_design":
@@ -262,7 +279,7 @@ class QwenEngine:
             prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
             model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
         resident.fast.warm_prefills()
-        resident.codec.warm(resident.fast.groups)
+        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity)
 
     def _evict_for(self, nbytes: int) -> None:
         evict_for(self.resident, nbytes, self.budget, self.device)
@@ -405,36 +422,36 @@ class QwenEngine:
         def on_frames(frames) -> None:
             if cancelled.is_set():
                 raise Cancelled()
-            decoder.push(frames.detach().cpu() if self.device == "cpu" else frames)
+            if len(frames):
+                decoder.push(frames.detach().cpu() if self.device == "cpu" else frames)
 
-        def skip_decode(items):
-            final["codes"] = items[0]["audio_codes"]
-            lengths = [len(item["audio_codes"]) for item in items]
-            return [np.zeros(n * SAMPLES_PER_FRAME, dtype=np.float32) for n in lengths], SAMPLE_RATE
-
-        resident.fast.on_frames = on_frames
-        tokenizer.decode = skip_decode  # an instance attribute, removed below
+        resident.fast.on_frames = on_frames  # this thread's
+        tokenizer.catch.final = final  # this thread's codes go to `final`, not to a whole-clip decode
         try:
             self._generate(resident, generate, cancelled)
         finally:
             resident.fast.on_frames = None
-            del tokenizer.decode
+            tokenizer.catch.final = None
         decoder.finish(final["codes"])
 
     def _generate(self, resident: _Resident, generate, cancelled: threading.Event):
-        """Runs one generate call; a hook on the talker ends it between frames once cancelled."""
+        """Runs one generate call under the model's lock (the fast path gives it up while this request's
+        frames decode); a hook on the talker ends upstream's generate between frames once cancelled."""
         import torch
 
+        me = threading.get_ident()
+
         def check(*_):
-            if cancelled.is_set():
+            if cancelled.is_set() and threading.get_ident() == me:
                 raise Cancelled()
 
-        handle = resident.model.model.talker.register_forward_pre_hook(check)
-        try:
-            with torch.inference_mode():
-                return generate()
-        finally:
-            handle.remove()
+        with resident.fast.locked() if resident.fast is not None else self._upstream_lock:
+            handle = resident.model.model.talker.register_forward_pre_hook(check)
+            try:
+                with torch.inference_mode():
+                    return generate()
+            finally:
+                handle.remove()
 
     def _clone_prompt(self, resident: _Resident, params: dict[str, Any], report: Report):
         """The clone prompt of a voice for a model: from memory, else disk, else computed (and kept)."""
@@ -481,6 +498,37 @@ class QwenEngine:
         sample = Synthesize(id=request.id, backend="qwen-design", text=request.sample_text, model=request.model,
                             instruct=request.description)
         return DesignedVoice(voice_params={}, notes=notes, sample=sample)
+
+
+def streams_setting(device: str) -> int:
+    """MCP_TTS_QWEN_STREAMS: how many requests the fast path decodes at once (default 16 on a GPU,
+    4 on a CPU)."""
+    text = os.environ.get("MCP_TTS_QWEN_STREAMS", "") or ("16" if device.startswith("cuda") else "4")
+    try:
+        streams = int(text)
+    except ValueError:
+        streams = 0
+    if not 1 <= streams <= 256:
+        raise ValueError(f"MCP_TTS_QWEN_STREAMS={text!r}: give a whole number of streams from 1 to 256")
+    return streams
+
+
+def _catch_codes(tokenizer) -> None:
+    """The fast path streams its own decode: a request thread that sets `tokenizer.catch.final` gets the
+    clip's codes there instead of upstream's whole-clip decode at the end (silence of the same length
+    is returned to qwen-tts); other threads decode as upstream does."""
+    original = tokenizer.decode
+    catch = threading.local()
+
+    def decode(items):
+        final = getattr(catch, "final", None)
+        if final is None:
+            return original(items)
+        final["codes"] = items[0]["audio_codes"]
+        return [np.zeros(len(item["audio_codes"]) * SAMPLES_PER_FRAME, dtype=np.float32) for item in items], SAMPLE_RATE
+
+    tokenizer.decode = decode  # an instance attribute: the class's method stays intact
+    tokenizer.catch = catch
 
 
 def _cpu(value):

@@ -21,11 +21,14 @@ it produces the same codec tokens as upstream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -84,24 +87,25 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 def _layer(x, w, k_cache, v_cache, index, mask, cos, sin, eps: float, heads: int, kv_heads: int, scaling: float):
-    """One decoder layer over a static KV cache (x: [1, T, H] at positions `index`).
+    """One decoder layer over a static KV cache (x: [B, T, H], every row at positions `index`; the
+    cache [B, kv_heads, L, head_dim]).
 
     Grouped-query attention without repeating K and V: the query heads that share a KV head become
     rows of one query block, and `mask` ([g*T, L], rows in (group, position) order) says which cache
     positions each row sees."""
     ln1, qkv, q_norm, k_norm, o, ln2, gate_up, down = w
-    length = x.shape[1]
+    rows_, length = x.shape[0], x.shape[1]
     head_dim = q_norm.shape[0]
     group = heads // kv_heads
     h = _rms(x, ln1, eps)
     q, k, v = F.linear(h, qkv).split((heads * head_dim, kv_heads * head_dim, kv_heads * head_dim), dim=-1)
-    q = _rotate(_rms(q.view(1, length, heads, head_dim), q_norm, eps).transpose(1, 2), cos, sin)
-    k = _rotate(_rms(k.view(1, length, kv_heads, head_dim), k_norm, eps).transpose(1, 2), cos, sin)
+    q = _rotate(_rms(q.view(rows_, length, heads, head_dim), q_norm, eps).transpose(1, 2), cos, sin)
+    k = _rotate(_rms(k.view(rows_, length, kv_heads, head_dim), k_norm, eps).transpose(1, 2), cos, sin)
     k_cache.index_copy_(2, index, k)
-    v_cache.index_copy_(2, index, v.view(1, length, kv_heads, head_dim).transpose(1, 2))
-    rows = q.reshape(1, kv_heads, group * length, head_dim)
+    v_cache.index_copy_(2, index, v.view(rows_, length, kv_heads, head_dim).transpose(1, 2))
+    rows = q.reshape(rows_, kv_heads, group * length, head_dim)
     out = F.scaled_dot_product_attention(rows, k_cache, v_cache, attn_mask=mask, scale=scaling)
-    x = x + F.linear(out.reshape(1, heads, length, head_dim).transpose(1, 2).reshape(1, length, -1), o)
+    x = x + F.linear(out.reshape(rows_, heads, length, head_dim).transpose(1, 2).reshape(rows_, length, -1), o)
     gate, up = F.linear(_rms(x, ln2, eps), gate_up).chunk(2, dim=-1)
     return x + F.linear(F.silu(gate) * up, down)
 
@@ -111,7 +115,8 @@ class _Decoder:
     gate|up fused). `layer` is `_layer`, or its torch.compile'd form shared by every layer of equal
     shape."""
 
-    def __init__(self, layers, norm, cos: torch.Tensor, sin: torch.Tensor, max_len: int, layer=_layer) -> None:
+    def __init__(self, layers, norm, cos: torch.Tensor, sin: torch.Tensor, max_len: int, layer=_layer,
+                 rows: int = 1) -> None:
         attn = layers[0].self_attn
         # what `uncovered` checks in the config, here in the modules themselves
         projections = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, layers[0].mlp.gate_proj)
@@ -130,7 +135,8 @@ class _Decoder:
         self.scaling = attn.scaling
         self.cos, self.sin = cos, sin  # [L, head_dim]
         param = self.norm
-        shape = (len(layers), 1, self.kv_heads, max_len, cos.shape[-1])
+        # one cache row per stream (engines/qwen/batch.py); a single stream and the kernels use row 0
+        shape = (len(layers), rows, self.kv_heads, max_len, cos.shape[-1])
         self.k = torch.zeros(shape, device=param.device, dtype=param.dtype)
         self.v = torch.zeros(shape, device=param.device, dtype=param.dtype)
         self.positions = torch.arange(max_len, device=param.device)
@@ -175,14 +181,28 @@ class _Decoder:
         return allowed if len(allowed) == 1 else allowed.repeat(self.group, 1)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, layer=None,
-                span: int | None = None) -> torch.Tensor:
-        """x: [1, T, H] at cache positions `index` ([T]); returns the normed hidden states. With `span`,
-        attention reads only the cache's first `span` positions (mask: [rows, span])."""
+                span: int | None = None, row: int = 0) -> torch.Tensor:
+        """x: [B, T, H] at cache positions `index` ([T]) of cache rows row..row+B-1; returns the normed
+        hidden states. With `span`, attention reads only the cache's first `span` positions (mask:
+        [rows, span])."""
         layer = layer or self.layer
         cos = self.cos.index_select(0, index).view(1, 1, len(index), -1)
         sin = self.sin.index_select(0, index).view(1, 1, len(index), -1)
+        rows = slice(row, row + x.shape[0])
         for i, w in enumerate(self.weights):
-            x = layer(x, w, self.k[i][:, :, :span], self.v[i][:, :, :span], index, mask, cos, sin, self.eps,
+            x = layer(x, w, self.k[i][rows, :, :span], self.v[i][rows, :, :span], index, mask, cos, sin, self.eps,
+                      self.heads, self.kv_heads, self.scaling)
+        return _rms(x, self.norm, self.eps)
+
+    def forward_rows(self, x: torch.Tensor, pos: torch.Tensor, layer, span: int | None = None) -> torch.Tensor:
+        """x: [B, 1, H], row b at its own position pos[b] (< span), in cache row b (batch.layer_rows);
+        attention reads the cache's first `span` positions only. Returns the normed hidden states [B, 1, H]."""
+        b = x.shape[0]
+        cos = self.cos.index_select(0, pos).view(b, 1, 1, -1)
+        sin = self.sin.index_select(0, pos).view(b, 1, 1, -1)
+        mask = (self.positions[:span].view(1, -1) <= pos.view(-1, 1)).view(b, 1, 1, -1)  # [B, 1, 1, span]
+        for i, w in enumerate(self.weights):
+            x = layer(x, w, self.k[i][:b, :, :span], self.v[i][:b, :, :span], pos, mask, cos, sin, self.eps,
                       self.heads, self.kv_heads, self.scaling)
         return _rms(x, self.norm, self.eps)
 
@@ -208,9 +228,13 @@ def _sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float, tem
 
 class FastTalker:
     """Replaces `talker.generate` of one loaded model (batch 1; larger batches go to upstream). For a
-    model whose talker config `uncovered` names a reason for, keep upstream's generate instead."""
+    model whose talker config `uncovered` names a reason for, keep upstream's generate instead.
 
-    def __init__(self, model, max_len: int = 4096, use_graphs: bool | None = None) -> None:
+    With `streams`, requests from several threads decode together, up to that many at once, in one
+    frame step (engines/qwen/batch.py); each caller holds `lock` around qwen-tts's code, and generate
+    gives it up while the request's frames are decoded. Without, one request at a time, as before."""
+
+    def __init__(self, model, max_len: int = 4096, use_graphs: bool | None = None, streams: int | None = None) -> None:
         self.outer = model  # Qwen3TTSForConditionalGeneration
         self.talker = model.talker
         self.cp = self.talker.code_predictor
@@ -232,6 +256,7 @@ class FastTalker:
 
             inductor.fallback_random = True  # sampling draws from torch's generator, as upstream's does
         layer = compile_(_layer)
+        self.layer_fn = _layer  # what engines/qwen/batch.py compiles for its own shapes
         # the prefill's layer, replayed from a graph per prompt bucket. Compiled, a 1.7B prompt of 68
         # positions took 2.5 ms on the H200, not 5.3 ms, but compiling it for the buckets added 20-37 s
         # to every load: so only with MCP_TTS_QWEN_COMPILE_PREFILL=1 (bench/qwen_kernels.py --frame)
@@ -247,10 +272,12 @@ class FastTalker:
             positions = torch.arange(max_len, device=self.device).view(1, 1, -1).expand(3, 1, -1)
             t_cos, t_sin = self.talker.model.rotary_emb(probe, positions)  # [3, 1, L, D]
             c_cos, c_sin = self.cp.model.rotary_emb(probe, torch.arange(cp_len, device=self.device).view(1, -1))
+            # batched: a cache row per stream and a scratch row that prompts are prefilled into
+            self.prefill_row = streams or 0
             self.talker_stack = _Decoder(self.talker.model.layers, self.talker.model.norm, t_cos[0, 0], t_sin[0, 0],
-                                         max_len, layer)
+                                         max_len, layer, rows=self.prefill_row + 1)
             self.cp_stack = _Decoder(self.cp.model.layers[: self.cp.config.num_hidden_layers], self.cp.model.norm,
-                                     c_cos[0], c_sin[0], cp_len, layer)
+                                     c_cos[0], c_sin[0], cp_len, layer, rows=streams or 1)
         # the code predictor's positions are the same every frame: [0, 1] and then 2..15, one a step
         steps = [torch.arange(2, device=self.device)] + [torch.tensor([i + 1], device=self.device)
                                                         for i in range(1, self.groups - 1)]
@@ -262,11 +289,49 @@ class FastTalker:
         self.graph_key: tuple | None = None
         self.capture_seconds: float | None = None
         self.upstream_generate = self.talker.generate
-        self.on_frames: FrameSink | None = None
+        self._listener = threading.local()  # on_frames, per request thread
+        self.lock = threading.Lock()  # see `locked`
+        self.batch = None
+        if streams:
+            from .batch import FrameBatch
+
+            self.batch = FrameBatch(self, streams)
         self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
         self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
         if self.use_graphs:
             self._flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)  # end-of-speech seen, for the host
+
+    @property
+    def on_frames(self) -> FrameSink | None:
+        """Where this thread's request hands its confirmed frames (each request thread its own)."""
+        return getattr(self._listener, "sink", None)
+
+    @on_frames.setter
+    def on_frames(self, sink: FrameSink | None) -> None:
+        self._listener.sink = sink
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Held by a request around qwen-tts's code (it keeps state on its modules): one request's
+        prompt building at a time; generate gives it up while the request's frames decode."""
+        with self.lock:
+            self._listener.holds = True
+            try:
+                yield
+            finally:
+                self._listener.holds = False
+
+    @contextlib.contextmanager
+    def _unlocked(self):
+        """The model's lock given up while this request's frames decode (when this thread holds it)."""
+        held = getattr(self._listener, "holds", False)
+        if held:
+            self.lock.release()
+        try:
+            yield
+        finally:
+            if held:
+                self.lock.acquire()
 
     def _kernels_wanted(self) -> bool:
         """MCP_TTS_QWEN_KERNELS: "1" on, "0" off; unset: on where graphs are (CUDA) and Triton imports."""
@@ -457,6 +522,11 @@ class FastTalker:
              "sub_top_k": int(subtalker_top_k or 0), "sub_top_p": float(subtalker_top_p),
              "sub_temp": float(subtalker_temperature), "repetition_penalty": float(repetition_penalty),
              "min_new_tokens": int(min_new_tokens), "eos": int(eos)}
+        if self.batch is not None:
+            from .batch import Settings
+
+            return self.batch.generate(inputs_embeds, trailing_text_hidden, tts_pad_embed, suppress_tokens,
+                                       Settings(**p), max_new_tokens - 1, self.on_frames, self._unlocked)
         s = self._state(trailing_text_hidden, tts_pad_embed, suppress_tokens, vocab)
         # prefill: the prompt at positions 0..P-1, and the first code0
         last = self._prefill(inputs_embeds.to(self.dtype))
@@ -532,7 +602,8 @@ class FastTalker:
         size = next((b for b in self.PREFILL_BUCKETS if b >= length), None)
         if not self.use_graphs or size is None:
             index = torch.arange(length, device=self.device)
-            return self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer)[:, -1:]
+            return self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer,
+                                             row=self.prefill_row)[:, -1:]
         graph, static_in, static_out, *_ = self.prefills.get(size) or self._capture_prefill(size)
         static_in.zero_()
         static_in[:, :length].copy_(embeds)
@@ -549,11 +620,13 @@ class FastTalker:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size)
+                self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size,
+                                          row=self.prefill_row)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            static_out = self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size,
+                                                   row=self.prefill_row)
         # the graph reads index and mask where they are now: they must live as long as it does
         self.prefills[size] = (graph, static_in, static_out, index, mask)
         log.info("captured the prefill graph for %d positions in %.2f s", size, time.perf_counter() - started)
@@ -621,7 +694,8 @@ class FastTalker:
         """Warms up and captures one frame; the buffers' values are saved around it."""
         started = time.perf_counter()
         saved = {k: v.clone() for k, v in s.items()}
-        k_saved, v_saved = self.talker_stack.k.clone(), self.talker_stack.v.clone()  # warm-up frames write them
+        # warm-up frames write row 0 of the caches (the one-stream frame's)
+        k_saved, v_saved = self.talker_stack.k[:, :1].clone(), self.talker_stack.v[:, :1].clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -629,64 +703,116 @@ class FastTalker:
                 self._run_frame(s, p)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._run_frame(s, p)
         for key, value in saved.items():
             s[key].copy_(value)
-        self.talker_stack.k.copy_(k_saved)
-        self.talker_stack.v.copy_(v_saved)
+        self.talker_stack.k[:, :1].copy_(k_saved)
+        self.talker_stack.v[:, :1].copy_(v_saved)
         torch.cuda.synchronize()
         self.capture_seconds = time.perf_counter() - started
         log.info("captured the frame graph in %.2f s", self.capture_seconds)
 
 
+@dataclass(eq=False)
+class _Chunk:
+    """One chunk waiting for the codec (CodecGraphs.decode); `out`: its samples, or the decode's error."""
+
+    codes: torch.Tensor  # [T, Q]
+    pad: bool | None
+    out: Any = None
+
+
 class CodecGraphs:
-    """The 12 Hz codec's decoder for streamed chunks, one CUDA graph per chunk length bucket.
+    """The 12 Hz codec's decoder for streamed chunks, one CUDA graph per (streams, chunk length) bucket.
 
     A chunk decode is a few hundred small kernels (40 ms eager on an H200, most of the first audio's
     wait). The decoder is causal (causal convolutions, causal attention), so codes padded at the end
-    to a bucket's length give the same samples for the real frames: a few graphs serve every chunk."""
+    to a bucket's length give the same samples for the real frames: a few graphs serve every chunk.
+    Chunks of several streams that wait at once decode together, one row each: whoever holds the
+    decoder takes every chunk waiting (up to the largest stream bucket) into one call."""
 
     BUCKETS = (8, 16, 32, 48, 80)
+    STREAM_BUCKETS = (1, 2, 4, 8)
 
     def __init__(self, decoder, samples_per_frame: int, use_graphs: bool | None = None) -> None:
-        self.decoder = decoder  # Qwen3TTSTokenizerV2Decoder: codes [1, Q, T] -> wav [1, 1, T * samples]
+        self.decoder = decoder  # Qwen3TTSTokenizerV2Decoder: codes [B, Q, T] -> wav [B, 1, T * samples]
         self.samples = samples_per_frame
         param = next(decoder.parameters())
         self.device = param.device
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        # (streams, frames) -> (graph, its input [streams, frames, Q], its output [streams, frames * samples])
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self.pool = None
         self.capture_seconds = 0.0
+        self.lock = threading.Lock()  # the decoder: one call at a time (the graphs share their buffers)
+        self._waiting: list[_Chunk] = []
+        self._waiting_lock = threading.Lock()
+        self.calls = self.chunks = 0  # decoder calls, and the chunks they decoded
 
     def _eager(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes.clamp(min=0).t().unsqueeze(0)).reshape(-1)
+        """codes [B, T, Q] -> samples [B, T * samples]."""
+        return self.decoder(codes.clamp(min=0).transpose(1, 2)).reshape(len(codes), -1)
 
     def bucket(self, frames: int) -> int | None:
         return next((b for b in self.BUCKETS if b >= frames), None)
 
     def decode(self, codes: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
         """Samples for codes [T, Q] (float32, on the codec's device). `pad` decodes through a padded
-        bucket without graphs (how tests check the padding on the CPU)."""
-        codes = codes.to(self.device)
-        frames = len(codes)
-        size = self.bucket(frames)
-        if size is None or not (self.use_graphs or pad):
-            with torch.no_grad():
-                return self._eager(codes).float()
-        padded = torch.zeros(size, codes.shape[1], dtype=codes.dtype, device=self.device)
-        padded[:frames] = codes
-        if not self.use_graphs:
-            with torch.no_grad():
-                return self._eager(padded)[:frames * self.samples].float()
-        graph, static_in, static_out = self.graphs.get(size) or self._capture(size, codes.shape[1], codes.dtype)
-        static_in.copy_(padded)
-        graph.replay()
-        return static_out[:frames * self.samples].float().clone()  # the next replay overwrites static_out
+        bucket without graphs (how tests check the padding on the CPU). Safe from several threads:
+        chunks that wait together are decoded together."""
+        job = _Chunk(codes.to(self.device), pad)
+        with self._waiting_lock:
+            self._waiting.append(job)
+        with self.lock:
+            if job.out is None:  # nobody took it along: take it and whatever else waits
+                with self._waiting_lock:
+                    jobs = self._waiting[:self.STREAM_BUCKETS[-1]]
+                    if all(j is not job for j in jobs):
+                        jobs[-1:] = [job]
+                    self._waiting = [j for j in self._waiting if all(j is not taken for taken in jobs)]
+                self._decode_together(jobs)
+        out = job.out
+        if isinstance(out, BaseException):
+            raise RuntimeError(f"codec decode failed: {out!r}") from out
+        return out
 
-    def _capture(self, size: int, groups: int, dtype) -> tuple:
+    def _decode_together(self, jobs: list[_Chunk]) -> None:
+        """Fills each job's "out" (or the error); runs under self.lock."""
+        try:
+            self.calls += 1
+            self.chunks += len(jobs)
+            longest = max(len(j.codes) for j in jobs)
+            size = self.bucket(longest)
+            padded = any(j.pad for j in jobs)
+            if size is None or not (self.use_graphs or padded) or len({j.codes.shape[1] for j in jobs}) > 1:
+                with torch.no_grad():
+                    for j in jobs:  # one at a time at their own lengths (longer than any bucket, or eager)
+                        j.out = self._eager(j.codes.unsqueeze(0))[0].float()
+                return
+            rows = next(b for b in self.STREAM_BUCKETS if b >= len(jobs))
+            groups = jobs[0].codes.shape[1]
+            batch = torch.zeros(rows, size, groups, dtype=jobs[0].codes.dtype, device=self.device)
+            for i, j in enumerate(jobs):
+                batch[i, :len(j.codes)] = j.codes
+            if self.use_graphs:
+                graph, static_in, static_out = (self.graphs.get((rows, size))
+                                                or self._capture(rows, size, groups, batch.dtype))
+                static_in.copy_(batch)
+                graph.replay()
+                samples = static_out
+            else:
+                with torch.no_grad():
+                    samples = self._eager(batch)
+            for i, j in enumerate(jobs):  # clones: the next replay overwrites static_out
+                j.out = samples[i, :len(j.codes) * self.samples].float().clone()
+        except Exception as exc:  # each waiting thread raises it
+            for j in jobs:
+                j.out = exc
+
+    def _capture(self, rows: int, size: int, groups: int, dtype) -> tuple:
         started = time.perf_counter()
-        static_in = torch.zeros(size, groups, dtype=dtype, device=self.device)
+        static_in = torch.zeros(rows, size, groups, dtype=dtype, device=self.device)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.no_grad(), torch.cuda.stream(stream):
@@ -694,18 +820,21 @@ class CodecGraphs:
                 self._eager(static_in)
         torch.cuda.current_stream().wait_stream(stream)
         if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()  # one pool: chunks are decoded one at a time
+            self.pool = torch.cuda.graph_pool_handle()  # one pool: one decoder call at a time
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self.pool):
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             static_out = self._eager(static_in)
-        self.graphs[size] = (graph, static_in, static_out)
+        self.graphs[(rows, size)] = (graph, static_in, static_out)
         self.capture_seconds += time.perf_counter() - started
-        log.info("captured the codec graph for %d frames in %.2f s", size, time.perf_counter() - started)
-        return self.graphs[size]
+        log.info("captured the codec graph for %d x %d frames in %.2f s", rows, size, time.perf_counter() - started)
+        return self.graphs[(rows, size)]
 
-    def warm(self, groups: int) -> None:
-        """Captures every bucket now (at load) rather than in someone's first request."""
+    def warm(self, groups: int, streams: int = 1) -> None:
+        """Captures every bucket now (at load) rather than in someone's first request; with `streams`,
+        the stream buckets up to it as well."""
         if self.use_graphs:
-            for size in self.BUCKETS:
-                if size not in self.graphs:
-                    self._capture(size, groups, torch.long)
+            for rows in [b for b in self.STREAM_BUCKETS if b < streams] + [min(streams, self.STREAM_BUCKETS[-1])]:
+                for size in self.BUCKETS:
+                    if (rows, size) not in self.graphs:
+                        with self.lock:
+                            self._capture(rows, size, groups, torch.long)

@@ -1,8 +1,11 @@
 """The synthesis service of a family host: queues requests, runs the family's engine, streams PCM.
 
 The engine's code is blocking and not thread-safe (espeak and qwen-tts keep state on the module),
-so requests run one at a time on one worker thread, in arrival order. Chunks cross back to the
-event loop as they are produced, so the first one reaches the server while the rest generate.
+so its methods run one at a time on one worker thread, in arrival order. The audio itself
+(`Prepared.run`) runs on a pool of `engine.concurrency` threads (1 unless the engine says more: the
+qwen fast path decodes many requests in one batch), so every client's requests are served at once.
+Chunks cross back to the event loop as they are produced, so the first one reaches the server while
+the rest generate.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def free_bytes(device: str) -> int | None:
 
 
 class Engine(Protocol):
-    """A family's models. Every method runs on the service's one worker thread, in request order."""
+    """A family's models. Every method runs on the service's one worker thread, in request order; a
+    Prepared's run on one of `concurrency` threads (an optional attribute, 1 if absent)."""
 
     def describe(self, backend: str | None) -> dict[str, Any]: ...
 
@@ -113,6 +117,9 @@ class SynthesisService:
         self.name = name
         self.engine = engine
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-engine")
+        concurrency = max(1, int(getattr(engine, "concurrency", 1)))
+        self._voices = (self._worker if concurrency == 1 else
+                        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{name}-voice"))
         self._jobs: dict[tuple[int, str], _Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -205,7 +212,7 @@ class SynthesisService:
                 raise Cancelled()
             return time.perf_counter() - started
 
-        seconds = await loop.run_in_executor(self._worker, work)
+        seconds = await loop.run_in_executor(self._voices, work)
         job.conn.send(AudioEnd(id=job.id, samples=samples, synth_seconds=seconds))
 
     def disconnected(self, conn: Connection) -> None:
@@ -217,3 +224,4 @@ class SynthesisService:
         for job in self._jobs.values():
             job.cancelled.set()
         self._worker.shutdown(wait=False, cancel_futures=True)
+        self._voices.shutdown(wait=False, cancel_futures=True)
