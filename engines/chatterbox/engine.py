@@ -64,7 +64,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 log = logging.getLogger("mcp_tts.chatterbox")
 
-SHORT_STEPS = 6  # T3 forward calls (the prompt, then a token each) under which a vocoder failure is a too-short draw
+SHORT_STEPS = 6  # T3 calls (the prompt, then a token each; the fast decode: a check per 8) under which a vocoder
+# failure is a too-short draw
 SHORT_DRAWS = 3
 S3_VOCABULARY = 6561  # speech ids S3Gen can turn into sound; T3's vocabulary also holds start, stop and unused ids
 
@@ -227,6 +228,7 @@ class ChatterboxEngine:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         decoder = self._decoder(backend, model)
+        nbytes += decoder.nbytes if decoder is not None else 0
         resident = _Resident(backend=backend, model_id=model_id, model=model, fingerprint=_fingerprint(model_id),
                              nbytes=nbytes, default_conds=model.conds, tags=tags,
                              load_seconds=time.perf_counter() - started, decoder=decoder)

@@ -138,6 +138,11 @@ class Decoder:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_seconds = 0.0
 
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds beside the model: mostly the KV cache."""
+        return sum(t.numel() * t.element_size() for t in (self.cache.k, self.cache.v, self.seen, self.tokens))
+
     # --- one step ------------------------------------------------------------------------------
 
     def _layers(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
