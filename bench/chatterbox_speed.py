@@ -278,7 +278,16 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the model of this kind is gone with measure's frame
             out_path.write_text(json.dumps({"info": info, "results": results}, indent=1))
-    plot(results, out_path.with_suffix(".png"))
+    table(results)
+    try:
+        plot(results, out_path.with_suffix(".png"))
+    except ImportError:  # the GPU machine has it; a family venv may not
+        print("no plot: matplotlib is not installed here")
+    print(f"wrote {out_path} and {out_path.with_suffix('.png')}")
+    return 0
+
+
+def table(results: list[dict]) -> None:
     header = (f"{'model':9} {'variant':9} {'T3 ms/tok':>10} {'floor':>7} {'first audio s':>14} {'RTF':>6} "
               f"{'peak GB':>8} {'S3Gen ms/s':>11} {'tokens eq':>10}")
     print(header)
@@ -288,8 +297,6 @@ def main(argv=None) -> int:
             print(f"{r['kind']:9} {name:9} {v['t3_ms_per_token']:10.3f} {r['floor_ms_per_token']:7.3f} "
                   f"{v['first_audio_s']:14.3f} {v['rtf']:6.2f} {str(v['peak_gb']):>8} "
                   f"{r['s3gen_ms_per_audio_s']:11.1f} {r['tokens_equal']:>10}")
-    print(f"wrote {out_path} and {out_path.with_suffix('.png')}")
-    return 0
 
 
 if __name__ == "__main__":
