@@ -70,7 +70,8 @@ async def test_the_default_listing_is_small_through_the_real_client(home):
     (text,) = short.content
     assert "\n  \"" not in text.text and not text.text.startswith("{")  # a summary, not indented JSON
     by_backend = {b["backend"]: b for b in short.structured_content["backends"]}
-    assert set(by_backend) == {"builtin", "qwen-custom", "qwen-design", "qwen-base", "chatterbox", "chatterbox-turbo"}
+    assert set(by_backend) == {"builtin", "qwen-custom", "qwen-design", "qwen-base", "chatterbox", "chatterbox-turbo",
+                               "chatterbox-multilingual"}
     builtin = by_backend["builtin"]
     assert builtin["voice_count"] > 100 and len(builtin["voices"]) == 8 and "en-us" in text.text
     assert short.structured_content["complete"] is False

@@ -129,7 +129,7 @@ async def test_list_voices(home, pulse):
         bad = await session.call_tool("list_voices", {"backend": "nope"})
     by_backend = {b["backend"]: b for b in everything["backends"]}
     assert set(by_backend) == {"builtin", "qwen-custom", "qwen-design", "qwen-base", "chatterbox",
-                               "chatterbox-turbo"}
+                               "chatterbox-turbo", "chatterbox-multilingual"}
     espeak = by_backend["builtin"]
     assert espeak["installed"] and len(espeak["voices"]) > 100
     names = {v["name"] for v in espeak["voices"]}
@@ -283,7 +283,8 @@ async def test_add_voice_from_a_recording(home, pulse, tmp_path):
                                                       "transcript": " "})
         listed = (await session.call_tool("list_voices", {"backend": "qwen-base"})).structured_content
         used = await session.call_tool("say", {"text": "Hi.", "voice": "me"})
-    assert added.structured_content["usable_with"] == ["qwen-base", "chatterbox", "chatterbox-turbo"]
+    assert added.structured_content["usable_with"] == ["qwen-base", "chatterbox", "chatterbox-turbo",
+                                                       "chatterbox-multilingual"]
     assert added.structured_content["reference_seconds"] == pytest.approx(4.0, abs=0.01)
     for result, (_, message) in zip(errors, bad, strict=True):
         assert message in error_text(result)

@@ -1,8 +1,11 @@
-"""The chatterbox family: Chatterbox and Chatterbox Turbo through the real `chatterbox-tts` package.
+"""The chatterbox family: Chatterbox, Chatterbox Turbo and Multilingual Chatterbox through the real
+`chatterbox-tts` package.
 
-Backends: chatterbox (ChatterboxTTS: expressive English, `exaggeration`, `cfg_weight`, `temperature`)
-and chatterbox-turbo (ChatterboxTurboTTS: faster, paralinguistic tags such as [laugh] in the text).
-Both speak the checkpoint's preset voice or clone a library voice from its reference recording;
+Backends: chatterbox (ChatterboxTTS: expressive English, `exaggeration`, `cfg_weight`, `temperature`),
+chatterbox-turbo (ChatterboxTurboTTS: faster, paralinguistic tags such as [laugh] in the text) and
+chatterbox-multilingual (ChatterboxMultilingualTTS: the standard model's settings in 23 languages,
+`language` per call, English when none is given). All speak the checkpoint's preset voice or clone
+a library voice from its reference recording;
 a voice's conditionals are computed once per model and kept in memory and on disk.
 
 Each model call is bounded: T3 stops at 1000 speech tokens (40 s), so text is split at sentence
@@ -20,6 +23,11 @@ runs the loop with two conditional rows and a guidance weight of 0: the combined
 `cond + 0 * (cond - cond) = cond`, exactly unguided sampling, not an approximation by a small
 weight. (It costs what guided decoding costs; a batch-1 loop would be a fast path of its own.)
 
+The fast T3 decode (fast_t3.py: static KV cache, one CUDA-graph step per token, sampling on the device)
+replaces upstream's decode loop for chatterbox and chatterbox-turbo unless MCP_TTS_CHATTERBOX_FAST=0;
+the package's generate() still runs around it (text, S3Gen, the watermark). Multilingual keeps
+upstream's loop, whose hallucination guard reads attention maps on the host at every token.
+
 Tags on the standard model: its tokenizer has no tag tokens, so "[laugh]" would be read out
 letter by letter; Turbo's tags are removed from the text there, with a note.
 """
@@ -27,6 +35,7 @@ letter by letter; Turbo's tags are removed from the text there, with a note.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -41,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract.catalog import FAMILIES, backends_of
+from ..contract.catalog import CHATTERBOX_LANGUAGES, FAMILIES, backends_of
 from ..contract.protocol import Design, Synthesize
 from ..contract.tags import KNOWN_TAG, TURBO_TAGS
 from ..runtime.missing_weights import missing_checkpoint
@@ -55,11 +64,18 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 log = logging.getLogger("mcp_tts.chatterbox")
 
-SHORT_STEPS = 6  # T3 forward calls (the prompt, then a token each) under which a vocoder failure is a too-short draw
+SHORT_STEPS = 6  # T3 calls (the prompt, then a token each; the fast decode: a check per 8) under which a vocoder
+# failure is a too-short draw
 SHORT_DRAWS = 3
+S3_VOCABULARY = 6561  # speech ids S3Gen can turn into sound; T3's vocabulary also holds start, stop and unused ids
 
 BACKENDS = backends_of("chatterbox")  # published models, languages, capabilities: the catalog's
-WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.safetensors"}
+WEIGHTS = {"chatterbox": "t3_cfg.safetensors", "chatterbox-turbo": "t3_turbo_v1.safetensors",
+           "chatterbox-multilingual": "t3_mtl23ls_v2.safetensors"}
+MULTILINGUAL = "chatterbox-multilingual"
+# languages whose text the package prepares with an optional package it does without (a warning in its log)
+OPTIONAL_TEXT_PACKAGES = {"he": ("dicta_onnx", "without diacritics"),
+                          "ru": ("russian_text_stresser", "without stress marks")}
 SAMPLE_RATE = BACKENDS["chatterbox"].sample_rate
 DEFAULT_VOICE = "default"
 TURBO_MIN_REFERENCE_SECONDS = 5.0  # ChatterboxTurboTTS.prepare_conditionals asserts a longer clip
@@ -74,7 +90,7 @@ MAX_CHARS = 300
 FIRST_CHARS = 120
 # silence between pieces, the gap a sentence boundary gets inside one generate(); Turbo's pieces
 # already end on 3 silence tokens (120 ms) that generate() appends
-PIECE_PAUSE = {"chatterbox": 0.15, "chatterbox-turbo": 0.05}
+PIECE_PAUSE = {"chatterbox": 0.15, "chatterbox-turbo": 0.05, MULTILINGUAL: 0.15}
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ SETTINGS = {
         "temperature": Setting(0.05, 5.0, 0.8, "sampling randomness"),
     },
 }
+SETTINGS[MULTILINGUAL] = SETTINGS["chatterbox"]
 
 
 @dataclass
@@ -108,6 +125,7 @@ class _Resident:
     default_conds: Any  # the checkpoint's conds.pt (its preset voice), or None
     tags: tuple[str, ...] = ()
     load_seconds: float = 0.0
+    decoder: Any = None  # fast_t3.Decoder, or None: upstream's decode loop
 
 
 @dataclass
@@ -173,6 +191,8 @@ class ChatterboxEngine:
         _check_watermarker()
         if backend == "chatterbox":
             from chatterbox.tts import ChatterboxTTS as cls
+        elif backend == MULTILINGUAL:
+            from chatterbox.mtl_tts import ChatterboxMultilingualTTS as cls
         else:
             from chatterbox.tts_turbo import ChatterboxTurboTTS as cls
         started = time.perf_counter()
@@ -180,6 +200,9 @@ class ChatterboxEngine:
         report(f"loading {model_id} onto {self.device}" if local else
                f"fetching and loading {model_id} onto {self.device} (a first download is about 3 GB; "
                f"`mcp-tts download {backend}` fetches it ahead)", 0, None)
+        if backend == MULTILINGUAL:
+            _segmenter_failure_is_a_warning()
+            _s3_tokens_only()
         with _quiet():
             if local:
                 model = cls.from_local(model_id, self.device)
@@ -191,6 +214,8 @@ class ChatterboxEngine:
                 except LocalEntryNotFoundError as exc:
                     raise RequestError("unknown_model", missing_checkpoint(backend, model_id, exc)) from None
         _check_watermark(model)
+        if backend == MULTILINGUAL:
+            _cangjie_from_checkpoint(model, model_id)
         if backend == "chatterbox-turbo" and int(np.__version__.split(".")[0]) >= 2:
             _keep_loudness_float32(model)
         modules = (model.t3, model.s3gen, model.ve)
@@ -202,12 +227,28 @@ class ChatterboxEngine:
             tags = tuple(token for token, _ in added if token.startswith("[") and token.endswith("]"))
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
+        decoder = self._decoder(backend, model)
+        nbytes += decoder.nbytes if decoder is not None else 0
         resident = _Resident(backend=backend, model_id=model_id, model=model, fingerprint=_fingerprint(model_id),
                              nbytes=nbytes, default_conds=model.conds, tags=tags,
-                             load_seconds=time.perf_counter() - started)
+                             load_seconds=time.perf_counter() - started, decoder=decoder)
         log.info("loaded %s for %s (%.2f GB) in %.1f s; preset voice: %s", model_id, backend, nbytes / 2**30,
                  resident.load_seconds, "yes" if model.conds is not None else "none (no conds.pt)")
         return resident
+
+    def _decoder(self, backend: str, model):
+        """The fast T3 decode for this model, its CUDA graph captured now rather than at the first say."""
+        if backend == MULTILINGUAL or os.environ.get("MCP_TTS_CHATTERBOX_FAST", "1") == "0":
+            return None
+        from .fast_t3 import Decoder
+
+        # the prompt: conditioning (up to 376 positions for Turbo), the piece's text tokens (at most one a
+        # character), start and stop
+        decoder = Decoder(model.t3, max_new_tokens=1001, max_prompt=400 + 2 * piece_chars(MAX_CHARS))
+        decoder.prepare()
+        if decoder.graph is not None:
+            log.info("%s: T3 decode step captured as a CUDA graph in %.2f s", backend, decoder.capture_seconds)
+        return decoder
 
     def _evict_for(self, nbytes: int) -> None:
         evict_for(self.resident, nbytes, self.budget, self.device)
@@ -257,13 +298,13 @@ class ChatterboxEngine:
         notes: list[str] = []
         params = dict(request.voice_params)  # a saved voice's settings, with say's per-call ones merged over them
         settings = _read_settings(request.backend, params, notes)
-        if request.language and request.language.lower() not in ("en", "english", "auto"):
-            raise RequestError("bad_request", f"{request.backend} speaks English only, not {request.language!r}; "
-                                              f"languages: {', '.join(BACKENDS[request.backend].languages)}")
+        language = _language(request.backend, request.language, notes)
         resident, _ = self._get(request.backend, request.model, report)
+        if language == "zh":
+            notes.extend(_chinese_notes(resident.model))
         if request.instruct:
             notes.append(f"instruct ignored: {request.backend} takes no instructions"
-                         + (" (exaggeration sets the emotion)" if request.backend == "chatterbox" else
+                         + (" (exaggeration sets the emotion)" if "exaggeration" in settings else
                             " (write tags such as [sigh] in the text)"))
         if request.speed != 1.0:
             notes.append(f"speed ignored: {request.backend} has no rate control")
@@ -273,7 +314,8 @@ class ChatterboxEngine:
         budget = piece_chars(MAX_CHARS)
         pieces = split_sentences(text, budget, first_max_chars=min(FIRST_CHARS, budget)) or [text]
         log.info("%s/%s (%s): %d characters in %d piece(s) of %s characters", request.backend, voice.label,
-                 ", ".join(f"{k} {v}" for k, v in settings.items()), len(text), len(pieces),
+                 ", ".join([f"{k} {v}" for k, v in settings.items()] + [f"language {language}"] * bool(language)),
+                 len(text), len(pieces),
                  ", ".join(str(len(p)) for p in pieces))
 
         pause = np.zeros(int(PIECE_PAUSE[request.backend] * SAMPLE_RATE), dtype=np.float32)
@@ -284,7 +326,7 @@ class ChatterboxEngine:
                 if cancelled.is_set():
                     raise Cancelled()
                 started = time.perf_counter()
-                wav = self._generate(resident, voice.conds, piece, settings, cancelled)
+                wav = self._generate(resident, voice.conds, piece, settings, cancelled, language)
                 log.info("piece %d/%d: %.2f s of audio in %.2f s", number, len(pieces), len(wav) / SAMPLE_RATE,
                          time.perf_counter() - started)
                 joiner.push(wav)
@@ -356,7 +398,7 @@ class ChatterboxEngine:
     # --- generation ----------------------------------------------------------------------------
 
     def _generate(self, resident: _Resident, conds, text: str, settings: dict[str, float],
-                  cancelled: threading.Event) -> np.ndarray:
+                  cancelled: threading.Event, language: str | None = None) -> np.ndarray:
         """One piece through the package's own generate(); a hook on T3's transformer ends it between
         tokens once cancelled. When T3 stops after a token or two, the package's vocoder fails on the
         few samples (its fade-in is longer than them: resemble-ai/chatterbox#201, short text); the draw
@@ -374,8 +416,13 @@ class ChatterboxEngine:
 
         handle = t3.tfmr.register_forward_pre_hook(check)
         unguided = resident.backend == "chatterbox" and settings["cfg_weight"] == 0.0
-        if unguided:
-            t3.inference = _unguided(t3.inference)  # an instance attribute, removed below
+        patched = None  # the instance attribute put over the class's method, removed below
+        if resident.decoder is not None:  # it calls check every few tokens; unguided is one of its weights
+            patched = "inference_turbo" if resident.backend == "chatterbox-turbo" else "inference"
+            setattr(t3, patched, functools.partial(getattr(resident.decoder, patched), check=check))
+        elif unguided:
+            patched = "inference"
+            t3.inference = _unguided(t3.inference)
         model.conds = conds
         try:
             for draw in range(1, SHORT_DRAWS + 1):
@@ -384,6 +431,10 @@ class ChatterboxEngine:
                     with _quiet(), torch.inference_mode():
                         if resident.backend == "chatterbox":
                             wav = model.generate(text, exaggeration=settings["exaggeration"],
+                                                 cfg_weight=settings["cfg_weight"],
+                                                 temperature=settings["temperature"])
+                        elif resident.backend == MULTILINGUAL:  # its loop always decodes two rows: 0 works
+                            wav = model.generate(text, language_id=language, exaggeration=settings["exaggeration"],
                                                  cfg_weight=settings["cfg_weight"],
                                                  temperature=settings["temperature"])
                         else:
@@ -401,8 +452,8 @@ class ChatterboxEngine:
                                            f"another voice") from exc
         finally:
             handle.remove()
-            if unguided:
-                del t3.inference
+            if patched:
+                delattr(t3, patched)
         return np.asarray(wav.reshape(-1).cpu().numpy(), dtype=np.float32)
 
 
@@ -415,6 +466,38 @@ def _unguided(inference):
         return inference(text_tokens=torch.cat([rows, rows]), cfg_weight=0.0, **kwargs)
 
     return run
+
+
+def _language(backend: str, code: str | None, notes: list[str]) -> str | None:
+    """The language code the model is given: Multilingual's from `language` (a code or its English name,
+    English by default); the English-only models take none and refuse any other."""
+    if backend != MULTILINGUAL:
+        if code and code.lower() not in ("en", "english", "auto"):
+            raise RequestError("bad_request", f"{backend} speaks English only, not {code!r}; for other languages "
+                                              f"use {MULTILINGUAL} ({len(CHATTERBOX_LANGUAGES)} languages) or qwen")
+        return None
+    if code is None:
+        return "en"
+    key = code.strip().lower()
+    if key == "auto":
+        notes.append(f"language auto: {MULTILINGUAL} does not detect the language; spoken as en (pass language)")
+        return "en"
+    names = {name.lower(): short for short, name in CHATTERBOX_LANGUAGES.items()}
+    key = names.get(key, key)
+    if key not in CHATTERBOX_LANGUAGES:
+        base = re.split(r"[-_]", key)[0]  # a regional tag such as pt-BR or de_AT
+        if base not in CHATTERBOX_LANGUAGES:
+            listed = ", ".join(f"{c} ({n})" for c, n in CHATTERBOX_LANGUAGES.items())
+            raise RequestError("bad_request", f"{MULTILINGUAL} does not speak {code!r}; languages: {listed}")
+        key = base
+    if key in OPTIONAL_TEXT_PACKAGES:
+        import importlib.util
+
+        package, effect = OPTIONAL_TEXT_PACKAGES[key]
+        if importlib.util.find_spec(package) is None:
+            notes.append(f"{CHATTERBOX_LANGUAGES[key]} text is read {effect}: the package's optional {package} "
+                         f"is not installed in the chatterbox venv")
+    return key
 
 
 def _read_settings(backend: str, params: dict[str, Any], notes: list[str]) -> dict[str, float]:
@@ -451,7 +534,7 @@ def _shape_text(text: str, resident: _Resident, notes: list[str]) -> str:
     text = re.sub(r"[ \t]+", " ", text).strip()
     text = re.sub(r" ([,.!?;:])", r"\1", text)
     notes.append(f"{' '.join(dict.fromkeys(tags))} removed: paralinguistic tags are spoken by chatterbox-turbo; "
-                 f"the standard model would read them out")
+                 f"{resident.backend} would read them out")
     if not text:
         raise RequestError("bad_request", "nothing to say once the tags are removed: chatterbox speaks no tags "
                                           "(chatterbox-turbo does)")
@@ -461,6 +544,8 @@ def _shape_text(text: str, resident: _Resident, notes: list[str]) -> str:
 def _conds_class(resident: _Resident):
     if resident.backend == "chatterbox":
         from chatterbox.tts import Conditionals
+    elif resident.backend == MULTILINGUAL:
+        from chatterbox.mtl_tts import Conditionals
     else:
         from chatterbox.tts_turbo import Conditionals
     return Conditionals
@@ -477,6 +562,83 @@ def _fingerprint(model_id: str) -> str:
         return f"{model_id}@{Path(found).parent.name}" if isinstance(found, str) else model_id
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json", ".pt"))
     return model_id + "|" + "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def _cangjie_from_checkpoint(model, model_id: str) -> None:
+    """Chinese is tokenized as Cangjie codes from the checkpoint's Cangjie5_TC.json; the package looks for
+    it in a Hugging Face cache inside the checkpoint folder (or downloads it there), not in the folder
+    itself, so offline it finds none. Read from the checkpoint, in the package's own format."""
+    import json
+
+    converter = model.tokenizer.cangjie_converter
+    if converter.word2cj:
+        return
+    if Path(model_id).is_dir():
+        found: Any = Path(model_id) / "Cangjie5_TC.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "Cangjie5_TC.json")
+    if not isinstance(found, (str, Path)) or not Path(found).exists():
+        return
+    for entry in json.loads(Path(found).read_text(encoding="utf-8")):
+        word, code = entry.split("\t")[:2]
+        converter.word2cj[word] = code
+        converter.cj2word.setdefault(code, []).append(word)
+
+
+def _chinese_notes(model) -> list[str]:
+    converter = model.tokenizer.cangjie_converter
+    notes = []
+    if not converter.word2cj:
+        notes.append("Chinese characters are read without their Cangjie codes: the checkpoint has no "
+                     "Cangjie5_TC.json")
+    if converter.segmenter is None:
+        notes.append("Chinese is read without word segmentation: pkuseg's model is not available (it is "
+                     "fetched once, with network)")
+    return notes
+
+
+def _s3_tokens_only() -> None:
+    """ChatterboxTTS.generate keeps only T3's tokens that S3Gen knows (below 6561); the multilingual
+    generate() forgets to, and S3Gen then fails on an index out of range whenever T3 samples one of
+    its other speech ids. Its token clean-up is given the same filter."""
+    from chatterbox import mtl_tts
+
+    original = mtl_tts.drop_invalid_tokens
+    if getattr(original, "s3_only", False):
+        return
+
+    def drop_invalid_tokens(tokens):
+        tokens = original(tokens)
+        return tokens[tokens < S3_VOCABULARY]
+
+    drop_invalid_tokens.s3_only = True
+    mtl_tts.drop_invalid_tokens = drop_invalid_tokens
+
+
+def _segmenter_failure_is_a_warning() -> None:
+    """MTLTokenizer makes pkuseg's Chinese word segmenter when it is made, and pkuseg fetches its model from
+    GitHub the first time; the package skips the segmenter when pkuseg is missing but not when the fetch
+    fails, so offline the multilingual model would not load at all. Here a failed fetch skips it too
+    (Chinese is then read character by character, which the note of a Chinese call says)."""
+    from chatterbox.models.tokenizers import tokenizer
+
+    converter = tokenizer.ChineseCangjieConverter
+    if getattr(converter._init_segmenter, "tolerant", False):
+        return
+    original = converter._init_segmenter
+
+    def init_segmenter(self):
+        try:
+            original(self)
+        except Exception as exc:  # noqa: BLE001  # a network or file error of a third-party download
+            log.warning("Chinese word segmentation is off: pkuseg's model could not be fetched (%s)",
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            self.segmenter = None
+
+    init_segmenter.tolerant = True
+    converter._init_segmenter = init_segmenter
 
 
 def _check_watermarker() -> None:

@@ -64,6 +64,13 @@ QWEN_LANGUAGES = {"auto": "auto", "zh": "chinese", "en": "english", "ja": "japan
                   "de": "german", "fr": "french", "ru": "russian", "pt": "portuguese", "es": "spanish",
                   "it": "italian"}
 
+# Multilingual Chatterbox's languages (chatterbox.mtl_tts.SUPPORTED_LANGUAGES): code -> name
+CHATTERBOX_LANGUAGES = {"ar": "Arabic", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
+                        "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi",
+                        "it": "Italian", "ja": "Japanese", "ko": "Korean", "ms": "Malay", "nl": "Dutch",
+                        "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ru": "Russian", "sv": "Swedish",
+                        "sw": "Swahili", "tr": "Turkish", "zh": "Chinese"}
+
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("builtin", "builtin", "espeak-ng: instant, offline, 100+ languages, robotic timbre. Add a variant to "
             "any voice with '+', e.g. 'en-us+f3'", ("espeak-ng",), default_voice="en-us", sample_rate=22050,
@@ -86,12 +93,16 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             "the text, e.g. 'That worked [laugh]'; clones saved voices", ("ResembleAI/chatterbox-turbo",),
             languages=("en",), footprint_gb=2.8,
             capabilities=Capabilities(clone=True, tags=True, expression=True)),
+    Backend("chatterbox-multilingual", "chatterbox", "Chatterbox Multilingual: 23 languages, set per call with "
+            "`language` (default en); exaggeration, cfg_weight and temperature; clones saved voices",
+            ("ResembleAI/chatterbox",), languages=tuple(CHATTERBOX_LANGUAGES), footprint_gb=3.3,
+            capabilities=Capabilities(clone=True, expression=True)),
 )}
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("builtin", "builtin", ("builtin",), runs_in_server=True),
     Family("qwen", "qwen", ("qwen-custom", "qwen-design", "qwen-base")),
-    Family("chatterbox", "chatterbox", ("chatterbox", "chatterbox-turbo")),
+    Family("chatterbox", "chatterbox", ("chatterbox", "chatterbox-turbo", "chatterbox-multilingual")),
 )}
 
 # engine host services: the module whose create_service() each one runs

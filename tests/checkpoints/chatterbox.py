@@ -3,24 +3,34 @@
 Run INSIDE the chatterbox venv (it imports torch and chatterbox); the test process has no torch
 and calls it as a script:
 
-    <venv>/bin/python -m tests.checkpoints.chatterbox {standard,turbo} OUT_DIR [--seed N] [--stop-after N]
+    <venv>/bin/python -m tests.checkpoints.chatterbox {standard,turbo,multilingual} OUT_DIR [--seed N] [--stop-after N]
 
 The directory appears only when complete (built in a staging folder, then renamed), with a
 `build.json` saying how it was made; the last stdout line is its path.
 
 What comes out, file for file, is what `ChatterboxTTS.from_local` / `ChatterboxTurboTTS.from_local`
-read from ResembleAI/chatterbox and ResembleAI/chatterbox-turbo:
+read from ResembleAI/chatterbox and ResembleAI/chatterbox-turbo (and what
+`ChatterboxMultilingualTTS.from_local` reads, from the same ResembleAI/chatterbox repository):
 
-    standard: ve.safetensors  t3_cfg.safetensors  s3gen.safetensors  tokenizer.json  conds.pt
-    turbo:    ve.safetensors  t3_turbo_v1.safetensors  s3gen_meanflow.safetensors  conds.pt
-              tokenizer.json  tokenizer_config.json (transformers 5's format), vocab.json, merges.txt
+    standard:     ve.safetensors  t3_cfg.safetensors  s3gen.safetensors  tokenizer.json  conds.pt
+    turbo:        ve.safetensors  t3_turbo_v1.safetensors  s3gen_meanflow.safetensors  conds.pt
+                  tokenizer.json  tokenizer_config.json (transformers 5's format), vocab.json, merges.txt
+    multilingual: ve.pt  t3_mtl23ls_v2.safetensors  s3gen.pt  grapheme_mtl_merged_expanded_v1.json
+                  Cangjie5_TC.json  conds.pt   (ve.pt and s3gen.pt are torch.save'd state dicts)
+
+The published ResembleAI/chatterbox holds the standard and the multilingual files side by side (one
+conds.pt for both); tests/support/families.py puts the two builds into one snapshot that way.
 
 - Full size, because the loaders build their modules from fixed configs and load strictly: T3 is
   the 30-layer Llama (532M) or GPT-2 medium (479M with its unused `wte`), S3Gen 264M/266M.
   Floating weights are saved in bfloat16 (the loaders copy them into float32 parameters), buffers
   as they are: ~1.5 GB per checkpoint. The modules are rounded to bfloat16 in memory first, so the
   conds.pt computed here matches the weights that get loaded.
-- Tokenizers are made here, since the real ones cannot be downloaded. Standard: a character-level
+- Tokenizers are made here, since the real ones cannot be downloaded. Multilingual: a character
+  vocabulary of 2454 ids (T3's multilingual text table) holding the 23 language tokens ([en], [de],
+  ...), the scripts of those languages after NFKD (Latin, Greek, Cyrillic, Hebrew, Arabic,
+  Devanagari, kana, Hangul jamo), Cangjie's [cj_a]..[cj_z] and [cj_.], then two-letter merges; and a
+  small Cangjie5_TC.json for a few Chinese characters. Standard: a character-level
   BPE under 704 ids with the ids T3's config uses ([STOP]=0, [START]=255) and the special tokens
   EnTokenizer expects ([UNK], [SPACE], ...). Turbo: a byte-level BPE of GPT-2's size (256 byte
   symbols, 50,000 merges of two symbols, <|endoftext|> = 50256) plus Turbo's 19 bracketed tags
@@ -34,10 +44,16 @@ rests on one property of these models: an input embedding goes through the resid
 stream to the final norm, so one channel set to a large value (100, where embedding channels are
 N(0, 1)) dominates the normalised hidden state (~30 in that channel, under 1 elsewhere), and a
 weight of 1 in a speech-head row reading that channel puts that token's logit ~30 above all others.
-- standard: T3's speech positions count from the first speech token (`speech_pos_emb`). Row N of
+- standard and multilingual: T3's speech positions count from the first speech token (`speech_pos_emb`). Row N of
   that table gets the large channel C and the stop token's row of the speech head reads C: every
   generation stops after exactly N speech tokens, whatever the text and voice. The tokens before
   it are sampled from the random model as upstream samples them. (Two weights changed.)
+  Multilingual's decode loop has a hallucination guard that holds the stop token back while the
+  attention has not reached the end of the text (random attention rarely does), and forces it when a
+  token repeats. There every row from N on carries the channel, the stop row reads it, and so does
+  one speech token's row (`REPEAT_TOKEN`, a little less): when the guard holds the stop token back,
+  that token is drawn, twice, and the guard ends the speech. N to N+3 tokens. (Three weights and
+  the rows' channel changed.)
 - turbo: GPT-2's positions are absolute (speaker, reference prompt of 125-375 tokens depending on
   the reference's length, text, then speech), so a position cannot say "N tokens of speech". A
   chain does: the speech-start token's embedding gets channel 0, token a1's head row reads it;
@@ -57,12 +73,18 @@ import sys
 import time
 from pathlib import Path
 
-KINDS = ("standard", "turbo")
+KINDS = ("standard", "turbo", "multilingual")
 FILES = {
     "standard": ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json", "conds.pt"),
     "turbo": ("ve.safetensors", "t3_turbo_v1.safetensors", "s3gen_meanflow.safetensors", "conds.pt",
               "tokenizer.json", "tokenizer_config.json"),
+    "multilingual": ("ve.pt", "t3_mtl23ls_v2.safetensors", "s3gen.pt", "grapheme_mtl_merged_expanded_v1.json",
+                     "Cangjie5_TC.json", "conds.pt"),
 }
+# the multilingual model's language tokens (chatterbox.mtl_tts.SUPPORTED_LANGUAGES)
+MTL_LANGUAGES = ("ar", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "it", "ja", "ko", "ms", "nl", "no",
+                 "pl", "pt", "ru", "sv", "sw", "tr", "zh")
+REPEAT_TOKEN = 1234  # multilingual: the speech token drawn while the guard holds the stop token back
 BUILD_VERSION = 1  # bump when the output changes, so cached checkpoints are rebuilt
 STOP_AFTER = 24  # speech tokens before the stop token (about 1 s of audio at 25 tokens/s)
 STOP_CHANNEL = 7  # standard: the position table's channel the stop row reads
@@ -90,6 +112,7 @@ def build(kind: str, out_dir: str | Path, seed: int = 0, stop_after: int = STOP_
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched (MTLTokenizer would try for Cangjie's table)
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -98,8 +121,8 @@ def build(kind: str, out_dir: str | Path, seed: int = 0, stop_after: int = STOP_
     torch.manual_seed(seed)
     try:
         with torch.no_grad():
-            model = (_build_standard(staging, stop_after) if kind == "standard"
-                     else _build_turbo(staging, stop_after, seed))
+            builder = {"standard": _build_standard, "turbo": _build_turbo, "multilingual": _build_multilingual}[kind]
+            model = builder(staging, stop_after, seed)
             _save_conds(model, staging, seed)
         size = sum(f.stat().st_size for f in staging.iterdir())
         (staging / "build.json").write_text(json.dumps({
@@ -115,7 +138,7 @@ def build(kind: str, out_dir: str | Path, seed: int = 0, stop_after: int = STOP_
     return out_dir
 
 
-def _build_standard(out: Path, stop_after: int):
+def _build_standard(out: Path, stop_after: int, seed: int):
     from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.t3 import T3
     from chatterbox.models.tokenizers import EnTokenizer
@@ -162,6 +185,37 @@ def _build_turbo(out: Path, stop_after: int, seed: int):
     return ChatterboxTurboTTS(t3.eval(), s3gen.eval(), ve, tokenizer, "cpu")
 
 
+def _build_multilingual(out: Path, stop_after: int, seed: int):
+    import torch
+    from chatterbox.models.s3gen import S3Gen
+    from chatterbox.models.t3 import T3
+    from chatterbox.models.t3.modules.t3_config import T3Config
+    from chatterbox.models.tokenizers import MTLTokenizer
+    from chatterbox.models.tokenizers.tokenizer import ChineseCangjieConverter
+    from chatterbox.models.voice_encoder import VoiceEncoder
+    from chatterbox.mtl_tts import ChatterboxMultilingualTTS
+
+    ve = VoiceEncoder()
+    _round(ve)
+    torch.save(_state(ve), out / "ve.pt")
+    t3 = T3(T3Config.multilingual())
+    _round(t3)
+    # the stop edit, held from position N on (see the docstring: the hallucination guard)
+    t3.speech_pos_emb.emb.weight[stop_after:, STOP_CHANNEL] = BIG
+    t3.speech_head.weight[t3.hp.stop_speech_token, STOP_CHANNEL] = READ
+    t3.speech_head.weight[REPEAT_TOKEN, STOP_CHANNEL] = 0.9 * READ
+    _save(t3, out / "t3_mtl23ls_v2.safetensors")
+    s3gen = S3Gen()
+    _round(s3gen)
+    torch.save(_state(s3gen), out / "s3gen.pt")
+    _multilingual_tokenizer(out / "grapheme_mtl_merged_expanded_v1.json", t3.hp)
+    _cangjie(out / "Cangjie5_TC.json")
+    # pkuseg fetches its model from GitHub when made; conds.pt needs no tokenizer, so none is made
+    ChineseCangjieConverter._init_segmenter = lambda self: setattr(self, "segmenter", None)
+    tokenizer = MTLTokenizer(str(out / "grapheme_mtl_merged_expanded_v1.json"))
+    return ChatterboxMultilingualTTS(t3.eval(), s3gen.eval(), ve.eval(), tokenizer, "cpu")
+
+
 def _chain(t3, stop_after: int, seed: int) -> list[int]:
     """The turbo stop edit: start -> a1 -> ... -> aN -> stop, each link one channel (see the docstring)."""
     import torch
@@ -195,8 +249,14 @@ def _round(module) -> None:
 
 
 def _save(module, path: Path) -> None:
-    import torch
     from safetensors.torch import save_file
+
+    save_file(_state(module), str(path))
+
+
+def _state(module) -> dict:
+    """The state dict as saved: floating parameters in bfloat16, buffers as they are, nothing shared."""
+    import torch
 
     buffers = {name for name, _ in module.named_buffers()}
     state = {}
@@ -205,7 +265,7 @@ def _save(module, path: Path) -> None:
         if tensor.is_floating_point() and name not in buffers:
             tensor = tensor.to(torch.bfloat16)
         state[name] = tensor.clone()  # tied or shared storage is saved as separate tensors
-    save_file(state, str(path))
+    return state
 
 
 def _standard_tokenizer(path: Path, hp) -> None:
@@ -234,6 +294,43 @@ def _standard_tokenizer(path: Path, hp) -> None:
     tokenizer.add_special_tokens([AddedToken(t, special=True) for t in
                                   ("[START]", "[STOP]", "[UNK]", "[SPACE]", "[PAD]", "[SEP]", "[CLS]", "[MASK]")])
     tokenizer.save(str(path))
+
+
+def _multilingual_tokenizer(path: Path, hp) -> None:
+    """MTLTokenizer's vocabulary shape: characters of the 23 languages after NFKD, language and Cangjie tokens."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    specials = {"[STOP]": hp.stop_text_token, "[START]": hp.start_text_token}
+    vocab: dict[str, int] = dict(specials)
+    ids = (i for i in range(hp.text_tokens_dict_size) if i not in specials.values())
+    named = ["[UNK]", "[SPACE]", "[PAD]", "[SEP]", "[CLS]", "[MASK]", *(f"[{code}]" for code in MTL_LANGUAGES),
+             *(f"[cj_{c}]" for c in "abcdefghijklmnopqrstuvwxyz."), "[cj_]"]
+    for token in named:
+        vocab[token] = next(ids)
+    scripts = [range(33, 127), range(0x300, 0x370), range(0x391, 0x3CA), range(0x410, 0x450), range(0x5B0, 0x5EB),
+               range(0x621, 0x656), range(0x900, 0x97F), range(0x3041, 0x3097), range(0x30A1, 0x30FB),
+               range(0x1100, 0x1113), range(0x1161, 0x1176), range(0x11A8, 0x11C3), (0xA1, 0xBF, 0xDF, 0x3001, 0x3002)]
+    for code in (c for block in scripts for c in block):
+        vocab.setdefault(chr(code), next(ids))
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    merges = []
+    for first in letters:
+        for second in letters:
+            if len(vocab) >= hp.text_tokens_dict_size:
+                break
+            vocab[first + second] = next(ids)
+            merges.append((first, second))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("[SPACE]", behavior="isolated")
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in named[:6] + ["[START]", "[STOP]"]])
+    tokenizer.add_tokens([AddedToken(t, normalized=False) for t in named[6:]])
+    tokenizer.save(str(path))
+
+
+def _cangjie(path: Path) -> None:
+    """Cangjie codes ("glyph\tcode" lines) for a few common characters, as Cangjie5_TC.json lists them."""
+    entries = {"你": "onf", "好": "vnd", "我": "hqi", "是": "amyo", "的": "hapi", "中": "l", "文": "yk", "人": "o"}
+    path.write_text(json.dumps([f"{glyph}\t{code}" for glyph, code in entries.items()], ensure_ascii=False))
 
 
 def _turbo_tokenizer(out: Path):

@@ -120,7 +120,23 @@ def chatterbox_hub(chatterbox_family) -> Path:
             assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-4000:]
         (repo / "refs").mkdir(parents=True, exist_ok=True)
         (repo / "refs" / "main").write_text(commit)
+    _add_multilingual(chatterbox_family, chatterbox_snapshot(hf_home, "ResembleAI/chatterbox"))
     return hf_home
+
+
+def _add_multilingual(python: Path, snapshot: Path) -> None:
+    """ResembleAI/chatterbox publishes the multilingual model beside the standard one, sharing its conds.pt:
+    its files are built once (a build folder of their own) and linked into the standard snapshot."""
+    built = CHECKPOINTS_DIR / "chatterbox-multilingual"
+    if not chatterbox_checkpoints.complete(built, "multilingual"):
+        build = subprocess.run([str(python), "-m", "tests.checkpoints.chatterbox", "multilingual", str(built)],
+                               cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-4000:]
+    for name in chatterbox_checkpoints.FILES["multilingual"]:
+        target = snapshot / name
+        if name != "conds.pt" and not (target.exists() and target.samefile(built / name)):
+            target.unlink(missing_ok=True)
+            os.link(built / name, target)
 
 
 def chatterbox_snapshot(hub: Path, repo_id: str) -> Path:
