@@ -181,8 +181,11 @@ async def test_hot_swap_among_the_three_and_eviction(home, qwen_hub):
     assert "evicting Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice" in log
 
 
-async def test_cancel_stops_generation_between_frames(home, qwen_hub):
-    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_QWEN_MAX_NEW_TOKENS="3000")
+@pytest.mark.parametrize("streams", ["1", "4"], ids=["one_stream_path", "frame_batch"])
+async def test_cancel_stops_generation_between_frames(home, qwen_hub, streams):
+    """On the one-stream path (MCP_TTS_QWEN_STREAMS=1, the GPU's default) and through the frame batch."""
+    env = qwen_env(home, None, qwen_hub, MCP_TTS_OUTPUT="audio", MCP_TTS_QWEN_MAX_NEW_TOKENS="3000",
+                   MCP_TTS_QWEN_STREAMS=streams)
     async with mcp_session(env) as session:
         await session.call_tool("switch_backend", {"backend": "qwen-custom"})
         with anyio.move_on_after(2):  # 3000 frames would take a minute or more on this machine

@@ -164,9 +164,9 @@ class QwenEngine:
         # the fast decode loop (static caches, CUDA graphs on GPU); "0" keeps upstream's generate
         self.use_fast = os.environ.get("MCP_TTS_QWEN_FAST", "1") != "0"
         # streams decoded together by the fast path (a KV cache row each: 1.7B, 3072 positions: 0.35 GB);
-        # 1: one request at a time, through the same batch
+        # 1: one request at a time, on the one-stream path (no frame batch: its graphs cost load time)
         self.streams = streams_setting(self.device)
-        self.concurrency = self.streams if self.use_fast else 1  # syntheses the service runs at once
+        self.concurrency = self.streams if self.use_fast and self.streams > 1 else 1  # syntheses run at once
         self._upstream_lock = threading.Lock()  # qwen-tts's own generate: one call at a time
         self.resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
         self.prompts: dict[str, Any] = {}  # clone prompts by key, in memory
@@ -246,7 +246,8 @@ class QwenEngine:
         if self.use_fast and resident.upstream_note is None:
             from .fast import CodecGraphs, FastTalker
 
-            resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024, streams=self.streams)
+            resident.fast = FastTalker(wrapper.model, max_len=self.max_new_tokens + 1024,
+                                       streams=self.streams if self.streams > 1 else None)
             resident.fast.install()
             resident.codec = CodecGraphs(wrapper.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
             _catch_codes(wrapper.model.speech_tokenizer)
@@ -260,7 +261,8 @@ class QwenEngine:
         log.info("loaded %s (%s, %s, %.2f GB) in %.1f s%s", model_id, resident.kind, resident.size,
                  nbytes / 2**30, resident.load_seconds,
                  f", decoding with {resident.fast.describe()}: frame graph captured in "
-                 f"{resident.fast.capture_seconds:.2f} s, batch graphs in {resident.fast.batch.capture_seconds:.2f} s, "
+                 f"{resident.fast.capture_seconds:.2f} s, batch graphs in "
+                 f"{resident.fast.batch.capture_seconds if resident.fast.batch else 0:.2f} s, "
                  f"codec graphs in {resident.codec.capture_seconds:.2f} s"
                  if resident.fast and resident.fast.capture_seconds else "")
         return resident
@@ -269,7 +271,8 @@ class QwenEngine:
         """One short generation at load: compiles kernels and captures the frame, prefill and codec graphs
         before any say."""
         model, kwargs = resident.model, {"max_new_tokens": 6}
-        resident.fast.batch.warm()  # the batch's frame graphs, while no stream runs
+        if resident.fast.batch is not None:
+            resident.fast.batch.warm()  # the batch's frame graphs, while no stream runs
         if resident.kind == "custom_voice":
             model.generate_custom_voice("Ready.", speaker=resident.speakers[0], **kwargs)
         elif resident.kind == "voice_design":
@@ -279,7 +282,7 @@ class QwenEngine:
             prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
             model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
         resident.fast.warm_prefills()
-        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity)
+        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity if resident.fast.batch else 1)
 
     def _evict_for(self, nbytes: int) -> None:
         evict_for(self.resident, nbytes, self.budget, self.device)
@@ -501,9 +504,10 @@ class QwenEngine:
 
 
 def streams_setting(device: str) -> int:
-    """MCP_TTS_QWEN_STREAMS: how many requests the fast path decodes at once (default 16 on a GPU,
-    4 on a CPU)."""
-    text = os.environ.get("MCP_TTS_QWEN_STREAMS", "") or ("16" if device.startswith("cuda") else "4")
+    """MCP_TTS_QWEN_STREAMS: how many requests the fast path decodes at once. Default 1 on a GPU: the
+    frame batch's graphs add most of a minute to the host's start (README, bench/RESULTS.md), which one
+    person at a desk pays for nothing; a GPU box serving many sets it (16). 4 on a CPU (no graphs)."""
+    text = os.environ.get("MCP_TTS_QWEN_STREAMS", "") or ("1" if device.startswith("cuda") else "4")
     try:
         streams = int(text)
     except ValueError:
