@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import print_table, save
 from bench.say_roundtrip import start_pulse
 
 BIN = Path(sys.executable).parent
@@ -173,19 +173,12 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(pulse_dir, ignore_errors=True)
     table = summarize(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "rows": rows,
-                                    "table": table, "date": time.strftime("%Y-%m-%d")}, indent=2))
+    save(args.out, rows, table)
     try:
         plot(table, args.plot)
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
-    keys = list(table[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "|".join("---:" if k != "series" else "---" for k in keys) + "|")
-    for row in table:
-        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-
+    print_table(table, "series", 1)
 
 if __name__ == "__main__":
     main()

@@ -13,9 +13,7 @@ command line and the run's runtime dir.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -28,6 +26,7 @@ import numpy as np
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from bench.report import print_table, save
 from bench.say_roundtrip import start_pulse
 
 BIN = Path(sys.executable).parent
@@ -152,19 +151,12 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(pulse_dir, ignore_errors=True)
     table = summarize(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "rows": rows,
-                                    "table": table, "date": time.strftime("%Y-%m-%d")}, indent=2))
+    save(args.out, rows, table)
     try:
         plot(table, args.plot)
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
-    keys = list(table[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "|".join("---:" if k != "fault" else "---" for k in keys) + "|")
-    for row in table:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-
+    print_table(table, "fault", 2)
 
 if __name__ == "__main__":
     main()
