@@ -358,10 +358,11 @@ class Speech:
             raise
         try:
             start = cached_start or await reader.expect(AudioStart)
+            from_cache = isinstance(reader.reply, CachedReply)  # a host's start comes with _open's too
             utt = Utterance(id=utt_id, backend=plan.backend, model=start.model, voice=start.voice,
                             output=plan.destination, arrived=arrived, reader=reader, sample_rate=start.sample_rate,
                             notes=[*plan.notes, *start.notes], engine_notes=list(start.notes),
-                            cache_hit=cached_start is not None, cache_key=None if cached_start else key)
+                            cache_hit=from_cache, cache_key=None if from_cache else key)
             if plan.destination == "play":
                 plan = await self._enqueue(utt, plan)
             utt.notes += [conn.stale for conn in (reader.reply.conn, utt.speaker) if getattr(conn, "stale", None)]

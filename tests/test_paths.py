@@ -531,8 +531,10 @@ def test_a_server_killed_mid_say_leaves_a_placeholder_that_the_next_server_remov
         for pid in frozen:  # the host holds the say while the server is killed
             os.kill(pid, signal.SIGSTOP)
         say(raw, 2, "lost.wav")
-        deadline = time.monotonic() + 10
-        while not (project / "lost.wav").exists() and time.monotonic() < deadline:
+        pending = home / "data" / "pending"
+        deadline = time.monotonic() + 10  # reserved and written down (the entry follows the file by microseconds)
+        while not ((project / "lost.wav").exists() and pending.is_dir() and os.listdir(pending)) \
+                and time.monotonic() < deadline:
             time.sleep(0.02)
         raw.proc.kill()
         raw.proc.wait(10)
