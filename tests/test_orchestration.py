@@ -159,8 +159,12 @@ async def test_a_cancelled_say_cancels_its_synthesis_and_playback(scripted):
     """The MCP request is cancelled (the agent gave up on it): the host and the speaker are told."""
     scripted.speaker.pace = 1.0
     scripted.engine.scripts.append(Script(chunks=40, pause=0.002))
-    with anyio.move_on_after(0.1):
-        await say(scripted, "Too long to wait for.", wait="end")
+    async with anyio.create_task_group() as tg:
+        async def long_say():
+            await say(scripted, "Too long to wait for.", wait="end")
+        tg.start_soon(long_say)
+        await until(lambda: scripted.speaker.queue and scripted.speaker.queue[0].started is not None)
+        tg.cancel_scope.cancel()  # once it plays: the agent gives up on it
     (request,) = scripted.engine.of(Synthesize)
     await heard_of(scripted.engine, Cancel, request.id)
     await heard_of(scripted.speaker, Abort, request.id)
