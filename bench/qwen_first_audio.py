@@ -130,6 +130,18 @@ def main() -> int:
                      "first_audio_all": [r["first_audio_ms"] for r in runs],
                      "total_ms": statistics.median(r["total_ms"] for r in runs), "audio_s": runs[0]["audio_s"],
                      "upstream_first_part_ms": upstream[name]})
+    # the prompt cache (issue 18): the seed's sentence with its voice's prompt state kept, and with the
+    # cache emptied before every call (the whole prompt prefilled)
+    seed_text = "Hey there, let me tell you about this cool feature."
+    prompt_cache = {}
+    if fast.prompt_cache is not None:
+        for label, clear in (("uncached", True), ("cached", False), ("uncached", True)):
+            runs = []
+            for _ in range(args.reps * 5):
+                if clear:
+                    fast.prompt_cache.clear()
+                runs.append(speak(seed_text)["first_audio_ms"])
+            prompt_cache[label] = statistics.median(runs)
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"\nQwen3-TTS {args.size} on {device_name}, first audio against text length, engine path "
           f"(parts of <= {PIECE_CHARS} chars, {args.frames} frames each with random weights); warm-up {warm_s:.1f} s")
@@ -138,9 +150,13 @@ def main() -> int:
     for r in rows:
         print(f"{r['text']:28} {r['chars']:6} {r['parts']:6} {r['first_audio_ms']:15.1f} {r['total_ms']:9.0f} "
               f"{r['upstream_first_part_ms']:21.0f} {r['upstream_first_part_ms'] / r['first_audio_ms']:6.0f}x")
+    if prompt_cache:
+        print(f"seed sentence, first audio: prompt cached {prompt_cache['cached']:.1f} ms, "
+              f"uncached {prompt_cache['uncached']:.1f} ms (medians of {args.reps * 5})")
     out = Path(args.out) if args.out else Path(os.environ.get("OUT", "/tmp")) / "qwen_first_audio.json"
     out.write_text(json.dumps({"size": args.size, "device": device_name, "frames_per_part": args.frames,
-                               "warm_s": warm_s, "rows": rows}, indent=1))
+                               "warm_s": warm_s, "rows": rows, "seed_sentence_first_audio_ms": prompt_cache},
+                              indent=1))
     print(f"written to {out}")
     return 0
 

@@ -97,11 +97,11 @@ def elapsed() -> float:
 
 # ----------------------------------------------------------------------------- building the model
 
-def full_config(size: str, ids: dict) -> dict:
-    """qwen_tiny's config.json for custom_voice, every width and depth set to the published ones; the
-    codec ids, language and speaker tables and the text token ids stay as they are (text ids come from
-    the tiny tokenizer and are all below the real text vocabulary)."""
-    cfg = qwen_tiny.main_config("custom_voice", size, ids)
+def full_config(size: str, ids: dict, kind: str = "custom_voice") -> dict:
+    """qwen_tiny's config.json for `kind`, every width and depth of the talker and code predictor set to the
+    published ones; the codec ids, language and speaker tables and the text token ids stay as they are (text
+    ids come from the tiny tokenizer and are all below the real text vocabulary)."""
+    cfg = qwen_tiny.main_config(kind, size, ids)
     talker = cfg["talker_config"]
     talker.update(FULL[size], num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
                   text_hidden_size=2048, text_vocab_size=151936, max_position_embeddings=32768)

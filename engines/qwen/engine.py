@@ -42,9 +42,9 @@ SAMPLE_RATE = BACKENDS["qwen-custom"].sample_rate  # the 12 Hz codec: 1920 sampl
 SAMPLES_PER_FRAME = 1920
 LANGUAGE_CODES = {name: code for code, name in QWEN_LANGUAGES.items()}  # a checkpoint's names -> our codes
 LEFT_CONTEXT = 25  # frames of codes decoded again before each streamed chunk, so the joins are seamless
-# frames per decoded chunk: the first sound after 2 frames (160 ms of audio); later chunks double up to
+# frames per decoded chunk: the first sound after 1 frame (80 ms of audio); later chunks double up to
 # 48 frames, since generation runs ahead of playback and fewer, larger decodes cost less per frame
-FIRST_CHUNK, MAX_CHUNK = 2, 48
+FIRST_CHUNK, MAX_CHUNK = 1, 48
 # characters per model call: ~25 s of speech, well inside the token limit (2048 frames, 164 s), and
 # a sentence boundary to continue from
 PIECE_CHARS = 400

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .prompt_cache import PromptCache, chain
+
 log = logging.getLogger("mcp_tts.qwen_fast")
 
 FrameSink = Callable[[torch.Tensor], None]  # (n, codebooks) codes, as frames are confirmed
@@ -296,8 +298,12 @@ class FastTalker:
             from .batch import FrameBatch
 
             self.batch = FrameBatch(self, streams)
-        self.first_report = 2  # frames before the first on_frames call (the first audio chunk); then every 4
-        self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its output, index, mask)
+        self.first_report = 1  # frames before the first on_frames call (the first audio chunk); then every 4
+        self.prefills: dict[int, tuple] = {}  # bucket -> (graph, its input, its start, its output)
+        # MCP_TTS_QWEN_PROMPT_CACHE=0 prefills every prompt whole
+        caching = os.environ.get("MCP_TTS_QWEN_PROMPT_CACHE", "1") != "0"
+        self.prompt_cache = PromptCache(self.PROMPT_CACHE_POSITIONS) if caching else None
+        self.pad_prefill = False  # prefill through the graph buckets' padded arithmetic without graphs (tests)
         if self.use_graphs:
             self._flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)  # end-of-speech seen, for the host
 
@@ -591,44 +597,81 @@ class FastTalker:
             self.on_frames(frames[reported:count])
         return None, count
 
-    # prompts padded to these lengths replay a captured prefill: eager, the 28 layers' launches take
-    # ~30 ms of the first audio's wait. Padding at the end is harmless: attention is causal, and the
-    # cache positions it fills are masked in decode until a frame overwrites them.
-    PREFILL_BUCKETS = (32, 64, 128, 256, 512)
+    # prompt positions padded to these lengths replay a captured prefill: eager, the 28 layers' launches
+    # take ~30 ms of the first audio's wait. Padding at the end is harmless: attention is causal, and the
+    # cache positions it fills are masked in decode until a frame overwrites them. The small buckets
+    # serve the part of a prompt the prompt cache did not have (usually its last position).
+    PREFILL_BUCKETS = (1, 4, 16, 64, 128, 256, 512)
+    PREFILL_SPAN = 512  # cache positions a captured prefill's attention reads: prompts within it replay
+    PROMPT_CACHE_POSITIONS = 2048  # the prompt cache's size, in talker cache positions
 
     def _prefill(self, embeds: torch.Tensor) -> torch.Tensor:
-        """The prompt through the talker at positions 0..P-1; its last hidden state, [1, 1, H]."""
+        """The prompt through the talker at positions 0..P-1 of cache row `prefill_row`; its last hidden
+        state, [1, 1, H]. The positions a recent prompt shared with it are copied from the prompt cache,
+        only the rest computed (always the last, whose hidden state is the answer)."""
         length = embeds.shape[1]
+        start, hashes = 0, None
+        if self.prompt_cache is not None:
+            hashes = chain(embeds[0])
+            start, entry = self.prompt_cache.longest(hashes)
+            start = min(start, length - 1)
+            if start:
+                for cache, saved in ((self.talker_stack.k, entry.k), (self.talker_stack.v, entry.v)):
+                    cache[:, self.prefill_row, :, :start].copy_(saved[:, :, :start])
+        last = self._extend(embeds[:, start:], start)
+        if hashes is not None and start < length - 1:  # something new: keep it for the next prompt
+            row = self.prefill_row
+            self.prompt_cache.store(hashes, self.talker_stack.k[:, row, :, :length].clone(),
+                                    self.talker_stack.v[:, row, :, :length].clone())
+        return last
+
+    def _extend(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """x [1, T, H] through the talker at positions start..start+T-1 (the cache holds 0..start-1);
+        the last position's normed hidden state, [1, 1, H]. A captured bucket when one fits, else eager."""
+        length = x.shape[1]
         size = next((b for b in self.PREFILL_BUCKETS if b >= length), None)
-        if not self.use_graphs or size is None:
-            index = torch.arange(length, device=self.device)
-            return self.talker_stack.forward(embeds, index, self.talker_stack.mask(index), layer=_layer,
+        if size is None or start + size > self.PREFILL_SPAN or not (self.use_graphs or self.pad_prefill):
+            index = torch.arange(start, start + length, device=self.device)
+            return self.talker_stack.forward(x, index, self.talker_stack.mask(index), layer=_layer,
                                              row=self.prefill_row)[:, -1:]
-        graph, static_in, static_out, *_ = self.prefills.get(size) or self._capture_prefill(size)
+        if self.use_graphs:
+            graph, static_in, static_start, static_out = self.prefills.get(size) or self._capture_prefill(size)
+        else:  # pad_prefill: the bucket's arithmetic without a graph (how tests check it on the CPU)
+            static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
+            static_start = torch.zeros((), dtype=torch.long, device=self.device)
         static_in.zero_()
-        static_in[:, :length].copy_(embeds)
-        graph.replay()
+        static_in[:, :length].copy_(x)
+        static_start.fill_(start)
+        if self.use_graphs:
+            graph.replay()
+        else:
+            static_out = self._bucket_forward(static_in, static_start)
         return static_out[:, length - 1:length]
+
+    def _bucket_forward(self, static_in: torch.Tensor, static_start: torch.Tensor) -> torch.Tensor:
+        """One prefill bucket: static_in's positions from static_start on, attention over PREFILL_SPAN
+        cache positions; the positions and mask are computed from static_start on the device."""
+        size, span = static_in.shape[1], self.PREFILL_SPAN
+        index = static_start + torch.arange(size, device=self.device)
+        allowed = self.talker_stack.positions[:span].view(1, -1) <= index.view(-1, 1)  # [T, span]
+        mask = allowed if size == 1 else allowed.repeat(self.talker_stack.group, 1)
+        return self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=span,
+                                         row=self.prefill_row)
 
     def _capture_prefill(self, size: int) -> tuple:
         started = time.perf_counter()
         static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
-        index = torch.arange(size, device=self.device)
-        # attention over the bucket's positions only, not the whole cache
-        mask = self.talker_stack.mask(index)[:, :size].contiguous()
+        static_start = torch.zeros((), dtype=torch.long, device=self.device)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size,
-                                          row=self.prefill_row)
+                self._bucket_forward(static_in, static_start)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            static_out = self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=size,
-                                                   row=self.prefill_row)
-        # the graph reads index and mask where they are now: they must live as long as it does
-        self.prefills[size] = (graph, static_in, static_out, index, mask)
+            static_out = self._bucket_forward(static_in, static_start)
+        self.prefills[size] = (graph, static_in, static_start, static_out)
         log.info("captured the prefill graph for %d positions in %.2f s", size, time.perf_counter() - started)
         return self.prefills[size]
 

@@ -30,6 +30,7 @@ from mcp_tts.engines.qwen.fast import CodecGraphs, FastTalker, uncovered  # noqa
 from tests.checkpoints.qwen import NUM_CODE_GROUPS, build, main_config  # noqa: E402
 
 TEXT = "Hello there, how are you today? The tests pass."
+OTHER_TEXT = "A second sentence in the same voice."  # a prompt sharing TEXT's voice part (the prompt cache)
 
 
 def load(root: Path, kind: str, size: str = "1b7", code_groups: int = NUM_CODE_GROUPS):
@@ -55,34 +56,52 @@ def recorder(model):
     return seen
 
 
-def speak(model, kind: str, **kwargs):
+def speak(model, kind: str, text: str = TEXT, **kwargs):
     if kind == "custom_voice":
-        return model.generate_custom_voice(TEXT, speaker="Vivian", instruct="happy", language="english", **kwargs)
+        return model.generate_custom_voice(text, speaker="Vivian", instruct="happy", language="english", **kwargs)
     if kind == "voice_design":
-        return model.generate_voice_design(TEXT, instruct="a deep calm voice", **kwargs)
+        return model.generate_voice_design(text, instruct="a deep calm voice", **kwargs)
     tone = (0.3 * np.sin(np.arange(24000 * 3) / 24000 * 2 * np.pi * 200)).astype("float32")
     prompt = model.create_voice_clone_prompt(ref_audio=(tone, 24000), ref_text="A reference sentence here.")
-    return model.generate_voice_clone(TEXT, voice_clone_prompt=prompt, **kwargs)
+    return model.generate_voice_clone(text, voice_clone_prompt=prompt, **kwargs)
+
+
+def compare(upstream: torch.Tensor, ours: torch.Tensor) -> dict:
+    same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
+    return {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()),
+            "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
 
 
 def greedy(root: Path, frames: int = 48, fast_args: dict | None = None,
            runs: tuple = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"),
-                          ("custom_voice", "1b7", 8))) -> dict:
-    """Runs are (kind, size) or (kind, size, codebooks a frame)."""
+                          ("custom_voice", "1b7", 8)), cache_runs: bool = True) -> dict:
+    """Runs are (kind, size) or (kind, size, codebooks a frame); `cache_runs`: the prompt cache's runs too."""
     out = {}
     for kind, size, *groups in runs:
         model = load(root, kind, size, *groups)
         codes = recorder(model)
         greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
-        speak(model, kind, **greedy_args)
+        for text in (TEXT, OTHER_TEXT) if cache_runs else (TEXT,):
+            speak(model, kind, text, **greedy_args)
         fast = FastTalker(model.model, max_len=1024, **(fast_args or {}))
         fast.install()
-        speak(model, kind, **greedy_args)
-        upstream, ours = codes
-        same = (upstream == ours).all(dim=1) if upstream.shape == ours.shape else torch.zeros(1, dtype=torch.bool)
+        # the prompt cache: empty (the whole prompt prefilled), then the voice's part reused for another
+        # text, then TEXT's whole prompt but its last position reused, through the graph buckets' padded
+        # arithmetic; then emptied, a whole prompt through a padded bucket
+        speak(model, kind, TEXT, **greedy_args)
         name = " ".join([kind, *([size] if size != "1b7" else []), *(f"{g} codebooks" for g in groups)])
-        out[name] = {"frames": len(upstream), "ours": len(ours), "equal": int(same.sum()), "kernels": fast.kernels,
-                     "first_divergent": int((~same).nonzero()[0, 0]) if (~same).any() else None}
+        if not cache_runs:
+            out[name] = {**compare(*codes), "kernels": fast.kernels}
+            continue
+        speak(model, kind, OTHER_TEXT, **greedy_args)
+        fast.pad_prefill = True
+        speak(model, kind, TEXT, **greedy_args)
+        fast.prompt_cache.clear()
+        speak(model, kind, OTHER_TEXT, **greedy_args)
+        upstream, upstream_other, ours, *cached = codes
+        out[name] = {**compare(upstream, ours), "kernels": fast.kernels,
+                     "cached voice": compare(upstream_other, cached[0]), "cached prompt": compare(upstream, cached[1]),
+                     "padded bucket": compare(upstream_other, cached[2]), "cache hits": fast.prompt_cache.hits}
     return out
 
 
