@@ -51,7 +51,7 @@ def build(root: Path) -> None:
     device = torch.device("cuda")
     for kind in KINDS.values():
         out = root / kind
-        if (out / "speech_tokenizer" / "model.safetensors").exists():
+        if (out / "built").exists():
             continue
         started = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
@@ -67,9 +67,11 @@ def build(root: Path) -> None:
         qwen_tiny._save_weights(model, out / "model.safetensors")
         sub = out / "speech_tokenizer"
         sub.mkdir(exist_ok=True)
-        qwen_tiny._dump(sub / "config.json", codec_config(False))
+        top = {k: v for k, v in qwen_tiny.speech_tokenizer_config().items() if not isinstance(v, dict)}  # model_type
+        qwen_tiny._dump(sub / "config.json", {**top, **codec_config(False)})
         qwen_tiny._dump(sub / "preprocessor_config.json", qwen_tiny.SPEECH_PREPROCESSOR_CONFIG)
         qwen_tiny._save_weights(codec, sub / "model.safetensors")
+        (out / "built").touch()  # every file written
         del model, codec
         torch.cuda.empty_cache()
         print(f"built {out} in {time.perf_counter() - started:.1f} s", flush=True)

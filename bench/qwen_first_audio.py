@@ -40,6 +40,45 @@ from mcp_tts.engines.runtime.pieces import speak_pieces  # noqa: E402
 from mcp_tts.speakable import speakable  # noqa: E402
 
 
+def first_audio_breakdown(wrapper, fast, speak, sync, reps: int = 15) -> dict:
+    """Where a cached seed sentence's first audio goes: the GPU synchronised at each mark (which adds a
+    little), each mark's first time in a call since the call began; medians over `reps` calls."""
+    runs: list[dict[str, float]] = []
+
+    def mark(name):
+        if name not in runs[-1]:
+            sync()
+            runs[-1][name] = (time.perf_counter() - runs[-1]["t"]) * 1e3
+
+    def wrap(owner, attr, before=None, after=None):
+        original = getattr(owner, attr)
+
+        def wrapped(*a, **k):
+            if before:
+                mark(before)
+            out = original(*a, **k)
+            if after:
+                mark(after)
+            return out
+        setattr(owner, attr, wrapped)
+        return lambda: setattr(owner, attr, original)
+
+    undo = [wrap(wrapper, "generate_custom_voice", before="generate_custom_voice called"),
+            wrap(fast.talker, "generate", before="prompt built (talker.generate called)"),
+            wrap(fast, "_prefill", after="prefill done"),
+            wrap(fast, "_read_check", before="first frame confirmed (host reads the check)")]
+    try:
+        for _ in range(reps):
+            sync()
+            runs.append({"t": time.perf_counter()})
+            runs[-1]["first audio (emitted)"] = speak()["first_audio_ms"]
+    finally:
+        for u in undo:
+            u()
+    names = [k for k in runs[0] if k != "t"]
+    return dict(sorted(((n, statistics.median(r[n] for r in runs)) for n in names), key=lambda kv: kv[1]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="1.7B", choices=("1.7B", "0.6B"))
@@ -142,6 +181,7 @@ def main() -> int:
                     fast.prompt_cache.clear()
                 runs.append(speak(seed_text)["first_audio_ms"])
             prompt_cache[label] = statistics.median(runs)
+    breakdown = first_audio_breakdown(wrapper, fast, lambda: speak(seed_text), sync)
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"\nQwen3-TTS {args.size} on {device_name}, first audio against text length, engine path "
           f"(parts of <= {PIECE_CHARS} chars, {args.frames} frames each with random weights); warm-up {warm_s:.1f} s")
@@ -150,12 +190,15 @@ def main() -> int:
     for r in rows:
         print(f"{r['text']:28} {r['chars']:6} {r['parts']:6} {r['first_audio_ms']:15.1f} {r['total_ms']:9.0f} "
               f"{r['upstream_first_part_ms']:21.0f} {r['upstream_first_part_ms'] / r['first_audio_ms']:6.0f}x")
+    for label, ms in breakdown.items():
+        print(f"  {label:44} {ms:6.2f} ms")
     if prompt_cache:
         print(f"seed sentence, first audio: prompt cached {prompt_cache['cached']:.1f} ms, "
               f"uncached {prompt_cache['uncached']:.1f} ms (medians of {args.reps * 5})")
     out = Path(args.out) if args.out else Path(os.environ.get("OUT", "/tmp")) / "qwen_first_audio.json"
     out.write_text(json.dumps({"size": args.size, "device": device_name, "frames_per_part": args.frames,
-                               "warm_s": warm_s, "rows": rows, "seed_sentence_first_audio_ms": prompt_cache},
+                               "warm_s": warm_s, "rows": rows, "seed_sentence_first_audio_ms": prompt_cache,
+                               "seed_sentence_breakdown_ms": breakdown},
                               indent=1))
     print(f"written to {out}")
     return 0
