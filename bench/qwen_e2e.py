@@ -51,12 +51,12 @@ def build(root: Path) -> None:
     device = torch.device("cuda")
     for kind in KINDS.values():
         out = root / kind
-        if (out / "built").exists():
-            continue
         started = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
         ids = qwen_tiny._write_text_tokenizer(out)
         cfg = full_config("1b7", ids, kind)
+        if (out / "built").exists() and (out / "built").read_text() == json.dumps(cfg, sort_keys=True):
+            continue
         with torch.device(device):
             model = Qwen3TTSForConditionalGeneration._from_config(Qwen3TTSConfig(**cfg), dtype=torch.bfloat16).eval()
             codec = Qwen3TTSTokenizerV2Model._from_config(Qwen3TTSTokenizerV2Config(**codec_config(False)),
@@ -71,7 +71,7 @@ def build(root: Path) -> None:
         qwen_tiny._dump(sub / "config.json", {**top, **codec_config(False)})
         qwen_tiny._dump(sub / "preprocessor_config.json", qwen_tiny.SPEECH_PREPROCESSOR_CONFIG)
         qwen_tiny._save_weights(codec, sub / "model.safetensors")
-        (out / "built").touch()  # every file written
+        (out / "built").write_text(json.dumps(cfg, sort_keys=True))  # every file written, of this config
         del model, codec
         torch.cuda.empty_cache()
         print(f"built {out} in {time.perf_counter() - started:.1f} s", flush=True)
@@ -124,15 +124,19 @@ async def mcp_series(env: dict, mcp_tts: str, checkpoints: Path, home: Path, cal
             for i in range(calls + 3):
                 sent = time.monotonic()
                 result = await session.call_tool("say", args)
-                if result.is_error:
-                    raise SystemExit(f"say ({backend}) failed: {result.content[0].text}")
+                if result.is_error:  # reported, and the other voices still measured
+                    series[backend] = {"error": result.content[0].text, "first_audio_ms": [],
+                                       "server_first_audio_ms": []}
+                    print(f"say ({backend}) failed: {result.content[0].text}", flush=True)
+                    break
                 out = result.structured_content
                 await session.call_tool("stop", {})
                 if i >= 3:  # the first calls load the model and warm the device
                     first.append((out["started_clock"] - sent) * 1e3)
                     server_first.append(out["time_to_first_audio_ms"])
-            series[backend] = {"first_audio_ms": first, "server_first_audio_ms": server_first}
-            print(f"{backend}: first audio at the device p50 {pct(first, 50):.1f} ms", flush=True)
+            else:
+                series[backend] = {"first_audio_ms": first, "server_first_audio_ms": server_first}
+                print(f"{backend}: first audio at the device p50 {pct(first, 50):.1f} ms", flush=True)
     return series
 
 
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         subprocess.run([mcp_tts, "hosts", "stop"], env=env, capture_output=True)
         logs = sorted(p for sub in ("run", "data") if (home / sub).exists() for p in (home / sub).rglob("*.log"))
-        out["host_logs"] = {str(p.relative_to(home)): p.read_text(errors="replace")[-6000:] for p in logs}
+        out["host_logs"] = {str(p.relative_to(home)): p.read_text(errors="replace")[-100_000:] for p in logs}
     return out
 
 
@@ -215,6 +219,7 @@ def main() -> int:
         return 0
     data = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "qwen_e2e_raw.json").write_text(json.dumps(data, indent=1))
     report(data, args.out)
     return 0
 

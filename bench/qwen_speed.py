@@ -111,6 +111,8 @@ def full_config(size: str, ids: dict, kind: str = "custom_voice") -> dict:
                                            layer_types=["full_attention"] * 5, num_attention_heads=16,
                                            num_key_value_heads=8, head_dim=128, vocab_size=2048,
                                            num_code_groups=16)
+    if "speaker_encoder_config" in cfg:  # base: the x-vector is added to the talker's inputs, as wide as they are
+        cfg["speaker_encoder_config"]["enc_dim"] = talker["hidden_size"]
     assert max(v for k, v in ids.items() if not k.startswith("__")) < talker["text_vocab_size"]
     return cfg
 

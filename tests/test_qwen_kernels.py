@@ -96,3 +96,11 @@ def test_greedy_codes_through_the_kernels_equal_upstream(report, mode):
     assert got["kernels"], "FastTalker did not take the kernel path"
     assert got["frames"] >= 20 and got["ours"] == got["frames"]
     assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"
+
+
+def test_cached_prompts_through_the_kernels_equal_upstream(report):
+    # the voice's part from the prompt cache, the text's one position through the decode kernels
+    got = report["greedy_cached"]
+    assert got["kernels"] and got["cache hits"] == 1
+    assert got["frames"] >= 5 and got["ours"] == got["frames"]
+    assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"

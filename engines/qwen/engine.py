@@ -167,6 +167,9 @@ class QwenEngine:
         # 1: one request at a time, on the one-stream path (no frame batch: its graphs cost load time)
         self.streams = streams_setting(self.device)
         self.concurrency = self.streams if self.use_fast and self.streams > 1 else 1  # syntheses run at once
+        # CUDA graphs captured after a model loads, between requests, not before its first say;
+        # MCP_TTS_QWEN_DEFER_CAPTURE=0 captures them all at load, before the model is offered
+        self.defer_captures = os.environ.get("MCP_TTS_QWEN_DEFER_CAPTURE", "1") != "0"
         self._upstream_lock = threading.Lock()  # qwen-tts's own generate: one call at a time
         self.resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
         self.prompts: dict[str, Any] = {}  # clone prompts by key, in memory
@@ -251,7 +254,13 @@ class QwenEngine:
             resident.fast.install()
             resident.codec = CodecGraphs(wrapper.model.speech_tokenizer.model.decoder, SAMPLES_PER_FRAME)
             _catch_codes(wrapper.model.speech_tokenizer)
-            if resident.fast.use_graphs:
+            if resident.fast.use_graphs and self.defer_captures and resident.fast.batch is None:
+                # speak at once; graphs are captured between requests, the first ones taking the same
+                # arithmetic without graphs meanwhile (a frame batch's graphs need an idle scheduler: not deferred)
+                resident.fast.defer_captures = resident.codec.defer_captures = True
+                threading.Thread(target=self._warm_in_background, args=(resident,), name=f"warm {model_id}",
+                                 daemon=True).start()
+            elif resident.fast.use_graphs:
                 report(f"capturing CUDA graphs for {model_id}", 0, None)
                 self._warm(resident)
         self.resident[model_id] = resident
@@ -270,9 +279,16 @@ class QwenEngine:
     def _warm(self, resident: _Resident) -> None:
         """One short generation at load: compiles kernels and captures the frame, prefill and codec graphs
         before any say."""
-        model, kwargs = resident.model, {"max_new_tokens": 6}
         if resident.fast.batch is not None:
             resident.fast.batch.warm()  # the batch's frame graphs, while no stream runs
+        self._warm_generate(resident)
+        resident.fast.warm_prefills()
+        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity if resident.fast.batch else 1)
+
+    @staticmethod
+    def _warm_generate(resident: _Resident) -> None:
+        """A short generation: compiles the kernels and captures the frame graph."""
+        model, kwargs = resident.model, {"max_new_tokens": 6}
         if resident.kind == "custom_voice":
             model.generate_custom_voice("Ready.", speaker=resident.speakers[0], **kwargs)
         elif resident.kind == "voice_design":
@@ -281,8 +297,39 @@ class QwenEngine:
             tone = (0.1 * np.sin(np.arange(SAMPLE_RATE * 2) / SAMPLE_RATE * 2 * np.pi * 150)).astype(np.float32)
             prompt = model.create_voice_clone_prompt(ref_audio=(tone, SAMPLE_RATE), x_vector_only_mode=True)
             model.generate_voice_clone("Ready.", voice_clone_prompt=prompt, **kwargs)
-        resident.fast.warm_prefills()
-        resident.codec.warm(resident.fast.groups, resident.fast.batch.capacity if resident.fast.batch else 1)
+
+    def _warm_in_background(self, resident: _Resident) -> None:
+        """`_warm`, a piece at a time, each under the model's and the codec's locks (no request's GPU work
+        runs during a capture), letting waiting requests in between pieces."""
+        import torch
+
+        fast, codec = resident.fast, resident.codec
+        started = time.perf_counter()
+
+        def piece(work) -> None:
+            with fast.lock, codec.lock, fast.capturing(), codec.capturing():
+                work()
+                torch.cuda.synchronize()
+            time.sleep(0.002)  # a request waiting on the lock takes it now
+
+        try:
+            piece(lambda: self._warm_generate(resident))
+            with torch.no_grad():  # not inference_mode: requests update these buffers in place
+                for size in fast.PREFILL_BUCKETS:
+                    if size not in fast.prefills:
+                        piece(lambda size=size: fast._capture_prefill(size))
+                if fast.kernels and fast.prefill_row == 0:
+                    piece(lambda: fast.prefills.get("one") or fast._capture_one())
+            for size in codec.BUCKETS:
+                if (1, size) not in codec.graphs:
+                    piece(lambda size=size: codec._capture(1, size, fast.groups, torch.long))
+        except Exception:  # the model still speaks, through the same arithmetic without graphs
+            log.exception("capturing graphs for %s failed; decoding without them", resident.model_id)
+            return
+        finally:
+            fast.defer_captures = codec.defer_captures = False
+        log.info("%s: graphs captured in the background in %.1f s (frame %.2f s, codec %.2f s)", resident.model_id,
+                 time.perf_counter() - started, fast.capture_seconds or 0.0, codec.capture_seconds)
 
     def _evict_for(self, nbytes: int) -> None:
         evict_for(self.resident, nbytes, self.budget, self.device)
@@ -474,9 +521,11 @@ class QwenEngine:
 
             report(f"preparing the voice {params.get('voice_name', '')} for {resident.model_id}", 0, None)
             samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
-            return resident.model.create_voice_clone_prompt(ref_audio=(samples.mean(axis=1), rate),
-                                                            ref_text=transcript or None,
-                                                            x_vector_only_mode=not transcript)
+            # under the model's lock: no GPU work of its own while graphs are captured in the background
+            with resident.fast.locked() if resident.fast is not None else self._upstream_lock:
+                return resident.model.create_voice_clone_prompt(ref_audio=(samples.mean(axis=1), rate),
+                                                                ref_text=transcript or None,
+                                                                x_vector_only_mode=not transcript)
 
         return prepared(
             self.prompts, key, cache_dir / f"{key[:32]}.pt" if cache_dir else None,

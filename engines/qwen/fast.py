@@ -304,6 +304,10 @@ class FastTalker:
         caching = os.environ.get("MCP_TTS_QWEN_PROMPT_CACHE", "1") != "0"
         self.prompt_cache = PromptCache(self.PROMPT_CACHE_POSITIONS) if caching else None
         self.pad_prefill = False  # prefill through the graph buckets' padded arithmetic without graphs (tests)
+        # while the engine captures graphs in the background after load, requests take the same arithmetic
+        # without a graph where none is captured yet; only the thread inside `capturing()` captures
+        self.defer_captures = False
+        self._capturer = threading.local()
         if self.use_graphs:
             self._flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)  # end-of-speech seen, for the host
 
@@ -315,6 +319,18 @@ class FastTalker:
     @on_frames.setter
     def on_frames(self, sink: FrameSink | None) -> None:
         self._listener.sink = sink
+
+    @contextlib.contextmanager
+    def capturing(self):
+        """The calling thread captures missing graphs even while captures are deferred (the engine's warmer)."""
+        self._capturer.on = True
+        try:
+            yield
+        finally:
+            self._capturer.on = False
+
+    def may_capture(self) -> bool:
+        return not self.defer_captures or getattr(self._capturer, "on", False)
 
     @contextlib.contextmanager
     def locked(self):
@@ -599,9 +615,9 @@ class FastTalker:
 
     # prompt positions padded to these lengths replay a captured prefill: eager, the 28 layers' launches
     # take ~30 ms of the first audio's wait. Padding at the end is harmless: attention is causal, and the
-    # cache positions it fills are masked in decode until a frame overwrites them. The small buckets
-    # serve the part of a prompt the prompt cache did not have (usually its last position).
-    PREFILL_BUCKETS = (1, 4, 16, 64, 128, 256, 512)
+    # cache positions it fills are masked in decode until a frame overwrites them. A single position (a
+    # prompt whose rest the prompt cache had) goes through the decode kernels instead, when they are on.
+    PREFILL_BUCKETS = (4, 16, 64, 256, 512)
     PREFILL_SPAN = 512  # cache positions a captured prefill's attention reads: prompts within it replay
     PROMPT_CACHE_POSITIONS = 2048  # the prompt cache's size, in talker cache positions
 
@@ -629,24 +645,67 @@ class FastTalker:
         """x [1, T, H] through the talker at positions start..start+T-1 (the cache holds 0..start-1);
         the last position's normed hidden state, [1, 1, H]. A captured bucket when one fits, else eager."""
         length = x.shape[1]
+        if length == 1 and self.kernels and self.prefill_row == 0:
+            return self._extend_one(x, start)
         size = next((b for b in self.PREFILL_BUCKETS if b >= length), None)
         if size is None or start + size > self.PREFILL_SPAN or not (self.use_graphs or self.pad_prefill):
             index = torch.arange(start, start + length, device=self.device)
             return self.talker_stack.forward(x, index, self.talker_stack.mask(index), layer=_layer,
                                              row=self.prefill_row)[:, -1:]
-        if self.use_graphs:
-            graph, static_in, static_start, static_out = self.prefills.get(size) or self._capture_prefill(size)
-        else:  # pad_prefill: the bucket's arithmetic without a graph (how tests check it on the CPU)
+        entry = self.prefills.get(size) if self.use_graphs else None
+        if entry is None and self.use_graphs and self.may_capture():
+            entry = self._capture_prefill(size)
+        if entry is None:  # the bucket's arithmetic without a graph (pad_prefill on the CPU; captures deferred)
             static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
-            static_start = torch.zeros((), dtype=torch.long, device=self.device)
+            static_in[:, :length].copy_(x)
+            start_at = torch.full((), start, dtype=torch.long, device=self.device)
+            return self._bucket_forward(static_in, start_at)[:, length - 1:length]
+        graph, static_in, static_start, static_out = entry
         static_in.zero_()
         static_in[:, :length].copy_(x)
         static_start.fill_(start)
-        if self.use_graphs:
-            graph.replay()
-        else:
-            static_out = self._bucket_forward(static_in, static_start)
+        graph.replay()
         return static_out[:, length - 1:length]
+
+    def _extend_one(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """One position at `start` through the talker's decode kernels (cache row 0, the kernels' row): a
+        few dozen kernels, not the prefill layer's hundreds; replayed from a graph under graphs."""
+        entry = self.prefills.get("one") if self.use_graphs else None
+        if entry is None and self.use_graphs and self.may_capture():
+            entry = self._capture_one()
+        if entry is None:
+            hidden = x.reshape(-1).clone()
+            return self._one_forward(hidden, torch.tensor([start], device=self.device))
+        graph, static_in, static_start, static_out = entry
+        static_in.copy_(x.reshape(-1))
+        static_start.fill_(start)
+        graph.replay()
+        return static_out
+
+    def _one_forward(self, hidden: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """hidden [H] (updated in place) at position [1]: the normed hidden state, [1, 1, H]."""
+        self.talker_stack.step(hidden, position)
+        return _rms(hidden, self.talker_stack.norm, self.talker_stack.eps).view(1, 1, -1)
+
+    def _capture_one(self) -> tuple:
+        started = time.perf_counter()
+        static_in = torch.zeros(self.config.hidden_size, device=self.device, dtype=self.dtype)
+        static_start = torch.zeros(1, dtype=torch.long, device=self.device)
+        work = static_in.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                work.copy_(static_in)
+                self._one_forward(work, static_start)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            work.copy_(static_in)
+            static_out = self._one_forward(work, static_start)
+        self.prefills["one"] = (graph, static_in, static_start, static_out)
+        log.info("captured the one-position prefill graph in %.2f s", time.perf_counter() - started)
+        return self.prefills["one"]
 
     def _bucket_forward(self, static_in: torch.Tensor, static_start: torch.Tensor) -> torch.Tensor:
         """One prefill bucket: static_in's positions from static_start on, attention over PREFILL_SPAN
@@ -683,6 +742,8 @@ class FastTalker:
                 for size in self.PREFILL_BUCKETS:
                     if size not in self.prefills:
                         self._capture_prefill(size)
+                if self.kernels and self.prefill_row == 0 and "one" not in self.prefills:
+                    self._capture_one()
         return time.perf_counter() - started
 
     def _state(self, trailing, pad, suppress, vocab: int) -> dict[str, torch.Tensor]:
@@ -729,6 +790,8 @@ class FastTalker:
             return lambda: self._run_frame(s, p)
         key = tuple(sorted(p.items()))
         if self.graph is None or self.graph_key != key:
+            if not self.may_capture():
+                return lambda: self._run_frame(s, p)
             self._capture(s, p)
             self.graph_key = key
         return self.graph.replay
@@ -775,7 +838,7 @@ class CodecGraphs:
     Chunks of several streams that wait at once decode together, one row each: whoever holds the
     decoder takes every chunk waiting (up to the largest stream bucket) into one call."""
 
-    BUCKETS = (8, 16, 32, 48, 80)
+    BUCKETS = (1, 8, 16, 32, 48, 80)  # 1: the first chunk, one frame
     STREAM_BUCKETS = (1, 2, 4, 8)
 
     def __init__(self, decoder, samples_per_frame: int, use_graphs: bool | None = None) -> None:
@@ -792,6 +855,16 @@ class CodecGraphs:
         self._waiting: list[_Chunk] = []
         self._waiting_lock = threading.Lock()
         self.calls = self.chunks = 0  # decoder calls, and the chunks they decoded
+        self.defer_captures = False  # as FastTalker's: decode a missing bucket eagerly, unless `capturing`
+        self._capturer = threading.local()
+
+    @contextlib.contextmanager
+    def capturing(self):
+        self._capturer.on = True
+        try:
+            yield
+        finally:
+            self._capturer.on = False
 
     def _eager(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, T, Q] -> samples [B, T * samples]."""
@@ -838,9 +911,11 @@ class CodecGraphs:
             batch = torch.zeros(rows, size, groups, dtype=jobs[0].codes.dtype, device=self.device)
             for i, j in enumerate(jobs):
                 batch[i, :len(j.codes)] = j.codes
-            if self.use_graphs:
-                graph, static_in, static_out = (self.graphs.get((rows, size))
-                                                or self._capture(rows, size, groups, batch.dtype))
+            entry = self.graphs.get((rows, size)) if self.use_graphs else None
+            if entry is None and self.use_graphs and (not self.defer_captures or getattr(self._capturer, "on", False)):
+                entry = self._capture(rows, size, groups, batch.dtype)
+            if entry is not None:
+                graph, static_in, static_out = entry
                 static_in.copy_(batch)
                 graph.replay()
                 samples = static_out

@@ -401,6 +401,21 @@ def greedy(root: Path) -> dict:
     return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False}, runs=runs, cache_runs=False)
 
 
+def greedy_cached(root: Path, frames: int = 6) -> dict:
+    """A prompt whose voice's part the prompt cache has: its last position goes through the decode kernels
+    (FastTalker._extend_one), and the codes equal upstream's."""
+    model = qwen_fast_check.load(root, "custom_voice")
+    codes = qwen_fast_check.recorder(model)
+    greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
+    qwen_fast_check.speak(model, "custom_voice", qwen_fast_check.OTHER_TEXT, **greedy_args)
+    fast = FastTalker(model.model, max_len=1024, use_graphs=False)
+    fast.install()
+    for text in (qwen_fast_check.TEXT, qwen_fast_check.OTHER_TEXT):  # the second reuses the first's voice part
+        qwen_fast_check.speak(model, "custom_voice", text, **greedy_args)
+    return {**qwen_fast_check.compare(codes[0], codes[2]), "kernels": fast.kernels,
+            "cache hits": fast.prompt_cache.hits}
+
+
 if __name__ == "__main__":
     root, device = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "cpu")
     report = {"gemv": gemv_forms(device), "stacks": stacks(root, device), "sampler": sampler(device),
@@ -408,5 +423,6 @@ if __name__ == "__main__":
               "talker_input": talker_input(device), "kth_largest": kth_largest(device)}
     if device == "cpu":
         report["greedy"] = greedy(root)
+        report["greedy_cached"] = greedy_cached(root)
         report["sampled_draw_paths"] = sampled_draw_paths(root)
     print(json.dumps(report))
