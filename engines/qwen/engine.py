@@ -307,10 +307,14 @@ class QwenEngine:
         started = time.perf_counter()
 
         def piece(work) -> None:
+            idle_since = time.monotonic()
+            while time.monotonic() - idle_since < 0.1:  # requests first: a piece starts after 0.1 s without any
+                if fast.waiting or fast.lock.locked():
+                    idle_since = time.monotonic()
+                time.sleep(0.005)
             with fast.lock, codec.lock, fast.capturing(), codec.capturing():
                 work()
                 torch.cuda.synchronize()
-            time.sleep(0.002)  # a request waiting on the lock takes it now
 
         try:
             piece(lambda: self._warm_generate(resident))

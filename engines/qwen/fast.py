@@ -22,6 +22,7 @@ it produces the same codec tokens as upstream.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -62,6 +63,17 @@ def uncovered(config) -> str | None:
         if sliding:
             return f"the {name} uses sliding-window attention; the fast loop attends to every position"
     return None
+
+
+def _lasting(method):
+    """For what outlives the call that happens to make it (graphs, their buffers, a request's static state):
+    made outside inference mode, since later calls update it in place both inside it (requests) and outside
+    (the engine's background captures, a stream's last codec chunk)."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        with torch.inference_mode(False), torch.no_grad():
+            return method(*args, **kwargs)
+    return wrapped
 
 
 def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
@@ -293,6 +305,8 @@ class FastTalker:
         self.upstream_generate = self.talker.generate
         self._listener = threading.local()  # on_frames, per request thread
         self.lock = threading.Lock()  # see `locked`
+        self.waiting = 0  # requests about to take the lock
+        self._counting = threading.Lock()
         self.batch = None
         if streams:
             from .batch import FrameBatch
@@ -335,13 +349,23 @@ class FastTalker:
     @contextlib.contextmanager
     def locked(self):
         """Held by a request around qwen-tts's code (it keeps state on its modules): one request's
-        prompt building at a time; generate gives it up while the request's frames decode."""
-        with self.lock:
+        prompt building at a time; generate gives it up while the request's frames decode. `waiting`
+        counts the requests on their way in (the engine's background captures let them go first)."""
+        with self._counting:
+            self.waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._counting:
+                self.waiting -= 1
+        try:
             self._listener.holds = True
             try:
                 yield
             finally:
                 self._listener.holds = False
+        finally:
+            self.lock.release()
 
     @contextlib.contextmanager
     def _unlocked(self):
@@ -687,6 +711,7 @@ class FastTalker:
         self.talker_stack.step(hidden, position)
         return _rms(hidden, self.talker_stack.norm, self.talker_stack.eps).view(1, 1, -1)
 
+    @_lasting
     def _capture_one(self) -> tuple:
         started = time.perf_counter()
         static_in = torch.zeros(self.config.hidden_size, device=self.device, dtype=self.dtype)
@@ -717,6 +742,7 @@ class FastTalker:
         return self.talker_stack.forward(static_in, index, mask, layer=self.prefill_layer, span=span,
                                          row=self.prefill_row)
 
+    @_lasting
     def _capture_prefill(self, size: int) -> tuple:
         started = time.perf_counter()
         static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
@@ -746,26 +772,30 @@ class FastTalker:
                     self._capture_one()
         return time.perf_counter() - started
 
+    @_lasting
+    def _new_state(self, vocab: int) -> dict[str, torch.Tensor]:
+        dev, dt = self.device, self.dtype
+        h = self.config.hidden_size
+        return {"token": torch.zeros(1, dtype=torch.long, device=dev),
+                "hidden": torch.zeros(1, 1, h, dtype=dt, device=dev),
+                "frame": torch.zeros(self.groups, dtype=torch.long, device=dev),
+                "pos": torch.zeros((), dtype=torch.long, device=dev),
+                "step": torch.zeros((), dtype=torch.long, device=dev),
+                "generated": torch.zeros((), dtype=torch.long, device=dev),
+                "cp_pos": torch.arange(self.groups + 1, device=dev),
+                "trailing": torch.zeros(1, self.max_len, h, dtype=dt, device=dev),
+                "trailing_len": torch.zeros((), dtype=torch.long, device=dev),
+                "pad": torch.zeros(1, 1, h, dtype=dt, device=dev),
+                "seen": torch.zeros(1, vocab, dtype=torch.bool, device=dev),
+                "seed": torch.zeros(1, dtype=torch.long, device=dev),
+                "suppress": torch.zeros(1, vocab, dtype=torch.bool, device=dev)}
+
     def _state(self, trailing, pad, suppress, vocab: int) -> dict[str, torch.Tensor]:
         """The per-request buffers; under graphs they are one fixed set, refilled in place."""
         if self.use_graphs and hasattr(self, "_static"):
             s = self._static
         else:
-            dev, dt = self.device, self.dtype
-            h = self.config.hidden_size
-            s = {"token": torch.zeros(1, dtype=torch.long, device=dev),
-                 "hidden": torch.zeros(1, 1, h, dtype=dt, device=dev),
-                 "frame": torch.zeros(self.groups, dtype=torch.long, device=dev),
-                 "pos": torch.zeros((), dtype=torch.long, device=dev),
-                 "step": torch.zeros((), dtype=torch.long, device=dev),
-                 "generated": torch.zeros((), dtype=torch.long, device=dev),
-                 "cp_pos": torch.arange(self.groups + 1, device=dev),
-                 "trailing": torch.zeros(1, self.max_len, h, dtype=dt, device=dev),
-                 "trailing_len": torch.zeros((), dtype=torch.long, device=dev),
-                 "pad": torch.zeros(1, 1, h, dtype=dt, device=dev),
-                 "seen": torch.zeros(1, vocab, dtype=torch.bool, device=dev),
-                 "seed": torch.zeros(1, dtype=torch.long, device=dev),
-                 "suppress": torch.zeros(1, vocab, dtype=torch.bool, device=dev)}
+            s = self._new_state(vocab)
             if self.use_graphs:
                 self._static = s
         n = trailing.shape[1]
@@ -796,6 +826,7 @@ class FastTalker:
             self.graph_key = key
         return self.graph.replay
 
+    @_lasting
     def _capture(self, s: dict[str, torch.Tensor], p: dict[str, Any]) -> None:
         """Warms up and captures one frame; the buffers' values are saved around it."""
         started = time.perf_counter()
@@ -919,6 +950,10 @@ class CodecGraphs:
                 static_in.copy_(batch)
                 graph.replay()
                 samples = static_out
+            elif self.use_graphs:  # captures deferred: no cuDNN autotuning of a new shape on a request's path
+                with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                                                 allow_tf32=True):
+                    samples = self._eager(batch)
             else:
                 with torch.no_grad():
                     samples = self._eager(batch)
@@ -928,6 +963,7 @@ class CodecGraphs:
             for j in jobs:
                 j.out = exc
 
+    @_lasting
     def _capture(self, rows: int, size: int, groups: int, dtype) -> tuple:
         started = time.perf_counter()
         static_in = torch.zeros(rows, size, groups, dtype=dtype, device=self.device)
