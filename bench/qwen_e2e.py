@@ -157,7 +157,7 @@ async def mcp_series(env: dict, mcp_tts: str, checkpoints: Path, home: Path, cal
                     chunks = []
                     for i in range(calls):
                         result = await session.call_tool("say", {**args, "output": "file", "wait": "end",
-                                                                 "file_path": str(home / f"file{i % 3}.wav")})
+                                                                 "file_path": str(home / f"file{i}.wav")})
                         chunks.append(result.structured_content["time_to_first_audio_ms"])
                     series[backend]["server_first_chunk_ms"] = chunks
                 print(f"{backend}: first audio at the device p50 {pct(first, 50):.1f} ms", flush=True)

@@ -74,33 +74,38 @@ def compare(upstream: torch.Tensor, ours: torch.Tensor) -> dict:
 
 def greedy(root: Path, frames: int = 48, fast_args: dict | None = None,
            runs: tuple = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"),
-                          ("custom_voice", "1b7", 8)), cache_runs: bool = True) -> dict:
-    """Runs are (kind, size) or (kind, size, codebooks a frame); `cache_runs`: the prompt cache's runs too."""
+                          ("custom_voice", "1b7", 8)), cache_runs: tuple = ("custom_voice", "voice_design", "base"),
+           cache_frames: int = 16) -> dict:
+    """Runs are (kind, size) or (kind, size, codebooks a frame); the kinds in `cache_runs` also speak
+    OTHER_TEXT through the prompt cache (`cache_frames` frames each)."""
     out = {}
     for kind, size, *groups in runs:
         model = load(root, kind, size, *groups)
         codes = recorder(model)
         greedy_args = {"max_new_tokens": frames, "do_sample": False, "subtalker_dosample": False}
-        for text in (TEXT, OTHER_TEXT) if cache_runs else (TEXT,):
-            speak(model, kind, text, **greedy_args)
+        cached_args = {**greedy_args, "max_new_tokens": cache_frames}
+        caching = kind in cache_runs and not groups
+        speak(model, kind, TEXT, **greedy_args)
+        if caching:
+            speak(model, kind, OTHER_TEXT, **cached_args)
         fast = FastTalker(model.model, max_len=1024, **(fast_args or {}))
         fast.install()
-        # the prompt cache: empty (the whole prompt prefilled), then the voice's part reused for another
-        # text, then TEXT's whole prompt but its last position reused, through the graph buckets' padded
-        # arithmetic; then emptied, a whole prompt through a padded bucket
-        speak(model, kind, TEXT, **greedy_args)
+        speak(model, kind, TEXT, **greedy_args)  # the prompt cache empty: the whole prompt prefilled
         name = " ".join([kind, *([size] if size != "1b7" else []), *(f"{g} codebooks" for g in groups)])
-        if not cache_runs:
+        if not caching:
             out[name] = {**compare(*codes), "kernels": fast.kernels}
             continue
-        speak(model, kind, OTHER_TEXT, **greedy_args)
+        # the voice's part reused for another text; then all of that prompt but its last position, through
+        # the graph buckets' padded arithmetic; then, the cache emptied, the whole prompt through a bucket
+        speak(model, kind, OTHER_TEXT, **cached_args)
         fast.pad_prefill = True
-        speak(model, kind, TEXT, **greedy_args)
+        speak(model, kind, OTHER_TEXT, **cached_args)
         fast.prompt_cache.clear()
-        speak(model, kind, OTHER_TEXT, **greedy_args)
+        speak(model, kind, OTHER_TEXT, **cached_args)
         upstream, upstream_other, ours, *cached = codes
         out[name] = {**compare(upstream, ours), "kernels": fast.kernels,
-                     "cached voice": compare(upstream_other, cached[0]), "cached prompt": compare(upstream, cached[1]),
+                     "cached voice": compare(upstream_other, cached[0]),
+                     "cached prompt": compare(upstream_other, cached[1]),
                      "padded bucket": compare(upstream_other, cached[2]), "cache hits": fast.prompt_cache.hits}
     return out
 

@@ -398,7 +398,7 @@ def sampled_draw_paths(root: Path, frames: int = 6) -> dict:
 
 def greedy(root: Path) -> dict:
     runs = (("custom_voice", "1b7"), ("voice_design", "1b7"), ("base", "1b7"), ("custom_voice", "0b6"))
-    return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False}, runs=runs, cache_runs=False)
+    return qwen_fast_check.greedy(root, frames=24, fast_args={"use_graphs": False}, runs=runs, cache_runs=())
 
 
 def greedy_cached(root: Path, frames: int = 6) -> dict:
