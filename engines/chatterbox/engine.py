@@ -11,7 +11,10 @@ a voice's conditionals are computed once per model and kept in memory and on dis
 Each model call is bounded: T3 stops at 1000 speech tokens (40 s), so text is split at sentence
 boundaries into pieces well below that, and each piece is sent on as soon as it is spoken. The
 package's own `generate()` runs every piece, so its Perth watermark is applied where it applies
-it; a venv without the watermarker refuses to load rather than speak unmarked audio.
+it; a venv without the watermarker refuses to load rather than speak unmarked audio. With the fast
+T3 decode, a piece is streamed instead (stream.py: S3Gen in chunks as T3 draws tokens, each chunk
+marked by Perth with context around it), when Perth's own detector, at load, reads a streamed
+clip as marked; otherwise, and with MCP_TTS_CHATTERBOX_STREAM=0, pieces are made whole.
 
 Parameters `exaggeration`, `cfg_weight`, `temperature` come from the request's `voice_params`: a
 saved voice's settings, with the ones given to `say` for this call merged over them by the server.
@@ -519,12 +522,16 @@ def _stream_check(backend: str, model):
     noise = FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype)
     chunks: list[np.ndarray] = []
     tokens = model.conds.gen["prompt_token"].reshape(-1)[:STREAM_CHECK_TOKENS].long()
-    with _quiet(), torch.inference_mode():
-        stream = S3GenStream(model.s3gen, model.conds.gen, noise, chunks.append)
-        stream.feed(tokens)
-        stream.finish(tokens)
-        clean = np.concatenate(chunks)
-        found = marked_stream_detected(model.watermarker, clean, [len(c) for c in chunks])
+    try:
+        with _quiet(), torch.inference_mode():
+            stream = S3GenStream(model.s3gen, model.conds.gen, noise, chunks.append)
+            stream.feed(tokens)
+            stream.finish(tokens)
+            clean = np.concatenate(chunks)
+            found = marked_stream_detected(model.watermarker, clean, [len(c) for c in chunks])
+    except Exception:  # noqa: BLE001  # a stream that fails its check is not used; pieces are made whole
+        log.exception("%s: the streamed watermark check failed; pieces are spoken whole", backend)
+        return None
     ok = found["streamed"] >= STREAM_DETECTED and found["whole"] >= STREAM_DETECTED
     log.info("%s: streamed watermark check in %.2f s: Perth reads %.2f streamed, %.2f whole, %.2f unmarked -> %s",
              backend, time.perf_counter() - started, found["streamed"], found["whole"], found["clean"],
