@@ -34,8 +34,10 @@ def test_streamed_audio_matches_the_whole_clip_decode(report, backend):
     assert got["streamed_samples"] == got["whole_samples"]
     # BOUNDS: the stream's mels come from windows that have not seen the later tokens (the flow attends
     # over its whole input), so it is close to the whole decode, not equal
-    assert got["corr_away_from_joins"] > 0.9
-    assert got["max_diff_away_from_joins"] < 0.5 * got["max_step"] * 10
+    # (measured by hand on a random S3Gen, 60 tokens in 8 chunks: correlation 0.984, max difference 0.020
+    # against an RMS of 0.028)
+    assert got["corr_away_from_joins"] > 0.95
+    assert got["max_diff_away_from_joins"] < got["rms"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

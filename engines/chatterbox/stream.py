@@ -4,8 +4,8 @@ Runs in the chatterbox host. Upstream turns a piece's speech tokens into audio i
 matching to mels, then the HiFT vocoder) once T3 has finished, and watermarks the whole clip; the
 first sound waits for both. Here (`S3GenStream`):
 - tokens are fed as T3 draws them; a chunk is made once `schedule` more tokens than the last chunk
-  are in, plus the flow's look-ahead (`LOOKAHEAD`: the encoder reads 3 tokens ahead; upstream's
-  own `finalize=False` drops their mels);
+  are in, plus the flow's look-ahead (`LOOKAHEAD`: the encoder reads 3 tokens ahead), whose mels
+  are dropped until a later chunk makes them again;
 - the flow runs over the voice's prompt and the last `context` tokens, with noise fixed per mel
   frame (`FixedNoise`): a frame gets the same starting noise in every chunk that covers it, so mels
   made in successive chunks agree (the encoder and the estimator attend over the whole window, so a
@@ -169,12 +169,13 @@ class S3GenStream:
         """Upstream's token-to-mel (S3Token2Mel.forward) with the fixed noise as its starting point."""
         from chatterbox.models.s3gen.s3gen import S3Token2Mel
 
-        frames = MEL_PER_TOKEN * (self.prompt_tokens + len(window)) - (0 if final else MEL_PER_TOKEN * LOOKAHEAD)
-        speech_frames = frames - self.prompt_frames
-        z = self.noise.window(self.prompt_frames, MEL_PER_TOKEN * start, speech_frames)
-        # noised_mels as long as the whole flow input sets all of its starting noise
+        frames = MEL_PER_TOKEN * (self.prompt_tokens + len(window))
+        z = self.noise.window(self.prompt_frames, MEL_PER_TOKEN * start, frames - self.prompt_frames)
+        # noised_mels as long as the whole flow input sets all of its starting noise. finalize=True always: the
+        # package's finalize=False trims the encoder output but not its mask (a shape error), so the look-ahead
+        # tokens' mels are made and the caller drops them (they are made again, with more context, next chunk)
         return S3Token2Mel.forward(self.s3gen, window[None], ref_wav=None, ref_sr=None, ref_dict=self.ref,
-                                   n_cfm_timesteps=self.steps, finalize=final, noised_mels=z.to(self.s3gen.dtype))
+                                   n_cfm_timesteps=self.steps, finalize=True, noised_mels=z.to(self.s3gen.dtype))
 
     def _emit(self, audio: np.ndarray) -> None:
         fade = self.s3gen.trim_fade.float().cpu().numpy()  # upstream's start: 20 ms silence, 20 ms fade-in
