@@ -1,6 +1,7 @@
 """Streaming S3Gen (engines/chatterbox/stream.py) in the chatterbox family venv, on the random-weight checkpoints
-of tests/checkpoints/chatterbox.py loaded through the package's own from_local (CPU, float32): streamed audio
-against the whole-clip decode, Perth's own detector on what is streamed, chunks sent while T3 goes on, cancel."""
+of tests/checkpoints/chatterbox.py loaded through the package's own loaders (CPU, float32): streamed audio
+against the whole-clip decode, Perth's own detector on what is streamed, chunks sent while T3 goes on, cancel.
+What tests/checks/chatterbox_stream.py shortens to run in minutes is said in its docstring."""
 
 from __future__ import annotations
 
@@ -34,8 +35,7 @@ def test_streamed_audio_matches_the_whole_clip_decode(report, backend):
     assert got["streamed_samples"] == got["whole_samples"]
     # BOUNDS: the stream's mels come from windows that have not seen the later tokens (the flow attends
     # over its whole input), so it is close to the whole decode, not equal
-    # (measured by hand on a random S3Gen, 60 tokens in 8 chunks: correlation 0.984, max difference 0.020
-    # against an RMS of 0.028)
+    # (measured on these checkpoints, 24 tokens in 4 chunks: see the bounds' commit)
     assert got["corr_away_from_joins"] > 0.95
     assert got["max_diff_away_from_joins"] < got["rms"]
 
@@ -48,28 +48,28 @@ def test_joins_do_not_click(report, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_perths_detector_reads_the_stream_as_marked_as_the_whole_clip(report, backend):
-    got = report[backend]["watermark"]
+    got = report[backend]["watermark"]  # the reading the engine's load-time check decides on
     assert got["whole"] >= 0.5 and got["streamed"] >= 0.5 and got["clean"] < 0.5
     assert got["engine_streams"]
-    for path in ("engine", "whole_engine"):  # what the engine sent, streamed and upstream's whole piece
-        assert report[backend][path]["detected"] >= 0.5
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_first_audio_is_sent_while_t3_goes_on(report, backend):
-    got = report[backend]["engine"]
+def test_what_the_engine_streams_carries_the_watermark(report):
+    got = report["chatterbox-turbo"]["engine"]
+    assert got["streamed"] and got["detected"] >= 0.5
+
+
+def test_first_audio_is_sent_while_t3_goes_on(report):
+    got = report["chatterbox-turbo"]["engine"]
     assert got["outcome"] == "finished" and got["streamed"]
     assert got["audio_events"] >= 2 and got["first_audio_at"] < got["last_token_at"]
-    assert got["tokens_after_first_audio"] >= 8
-    whole = report[backend]["whole_engine"]
-    assert whole["audio_events"] == 1 and whole["first_audio_at"] > whole["last_token_at"]  # upstream's order
-    assert abs(got["samples"] - whole["samples"]) <= 0.05 * whole["samples"]
+    assert got["tokens_after_first_audio"] >= 8  # a read of the stop flag (fast_t3.CHECK_EVERY) after it
+    # the whole piece, as upstream's generate() makes it: T3's 24 tokens and Turbo's 3 of silence, 960 samples each
+    assert got["speech_tokens"] == 24 and got["samples"] == (24 + 3) * 960
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_cancel_mid_stream_stops_t3_and_leaves_nothing_patched(report, backend):
-    got = report[backend]["cancel"]
-    full = report[backend]["engine"]
-    assert got["outcome"] == "cancelled" and got["audio_events"] >= 1
-    assert got["tokens"] < full["tokens"] and got["tokens_after_first_audio"] <= 8
+def test_cancel_mid_stream_stops_t3_and_leaves_nothing_patched(report):
+    got = report["chatterbox-turbo"]["cancel"]
+    full = report["chatterbox-turbo"]["engine"]
+    assert got["outcome"] == "cancelled" and got["audio_events"] >= 1 and got["samples"] < full["samples"]
+    assert got["tokens_after_first_audio"] <= 8  # T3 ends at its next check (fast_t3.CHECK_EVERY)
     assert got["left_patched"] == [] and full["left_patched"] == []

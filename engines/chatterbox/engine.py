@@ -70,7 +70,8 @@ log = logging.getLogger("mcp_tts.chatterbox")
 SHORT_STEPS = 6  # T3 calls (the prompt, then a token each; the fast decode: a check per 8) under which a vocoder
 # failure is a too-short draw
 SHORT_DRAWS = 3
-STREAM_CHECK_TOKENS = 100  # prompt tokens (4 s) streamed at load to show Perth's detector reads the stream marked
+STREAM_CHECK_TOKENS = 50  # voice prompt tokens (2 s) decoded at load to show Perth's detector reads the stream marked
+STREAM_CHECK_PROMPT = 10  # prompt tokens the flow is given for that clip
 STREAM_DETECTED = 0.5  # Perth's reading (share of "marked") that counts as marked
 S3_VOCABULARY = 6561  # speech ids S3Gen can turn into sound; T3's vocabulary also holds start, stop and unused ids
 
@@ -506,12 +507,10 @@ def _finish_stream(stream, marker, speech_tokens, *_, **__):
 
 def _stream_check(backend: str, model):
     """Whether this model's pieces may be streamed: MCP_TTS_CHATTERBOX_STREAM is not 0, and Perth's own
-    detector reads a clip of this model's S3Gen (its preset voice's prompt tokens), streamed and marked
-    chunk by chunk, as marked, as it reads the clip marked whole. Returns the stream's fixed noise, or
-    None (whole pieces, marked as upstream marks them)."""
-    import torch
-
-    from .stream import FixedNoise, S3GenStream, marked_stream_detected
+    detector reads the clip of `stream_reading`, marked pass by pass as the stream marks it, as marked, as
+    it reads it marked whole. Returns the stream's fixed noise, or None (whole pieces, marked as upstream
+    marks them)."""
+    from . import stream
 
     if os.environ.get("MCP_TTS_CHATTERBOX_STREAM", "1") == "0":
         return None
@@ -519,16 +518,8 @@ def _stream_check(backend: str, model):
         log.info("%s: pieces are spoken whole: no preset voice to check the streamed watermark with", backend)
         return None
     started = time.perf_counter()
-    noise = FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype)
-    chunks: list[np.ndarray] = []
-    tokens = model.conds.gen["prompt_token"].reshape(-1)[:STREAM_CHECK_TOKENS].long()
     try:
-        with _quiet(), torch.inference_mode():
-            stream = S3GenStream(model.s3gen, model.conds.gen, noise, chunks.append)
-            stream.feed(tokens)
-            stream.finish(tokens)
-            clean = np.concatenate(chunks)
-            found = marked_stream_detected(model.watermarker, clean, [len(c) for c in chunks])
+        found = stream_reading(model)
     except Exception:  # noqa: BLE001  # a stream that fails its check is not used; pieces are made whole
         log.exception("%s: the streamed watermark check failed; pieces are spoken whole", backend)
         return None
@@ -536,7 +527,25 @@ def _stream_check(backend: str, model):
     log.info("%s: streamed watermark check in %.2f s: Perth reads %.2f streamed, %.2f whole, %.2f unmarked -> %s",
              backend, time.perf_counter() - started, found["streamed"], found["whole"], found["clean"],
              "pieces are streamed" if ok else "pieces are spoken whole (the stream could not be shown marked)")
-    return noise if ok else None
+    return stream.FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype) if ok else None
+
+
+def stream_reading(model) -> dict[str, float]:
+    """Perth's detector on a clip of this model's S3Gen, unmarked, marked whole and marked by StreamMarker in
+    pieces of the stream's chunk sizes (stream.marked_stream_detected). The clip (the preset voice's first
+    prompt tokens decoded at once after a short prompt, in the meanflow's few flow steps) is only material
+    for Perth, made cheaply: what is checked is marking pass by pass."""
+    import torch
+
+    from . import stream
+
+    noise = stream.FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype)
+    tokens = model.conds.gen["prompt_token"].reshape(-1)[:STREAM_CHECK_TOKENS].long()
+    pieces = [n * stream.MEL_PER_TOKEN * stream.SAMPLES_PER_MEL for n in stream.SCHEDULE]  # first chunks' sizes
+    with _quiet(), torch.inference_mode():
+        ref = stream.short_prompt(model.conds.gen, STREAM_CHECK_PROMPT)
+        clean = stream.decode_whole(model.s3gen, ref, tokens, noise, steps=stream.MEANFLOW_STEPS)
+        return stream.marked_stream_detected(model.watermarker, clean, pieces)
 
 
 def _unguided(inference):

@@ -49,6 +49,8 @@ SCHEDULE = (8, 16, 32, 50)  # new tokens per chunk: small first, then larger (th
 OVERLAP = 6  # mel frames vocoded twice and crossfaded at each join
 CONTEXT = 100  # tokens before a chunk's new ones that the flow sees (bounds a chunk's cost)
 NOISE_SEED = 0
+FLOW_STEPS = 10  # upstream's flow_inference default for the standard S3Gen ...
+MEANFLOW_STEPS = 2  # ... and for Turbo's meanflow S3Gen
 
 Emit = Callable[[np.ndarray], None]
 
@@ -95,11 +97,11 @@ class S3GenStream:
 
     def __init__(self, s3gen, ref_dict: dict, noise: FixedNoise, emit: Emit, *, schedule=None,
                  overlap: int = OVERLAP, context: int = CONTEXT, check: Callable[[], None] | None = None,
-                 stop_token: int = STOP_TOKEN) -> None:
+                 stop_token: int = STOP_TOKEN, steps: int | None = None) -> None:
         self.s3gen, self.ref, self.noise, self.emit = s3gen, ref_dict, noise, emit
         self.schedule = tuple(schedule or SCHEDULE)
         self.overlap, self.context, self.check, self.stop_token = overlap, context, check, stop_token
-        self.steps = 2 if s3gen.meanflow else 10  # upstream's flow_inference default (Turbo passes 2 too)
+        self.steps = steps or (MEANFLOW_STEPS if s3gen.meanflow else FLOW_STEPS)
         self.prompt_tokens = int(ref_dict["prompt_token"].shape[-1])
         self.prompt_frames = int(ref_dict["prompt_feat"].shape[1])
         self.tokens = torch.zeros(0, dtype=torch.long, device=s3gen.device)  # S3 tokens fed so far
@@ -189,13 +191,25 @@ class S3GenStream:
 
 
 @torch.inference_mode()
-def decode_whole(s3gen, ref_dict: dict, tokens: torch.Tensor, noise: FixedNoise) -> np.ndarray:
+def decode_whole(s3gen, ref_dict: dict, tokens: torch.Tensor, noise: FixedNoise, steps: int | None = None
+                 ) -> np.ndarray:
     """Upstream's whole-clip S3Gen (S3Token2Wav.inference) with the stream's fixed noise: the reference the
     stream is measured against."""
     out: list[np.ndarray] = []
-    stream = S3GenStream(s3gen, ref_dict, noise, out.append, context=10**6)
+    stream = S3GenStream(s3gen, ref_dict, noise, out.append, context=10**6, steps=steps)
     stream.finish(tokens)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def short_prompt(ref_dict: dict, tokens: int) -> dict:
+    """The voice's S3Gen prompt cut to its first `tokens` tokens (and their mel frames): a cheaper flow."""
+    ref = dict(ref_dict)
+    ref["prompt_token"] = ref_dict["prompt_token"][:, :tokens]
+    ref["prompt_token_len"] = torch.full_like(ref_dict["prompt_token_len"], ref["prompt_token"].shape[1])
+    ref["prompt_feat"] = ref_dict["prompt_feat"][:, :MEL_PER_TOKEN * ref["prompt_token"].shape[1]]
+    if ref_dict.get("prompt_feat_len") is not None:
+        ref["prompt_feat_len"] = torch.full_like(ref_dict["prompt_feat_len"], ref["prompt_feat"].shape[1])
+    return ref
 
 
 # --- the watermark --------------------------------------------------------------------------------

@@ -3,22 +3,29 @@
     python -m tests.checks.chatterbox_stream STANDARD_DIR TURBO_DIR  ->  one JSON object on the last stdout line
 
 (from the repository root; the directories are the random-weight checkpoints of tests/checkpoints/chatterbox.py,
-loaded through the package's own from_local, on the CPU in float32). It reports:
-- decode: for each model, 60 random S3 tokens streamed (the engine's chunk schedule) against the same tokens
+loaded through the package's own engine, on the CPU in float32). To run in minutes on two CPU cores, the preset
+voice's S3Gen prompt is cut to its first 10 tokens, the standard flow runs 2 Euler steps (upstream: 10; Turbo's
+meanflow runs its own 2) in the stream and in its whole-clip reference alike, and a chunk's flow sees 12 tokens
+before its new ones (the engine: 100; the pieces here are shorter than that); the chunking, look-ahead, noise,
+vocoder cache, crossfades and watermark passes are the engine's. It reports:
+- decode: for each model, 24 random S3 tokens streamed (chunks of 4 then 8 tokens) against the same tokens
   decoded whole with the same fixed noise: mel frames, and audio outside the joins;
-- watermark: Perth's own detector on the clip unmarked, marked whole as upstream marks it, and streamed;
-  and whether the engine's load-time check lets pieces be streamed;
-- engine: a piece through ChatterboxEngine (standard: T3 made to stop after 60 tokens; Turbo as built), its
-  events in order (T3 draws, audio sent), Perth's detector on what was sent, the same for the whole-piece path;
-- cancel: a say cancelled once its first audio is sent, and what it left patched.
+- watermark: the engine's load-time reading (Perth's own detector on a clip of the model's S3Gen unmarked,
+  marked whole as upstream marks it, and marked pass by pass) and whether it lets pieces be streamed;
+- engine (Turbo: its checkpoint's 24 speech tokens are all S3 tokens, so when chunks fall due is known; the
+  standard T3 draws ids outside them, and at ~2.5 s a token here): a piece through ChatterboxEngine, its events
+  in order (T3 draws, audio sent) and Perth's detector on what was sent;
+- cancel (Turbo): a say cancelled once its first audio is sent, and what it left patched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -36,9 +43,14 @@ from mcp_tts.engines.chatterbox import stream as st  # noqa: E402
 from mcp_tts.engines.contract.protocol import Synthesize  # noqa: E402
 from mcp_tts.engines.runtime.synthesis import Cancelled  # noqa: E402
 
-TOKENS = 60
-STOP_AT = 60  # the standard model's stop moved here in memory (the checkpoint stops after 24)
-STOP_CHANNEL = 7  # tests/checkpoints/chatterbox.py's stop edit
+TOKENS = 24
+PROMPT_TOKENS = 10  # the voice's S3Gen prompt cut to 0.4 s (the flow's cost grows with prompt + window)
+CONTEXT = 12  # tokens before a chunk's new ones that its flow sees (the engine: 100), so the cut is exercised
+DECODE_SCHEDULE = (4, 8)  # new tokens per chunk: 24 tokens in 4 chunks
+# the engine's: the fast decode hands draws on every 8 (fast_t3.CHECK_EVERY) and the marker sends audio once it
+# holds 2 x 0.2 s (stream.MARK_HOLD): a 14-token chunk at the 17th draw is sent before the checkpoint's stop (25th)
+ENGINE_SCHEDULE = (4, 10)
+FLOW_STEPS = 2
 
 
 def report(_message, *_):
@@ -51,8 +63,8 @@ def decode_case(model) -> dict:
     tokens = torch.randint(0, st.S3_VOCABULARY, (TOKENS,), generator=torch.Generator().manual_seed(3))
     noise = st.FixedNoise.make(s3gen.device)
     chunks: list[np.ndarray] = []
-    stream = st.S3GenStream(s3gen, ref, noise, chunks.append)
-    for n in range(8, TOKENS + 1, 8):  # as the fast decode hands them over
+    stream = st.S3GenStream(s3gen, ref, noise, chunks.append, schedule=DECODE_SCHEDULE)
+    for n in range(8, TOKENS + 1, 8):  # as the fast decode hands them over (fast_t3.CHECK_EVERY)
         stream.feed(tokens[:n])
     stream.finish(tokens)
     streamed = np.concatenate(chunks)
@@ -71,13 +83,14 @@ def decode_case(model) -> dict:
             "corr_away_from_joins": float(np.corrcoef(streamed[:n][away], whole[:n][away])[0, 1]),
             "max_diff_away_from_joins": float(diff[away].max()), "max_diff": float(diff.max()),
             "max_step_at_joins": float(max(abs(streamed[j] - streamed[j - 1]) for j in joins)) if len(joins) else 0.0,
-            "max_step": float(np.max(np.abs(np.diff(whole)))),
-            "clean": streamed}
+            "max_step": float(np.max(np.abs(np.diff(whole))))}
 
 
-def watermark_case(model, clean: np.ndarray, pieces: list[int]) -> dict:
-    found = st.marked_stream_detected(model.watermarker, clean, pieces)
-    found["engine_streams"] = cb._stream_check("check", model) is not None
+def watermark_case(resident) -> dict:
+    """The reading the engine's load-time check decides on (engine.stream_reading: Perth's detector on a clip
+    of the model's S3Gen unmarked, marked whole, marked pass by pass), and what it decided."""
+    found = cb.stream_reading(resident.model)
+    found["engine_streams"] = resident.noise is not None
     return found
 
 
@@ -110,12 +123,14 @@ def engine_case(engine, backend: str, model_dir: str, text: str, cancel_after_fi
     finally:
         del decoder.step
     kinds = [k for k, _ in events]
+    drawn = st.s3_tokens(decoder.tokens[: kinds.count("token") + 1])  # the prefill draws the first
     sent = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
     first_audio = kinds.index("audio") if "audio" in kinds else None
     last_token = len(kinds) - 1 - kinds[::-1].index("token") if "token" in kinds else None
     left = sorted(name for name in ("inference", "inference_turbo") if name in vars(resident.model.t3)) + \
         sorted(f"s3gen.{name}" for name in ("inference",) if name in vars(resident.model.s3gen))
     return {"outcome": outcome, "streamed": resident.noise is not None, "tokens": kinds.count("token"),
+            "speech_tokens": len(drawn),
             "audio_events": kinds.count("audio"), "first_audio_at": first_audio, "last_token_at": last_token,
             "tokens_after_first_audio": kinds[first_audio:].count("token") if first_audio is not None else None,
             "samples": len(sent), "rms": float(np.sqrt(np.mean(sent ** 2))) if len(sent) else 0.0,
@@ -123,32 +138,39 @@ def engine_case(engine, backend: str, model_dir: str, text: str, cancel_after_fi
             "left_patched": left}
 
 
+def timed(name: str, started: list[float]) -> None:
+    """Where the minutes go, on stderr."""
+    now = time.perf_counter()
+    print(f"{name}: {now - started[0]:.1f} s", file=sys.stderr, flush=True)
+    started[0] = now
+
+
 def main() -> int:
     standard_dir, turbo_dir = sys.argv[1], sys.argv[2]
+    clock = [time.perf_counter()]
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    logging.getLogger("mcp_tts").setLevel(logging.INFO)  # the engine's own account, with the times above
     out: dict = {}
-    st.SCHEDULE = (4, 8)  # more chunks from the checkpoints' short pieces, so joins are exercised
+    st.SCHEDULE = ENGINE_SCHEDULE
+    st.CONTEXT = CONTEXT
+    st.FLOW_STEPS = FLOW_STEPS
     engine = cb.ChatterboxEngine()
+    text = "The build is green and the tests pass."
     for backend, model_dir in (("chatterbox", standard_dir), ("chatterbox-turbo", turbo_dir)):
         resident, _ = engine._get(backend, model_dir, report)
+        timed(f"{backend} load", clock)
         model = resident.model
-        if backend == "chatterbox":  # the stop moves from speech position 24 to 60
-            emb = model.t3.speech_pos_emb.emb.weight
-            with torch.no_grad():
-                emb[24, STOP_CHANNEL] = emb[25, STOP_CHANNEL]
-                emb[STOP_AT, STOP_CHANNEL] = 100.0
+        model.conds.gen = st.short_prompt(model.conds.gen, PROMPT_TOKENS)  # the engine's preset voice too
         torch.manual_seed(0)
-        case = decode_case(model)
-        clean = case.pop("clean")
-        out[backend] = {"decode": case, "watermark": watermark_case(model, clean, case["chunk_samples"])}
-        torch.manual_seed(1)
-        out[backend]["engine"] = engine_case(engine, backend, model_dir, "The build is green and the tests pass.")
-        torch.manual_seed(1)
-        noise, resident.noise = resident.noise, None  # the whole-piece path, marked by upstream's generate()
-        out[backend]["whole_engine"] = engine_case(engine, backend, model_dir, "The build is green and the tests pass.")
-        resident.noise = noise
-        torch.manual_seed(2)
-        out[backend]["cancel"] = engine_case(engine, backend, model_dir, "The build is green and the tests pass.",
-                                             cancel_after_first=True)
+        out[backend] = {"decode": decode_case(model), "watermark": watermark_case(resident)}
+        timed(f"{backend} decode and watermark", clock)
+        if backend == "chatterbox-turbo":  # the engine's path is the same code for both models (see above)
+            torch.manual_seed(1)
+            out[backend]["engine"] = engine_case(engine, backend, model_dir, text)
+            timed(f"{backend} engine", clock)
+            torch.manual_seed(2)
+            out[backend]["cancel"] = engine_case(engine, backend, model_dir, text, cancel_after_first=True)
+            timed(f"{backend} cancel", clock)
         engine.resident.clear()
     print(json.dumps(out))
     return 0
