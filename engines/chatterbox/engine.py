@@ -11,7 +11,10 @@ a voice's conditionals are computed once per model and kept in memory and on dis
 Each model call is bounded: T3 stops at 1000 speech tokens (40 s), so text is split at sentence
 boundaries into pieces well below that, and each piece is sent on as soon as it is spoken. The
 package's own `generate()` runs every piece, so its Perth watermark is applied where it applies
-it; a venv without the watermarker refuses to load rather than speak unmarked audio.
+it; a venv without the watermarker refuses to load rather than speak unmarked audio. With the fast
+T3 decode, a piece is streamed instead (stream.py: S3Gen in chunks as T3 draws tokens, each chunk
+marked by Perth with context around it), when Perth's own detector, at load, reads a streamed
+clip as marked; otherwise, and with MCP_TTS_CHATTERBOX_STREAM=0, pieces are made whole.
 
 Parameters `exaggeration`, `cfg_weight`, `temperature` come from the request's `voice_params`: a
 saved voice's settings, with the ones given to `say` for this call merged over them by the server.
@@ -46,7 +49,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,6 +70,9 @@ log = logging.getLogger("mcp_tts.chatterbox")
 SHORT_STEPS = 6  # T3 calls (the prompt, then a token each; the fast decode: a check per 8) under which a vocoder
 # failure is a too-short draw
 SHORT_DRAWS = 3
+STREAM_CHECK_TOKENS = 50  # voice prompt tokens (2 s) decoded at load to show Perth's detector reads the stream marked
+STREAM_CHECK_PROMPT = 10  # prompt tokens the flow is given for that clip
+STREAM_DETECTED = 0.5  # Perth's reading (share of "marked") that counts as marked
 S3_VOCABULARY = 6561  # speech ids S3Gen can turn into sound; T3's vocabulary also holds start, stop and unused ids
 
 BACKENDS = backends_of("chatterbox")  # published models, languages, capabilities: the catalog's
@@ -126,6 +132,7 @@ class _Resident:
     tags: tuple[str, ...] = ()
     load_seconds: float = 0.0
     decoder: Any = None  # fast_t3.Decoder, or None: upstream's decode loop
+    noise: Any = None  # stream.FixedNoise when pieces are streamed (see _stream_check), else None
 
 
 @dataclass
@@ -229,9 +236,10 @@ class ChatterboxEngine:
             torch.cuda.synchronize()
         decoder = self._decoder(backend, model)
         nbytes += decoder.nbytes if decoder is not None else 0
+        noise = _stream_check(backend, model) if decoder is not None else None
         resident = _Resident(backend=backend, model_id=model_id, model=model, fingerprint=_fingerprint(model_id),
                              nbytes=nbytes, default_conds=model.conds, tags=tags,
-                             load_seconds=time.perf_counter() - started, decoder=decoder)
+                             load_seconds=time.perf_counter() - started, decoder=decoder, noise=noise)
         log.info("loaded %s for %s (%.2f GB) in %.1f s; preset voice: %s", model_id, backend, nbytes / 2**30,
                  resident.load_seconds, "yes" if model.conds is not None else "none (no conds.pt)")
         return resident
@@ -326,10 +334,9 @@ class ChatterboxEngine:
                 if cancelled.is_set():
                     raise Cancelled()
                 started = time.perf_counter()
-                wav = self._generate(resident, voice.conds, piece, settings, cancelled, language)
-                log.info("piece %d/%d: %.2f s of audio in %.2f s", number, len(pieces), len(wav) / SAMPLE_RATE,
+                samples = self._generate(resident, voice.conds, piece, settings, cancelled, language, joiner.push)
+                log.info("piece %d/%d: %.2f s of audio in %.2f s", number, len(pieces), samples / SAMPLE_RATE,
                          time.perf_counter() - started)
-                joiner.push(wav)
                 last = number == len(pieces)
                 joiner.end_piece(last)
                 if not last:
@@ -398,35 +405,60 @@ class ChatterboxEngine:
     # --- generation ----------------------------------------------------------------------------
 
     def _generate(self, resident: _Resident, conds, text: str, settings: dict[str, float],
-                  cancelled: threading.Event, language: str | None = None) -> np.ndarray:
-        """One piece through the package's own generate(); a hook on T3's transformer ends it between
-        tokens once cancelled. When T3 stops after a token or two, the package's vocoder fails on the
-        few samples (its fade-in is longer than them: resemble-ai/chatterbox#201, short text); the draw
-        is sampled, so the piece is drawn again, and named if it keeps failing."""
+                  cancelled: threading.Event, language: str | None, out: Callable[[np.ndarray], None]) -> int:
+        """One piece through the package's own generate(), its audio passed to `out`; returns its length in
+        samples. A hook on T3's transformer ends it between tokens once cancelled. When T3 stops after a
+        token or two, the package's vocoder fails on the few samples (its fade-in is longer than them:
+        resemble-ai/chatterbox#201, short text); the draw is sampled, so the piece is drawn again (when none
+        of it was sent yet), and named if it keeps failing.
+
+        Streamed (resident.noise set): T3's draws go to stream.S3GenStream as the fast decode makes them, its
+        chunks through stream.StreamMarker (Perth's watermark) to `out` while T3 goes on; generate()'s own
+        text preparation and token clean-up run as upstream's, and its S3Gen call finishes the stream
+        instead of decoding the piece whole."""
         import torch
 
         model = resident.model
         t3 = model.t3
         steps = [0]
+        sent = [0]
 
         def check(*_):
             if cancelled.is_set():
                 raise Cancelled()
             steps[0] += 1
 
+        def send(audio: np.ndarray) -> None:
+            sent[0] += len(audio)
+            out(audio)
+
         handle = t3.tfmr.register_forward_pre_hook(check)
         unguided = resident.backend == "chatterbox" and settings["cfg_weight"] == 0.0
-        patched = None  # the instance attribute put over the class's method, removed below
-        if resident.decoder is not None:  # it calls check every few tokens; unguided is one of its weights
-            patched = "inference_turbo" if resident.backend == "chatterbox-turbo" else "inference"
-            setattr(t3, patched, functools.partial(getattr(resident.decoder, patched), check=check))
-        elif unguided:
-            patched = "inference"
-            t3.inference = _unguided(t3.inference)
+        patched: list[tuple[Any, str]] = []  # instance attributes put over the class's methods, removed below
+
+        def patch(owner, name: str, value) -> None:
+            setattr(owner, name, value)
+            patched.append((owner, name))
+
         model.conds = conds
         try:
             for draw in range(1, SHORT_DRAWS + 1):
                 steps[0] = 0
+                on_tokens = None
+                if resident.noise is not None:
+                    from .stream import S3GenStream, StreamMarker
+
+                    marker = StreamMarker(model.watermarker, send, SAMPLE_RATE)
+                    stream = S3GenStream(model.s3gen, conds.gen, resident.noise, marker.push, check=check,
+                                         stop_token=t3.hp.stop_speech_token)
+                    on_tokens = stream.feed
+                    patch(model.s3gen, "inference", functools.partial(_finish_stream, stream, marker))
+                if resident.decoder is not None:  # it calls check every few tokens; unguided is one of its weights
+                    name = "inference_turbo" if resident.backend == "chatterbox-turbo" else "inference"
+                    patch(t3, name, functools.partial(getattr(resident.decoder, name), check=check,
+                                                      on_tokens=on_tokens))
+                elif unguided:
+                    patch(t3, "inference", _unguided(t3.inference))
                 try:
                     with _quiet(), torch.inference_mode():
                         if resident.backend == "chatterbox":
@@ -439,9 +471,12 @@ class ChatterboxEngine:
                                                  temperature=settings["temperature"])
                         else:
                             wav = model.generate(text, temperature=settings["temperature"])
+                    send(np.asarray(wav.reshape(-1).cpu().numpy(), dtype=np.float32))
+                    break
+                except _Streamed:
                     break
                 except RuntimeError as exc:
-                    if steps[0] > SHORT_STEPS:
+                    if steps[0] > SHORT_STEPS or sent[0]:
                         raise
                     log.warning("%s: speech ended after %d token(s), too few for the vocoder (%s); draw %d of %d",
                                 resident.backend, max(steps[0] - 1, 0), exc, draw, SHORT_DRAWS)
@@ -450,11 +485,67 @@ class ChatterboxEngine:
                                            f"two in {SHORT_DRAWS} draws, too short for its vocoder (a known "
                                            f"limit of the package on short text); give a longer sentence or "
                                            f"another voice") from exc
+                finally:
+                    while patched:
+                        delattr(*patched.pop())
         finally:
             handle.remove()
-            if patched:
-                delattr(t3, patched)
-        return np.asarray(wav.reshape(-1).cpu().numpy(), dtype=np.float32)
+        return sent[0]
+
+
+class _Streamed(Exception):
+    """Ends generate() at its S3Gen call once the stream has sent the piece (watermarked chunk by chunk)."""
+
+
+def _finish_stream(stream, marker, speech_tokens, *_, **__):
+    """Put over s3gen.inference during a streamed generate(): the final tokens (Turbo's silence included)
+    finish the stream, and generate() stops before decoding and marking the piece whole."""
+    stream.finish(speech_tokens)
+    marker.finish()
+    raise _Streamed()
+
+
+def _stream_check(backend: str, model):
+    """Whether this model's pieces may be streamed: MCP_TTS_CHATTERBOX_STREAM is not 0, and Perth's own
+    detector reads the clip of `stream_reading`, marked pass by pass as the stream marks it, as marked, as
+    it reads it marked whole. Returns the stream's fixed noise, or None (whole pieces, marked as upstream
+    marks them)."""
+    from . import stream
+
+    if os.environ.get("MCP_TTS_CHATTERBOX_STREAM", "1") == "0":
+        return None
+    if model.conds is None:
+        log.info("%s: pieces are spoken whole: no preset voice to check the streamed watermark with", backend)
+        return None
+    started = time.perf_counter()
+    try:
+        found = stream_reading(model)
+    except Exception:  # noqa: BLE001  # a stream that fails its check is not used; pieces are made whole
+        log.exception("%s: the streamed watermark check failed; pieces are spoken whole", backend)
+        return None
+    ok = found["streamed"] >= STREAM_DETECTED and found["whole"] >= STREAM_DETECTED
+    log.info("%s: streamed watermark check in %.2f s: Perth reads %.2f streamed, %.2f whole, %.2f unmarked -> %s",
+             backend, time.perf_counter() - started, found["streamed"], found["whole"], found["clean"],
+             "pieces are streamed" if ok else "pieces are spoken whole (the stream could not be shown marked)")
+    return stream.FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype) if ok else None
+
+
+def stream_reading(model) -> dict[str, float]:
+    """Perth's detector on a clip of this model's S3Gen, unmarked, marked whole and marked by StreamMarker in
+    pieces of the stream's chunk sizes (stream.marked_stream_detected). The clip (the preset voice's first
+    prompt tokens decoded at once after a short prompt, in the meanflow's few flow steps) is only material
+    for Perth, made cheaply: what is checked is marking pass by pass."""
+    import torch
+
+    from . import stream
+
+    noise = stream.FixedNoise.make(model.s3gen.device, dtype=model.s3gen.dtype)
+    tokens = model.conds.gen["prompt_token"].reshape(-1)[:STREAM_CHECK_TOKENS].long()
+    pieces = [n * stream.MEL_PER_TOKEN * stream.SAMPLES_PER_MEL for n in stream.SCHEDULE]  # first chunks' sizes
+    with _quiet(), torch.inference_mode():
+        ref = stream.short_prompt(model.conds.gen, STREAM_CHECK_PROMPT)
+        clean = stream.decode_whole(model.s3gen, ref, tokens, noise, steps=stream.MEANFLOW_STEPS)
+        return stream.marked_stream_detected(model.watermarker, clean, pieces)
 
 
 def _unguided(inference):

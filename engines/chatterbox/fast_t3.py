@@ -245,7 +245,10 @@ class Decoder:
         return t3.speech_head(out.last_hidden_state[:, -1:])[:, -1, :]
 
     def _run(self, embeds: torch.Tensor, first_seen: int, max_new_tokens: int,
-             check: Callable[[], None] | None) -> torch.Tensor:
+             check: Callable[[], None] | None, on_tokens: Callable[[torch.Tensor], None] | None = None
+             ) -> torch.Tensor:
+        """The decode; `on_tokens` sees every draw so far ([n], the stop token and draws past it included) at each
+        read of the stop flag, so speech can be made of them while the decode goes on."""
         self.n.zero_()
         self.stopped.zero_()
         self.seen.zero_()
@@ -268,6 +271,8 @@ class Decoder:
             flag.copy_(self.stopped, non_blocking=True)
             if self.graphs:
                 torch.cuda.current_stream().synchronize()  # once per CHECK_EVERY tokens, not per token
+            if on_tokens is not None:
+                on_tokens(self.tokens[:done])
             if bool(flag):
                 break
         tokens = self.tokens[:done]
@@ -278,7 +283,8 @@ class Decoder:
 
     @torch.inference_mode()
     def inference(self, *, t3_cond, text_tokens, max_new_tokens=None, temperature=0.8, top_p=0.95, min_p=0.05,
-                  repetition_penalty=1.2, cfg_weight=0.5, check: Callable[[], None] | None = None, **_ignored):
+                  repetition_penalty=1.2, cfg_weight=0.5, check: Callable[[], None] | None = None,
+                  on_tokens: Callable[[torch.Tensor], None] | None = None, **_ignored):
         """T3.inference's signature and result ([1, n] tokens, the stop token included when drawn); text_tokens
         of one row are doubled here (guidance always runs as two rows; weight 0 is unguided)."""
         t3 = self.t3
@@ -294,11 +300,12 @@ class Decoder:
         embeds = torch.cat([embeds, bos.expand(2, -1, -1)], dim=1)  # upstream appends the start token again
         self.sampling.set(temperature=temperature, min_p=min_p, top_p=top_p, penalty=repetition_penalty,
                           cfg_weight=cfg_weight)
-        return self._run(embeds, t3.hp.start_speech_token, max_new_tokens or 1000, check)[None]
+        return self._run(embeds, t3.hp.start_speech_token, max_new_tokens or 1000, check, on_tokens)[None]
 
     @torch.inference_mode()
     def inference_turbo(self, t3_cond, text_tokens, temperature=0.8, top_k=1000, top_p=0.95,
-                        repetition_penalty=1.2, max_gen_len=1000, check: Callable[[], None] | None = None):
+                        repetition_penalty=1.2, max_gen_len=1000, check: Callable[[], None] | None = None,
+                        on_tokens: Callable[[torch.Tensor], None] | None = None):
         """T3.inference_turbo's signature and result ([1, n] tokens, without the stop token)."""
         t3 = self.t3
         start = t3.hp.start_speech_token * torch.ones_like(text_tokens[:, :1])
@@ -307,7 +314,7 @@ class Decoder:
         # upstream skips temperature when it is 0 or 1 and top-p at 1: the same as dividing by 1 / keeping all
         self.sampling.set(temperature=temperature if temperature > 0 else 1.0, top_k=top_k, top_p=top_p,
                           penalty=repetition_penalty)
-        tokens = self._run(embeds, t3.hp.start_speech_token, max_gen_len + 1, check)
+        tokens = self._run(embeds, t3.hp.start_speech_token, max_gen_len + 1, check, on_tokens)
         if len(tokens) and int(tokens[-1]) == t3.hp.stop_speech_token:
             tokens = tokens[:-1]
         return tokens[None]
