@@ -506,13 +506,16 @@ def _finish_stream(stream, marker, speech_tokens, *_, **__):
 
 
 def _stream_check(backend: str, model):
-    """Whether this model's pieces may be streamed: MCP_TTS_CHATTERBOX_STREAM is not 0, and Perth's own
+    """Whether this model's pieces may be streamed: MCP_TTS_CHATTERBOX_STREAM allows it, and Perth's own
     detector reads the clip of `stream_reading`, marked pass by pass as the stream marks it, as marked, as
     it reads it marked whole. Returns the stream's fixed noise, or None (whole pieces, marked as upstream
     marks them)."""
     from . import stream
 
-    if os.environ.get("MCP_TTS_CHATTERBOX_STREAM", "1") == "0":
+    # "turbo" (the default): Turbo's pieces only; on an H200 the standard model streamed fell below real
+    # time (its 10-step flow runs again for every chunk), so its pieces are made whole unless "1" asks
+    setting = os.environ.get("MCP_TTS_CHATTERBOX_STREAM", "turbo")
+    if setting == "0" or (setting != "1" and backend != "chatterbox-turbo"):
         return None
     if model.conds is None:
         log.info("%s: pieces are spoken whole: no preset voice to check the streamed watermark with", backend)

@@ -32,6 +32,7 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["MCP_TTS_DEVICE"] = "cpu"
+os.environ["MCP_TTS_CHATTERBOX_STREAM"] = "1"  # both models stream here (the default streams Turbo only)
 torch.set_num_threads(2)
 
 from engines import launch  # noqa: E402  (mcp_tts.engines without the server side, as in an engine host)
