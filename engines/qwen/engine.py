@@ -257,7 +257,7 @@ class QwenEngine:
             if resident.fast.use_graphs and self.defer_captures and resident.fast.batch is None:
                 # speak at once; graphs are captured between requests, the first ones taking the same
                 # arithmetic without graphs meanwhile (a frame batch's graphs need an idle scheduler: not deferred)
-                resident.fast.defer_captures = resident.codec.defer_captures = True
+                resident.fast.captures.deferred = resident.codec.captures.deferred = True
                 threading.Thread(target=self._warm_in_background, args=(resident,), name=f"warm {model_id}",
                                  daemon=True).start()
             elif resident.fast.use_graphs:
@@ -312,7 +312,7 @@ class QwenEngine:
                 if fast.waiting or fast.lock.locked():
                     idle_since = time.monotonic()
                 time.sleep(0.005)
-            with fast.lock, codec.lock, fast.capturing(), codec.capturing():
+            with fast.lock, codec.lock, fast.captures.capturing(), codec.captures.capturing():
                 work()
                 torch.cuda.synchronize()
 
@@ -331,7 +331,7 @@ class QwenEngine:
             log.exception("capturing graphs for %s failed; decoding without them", resident.model_id)
             return
         finally:
-            fast.defer_captures = codec.defer_captures = False
+            fast.captures.deferred = codec.captures.deferred = False
         log.info("%s: graphs captured in the background in %.1f s (frame %.2f s, codec %.2f s)", resident.model_id,
                  time.perf_counter() - started, fast.capture_seconds or 0.0, codec.capture_seconds)
 

@@ -76,6 +76,27 @@ def _lasting(method):
     return wrapped
 
 
+class Captures:
+    """Whether a missing CUDA graph may be captured now: always, unless captures are `deferred` (after a load,
+    while the engine captures them in the background, requests take the same arithmetic without a graph);
+    then only by the thread inside `capturing()`."""
+
+    def __init__(self) -> None:
+        self.deferred = False
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def capturing(self):
+        self._local.on = True
+        try:
+            yield
+        finally:
+            self._local.on = False
+
+    def allowed(self) -> bool:
+        return not self.deferred or getattr(self._local, "on", False)
+
+
 def _fuse(modules: list[torch.nn.Linear]) -> torch.Tensor:
     """One weight for several projections of the same input (q|k|v, gate|up): one GEMM instead of three
     or two. The modules keep their weights as views into it, so upstream's path reads the same memory."""
@@ -318,10 +339,7 @@ class FastTalker:
         caching = os.environ.get("MCP_TTS_QWEN_PROMPT_CACHE", "1") != "0"
         self.prompt_cache = PromptCache(self.PROMPT_CACHE_POSITIONS) if caching else None
         self.pad_prefill = False  # prefill through the graph buckets' padded arithmetic without graphs (tests)
-        # while the engine captures graphs in the background after load, requests take the same arithmetic
-        # without a graph where none is captured yet; only the thread inside `capturing()` captures
-        self.defer_captures = False
-        self._capturer = threading.local()
+        self.captures = Captures()
         if self.use_graphs:
             self._flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)  # end-of-speech seen, for the host
 
@@ -333,18 +351,6 @@ class FastTalker:
     @on_frames.setter
     def on_frames(self, sink: FrameSink | None) -> None:
         self._listener.sink = sink
-
-    @contextlib.contextmanager
-    def capturing(self):
-        """The calling thread captures missing graphs even while captures are deferred (the engine's warmer)."""
-        self._capturer.on = True
-        try:
-            yield
-        finally:
-            self._capturer.on = False
-
-    def may_capture(self) -> bool:
-        return not self.defer_captures or getattr(self._capturer, "on", False)
 
     @contextlib.contextmanager
     def locked(self):
@@ -677,7 +683,7 @@ class FastTalker:
             return self.talker_stack.forward(x, index, self.talker_stack.mask(index), layer=_layer,
                                              row=self.prefill_row)[:, -1:]
         entry = self.prefills.get(size) if self.use_graphs else None
-        if entry is None and self.use_graphs and self.may_capture():
+        if entry is None and self.use_graphs and self.captures.allowed():
             entry = self._capture_prefill(size)
         if entry is None:  # the bucket's arithmetic without a graph (pad_prefill on the CPU; captures deferred)
             static_in = torch.zeros(1, size, self.config.hidden_size, device=self.device, dtype=self.dtype)
@@ -695,7 +701,7 @@ class FastTalker:
         """One position at `start` through the talker's decode kernels (cache row 0, the kernels' row): a
         few dozen kernels, not the prefill layer's hundreds; replayed from a graph under graphs."""
         entry = self.prefills.get("one") if self.use_graphs else None
-        if entry is None and self.use_graphs and self.may_capture():
+        if entry is None and self.use_graphs and self.captures.allowed():
             entry = self._capture_one()
         if entry is None:
             hidden = x.reshape(-1).clone()
@@ -820,7 +826,7 @@ class FastTalker:
             return lambda: self._run_frame(s, p)
         key = tuple(sorted(p.items()))
         if self.graph is None or self.graph_key != key:
-            if not self.may_capture():
+            if not self.captures.allowed():
                 return lambda: self._run_frame(s, p)
             self._capture(s, p)
             self.graph_key = key
@@ -886,16 +892,7 @@ class CodecGraphs:
         self._waiting: list[_Chunk] = []
         self._waiting_lock = threading.Lock()
         self.calls = self.chunks = 0  # decoder calls, and the chunks they decoded
-        self.defer_captures = False  # as FastTalker's: decode a missing bucket eagerly, unless `capturing`
-        self._capturer = threading.local()
-
-    @contextlib.contextmanager
-    def capturing(self):
-        self._capturer.on = True
-        try:
-            yield
-        finally:
-            self._capturer.on = False
+        self.captures = Captures()  # as FastTalker's: a missing bucket decoded eagerly while deferred
 
     def _eager(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, T, Q] -> samples [B, T * samples]."""
@@ -943,7 +940,7 @@ class CodecGraphs:
             for i, j in enumerate(jobs):
                 batch[i, :len(j.codes)] = j.codes
             entry = self.graphs.get((rows, size)) if self.use_graphs else None
-            if entry is None and self.use_graphs and (not self.defer_captures or getattr(self._capturer, "on", False)):
+            if entry is None and self.use_graphs and self.captures.allowed():
                 entry = self._capture(rows, size, groups, batch.dtype)
             if entry is not None:
                 graph, static_in, static_out = entry
