@@ -272,8 +272,9 @@ def step_times(rig: Rig, positions: int, repeats: int) -> dict:
 
 
 def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int) -> dict:
-    """step_times under each multi-row GEMV tile (kernels.ROWS_TILE: BN,BK,warps,stages), graphs
-    captured anew for each; the engine's own tile is put back after."""
+    """step_times under each multi-row GEMV tile (kernels.ROWS_TILE: BN,BK,warps,stages; a fifth value:
+    the talker attention's chunk, KernelStep.CHUNK), graphs captured anew for each; the engine's own
+    are put back after."""
     batch = rig.fast.batch
     if batch.kernel_step is None:
         return {"not_run": "the batch step is not the kernels'"}
@@ -282,7 +283,9 @@ def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int) -> dict
     out = {}
     try:
         for tile in tiles:
-            qk.ROWS_TILE = tuple(int(v) for v in tile.split(","))
+            values = tuple(int(v) for v in tile.split(","))
+            qk.ROWS_TILE = values[:4]
+            batch.kernel_step.chunk(values[4] if len(values) > 4 else batch.kernel_step.CHUNK)
             batch.graphs.clear()
             try:
                 capture = batch.warm()
@@ -292,6 +295,7 @@ def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int) -> dict
                 log(f"tile {tile}: {exc!r}")
     finally:
         qk.ROWS_TILE = own
+        batch.kernel_step.chunk(batch.kernel_step.CHUNK)
         batch.graphs.clear()
         batch.warm()
     return out
@@ -519,7 +523,7 @@ def main(argv=None) -> int:
     ap.add_argument("--step-repeats", type=int, default=50, help="graph replays per step timing")
     ap.add_argument("--steps-only", action="store_true", help="per size: the step timing (and --tiles) only")
     ap.add_argument("--tiles", type=lambda s: s.split(";"), default=None,
-                    help='multi-row GEMV tiles to sweep, "BN,BK,WARPS,STAGES;..." (step timing under each)')
+                    help='multi-row GEMV tiles to sweep, "BN,BK,WARPS,STAGES[,CHUNK];..." (step timing under each)')
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/qwen_batch.json, else /tmp/qbench/...)")
     args = ap.parse_args(argv)
 

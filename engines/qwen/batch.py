@@ -184,6 +184,10 @@ class KernelStep:
     _frame_kernels, row by row in each kernel. Attention skips positions past each row's own, so one
     CUDA graph per batch size serves every length (no spans)."""
 
+    # positions one talker attention program takes: programs past a row's position return at once, and
+    # with B rows there are B times as many (bench/qwen_batch.py --tiles sweeps it)
+    CHUNK = int(os.environ.get("MCP_TTS_QWEN_ROWS_CHUNK", "64"))
+
     def __init__(self, fast, capacity: int) -> None:
         self.fast, self.qk = fast, fast.qk
         dev, dt = fast.device, fast.dtype
@@ -199,12 +203,20 @@ class KernelStep:
                 qkv=new(capacity, stack.weights[0][1].shape[0]), attended=new(capacity, stack.heads * head_dim),
                 gated=new(capacity, stack.weights[0][6].shape[0] // 2))
 
-        self.talker = buffers(fast.talker_stack, fast.ATTENTION_CHUNK)
+        self.capacity = capacity
+        # Triton's interpreter runs programs one by one: there one program per row and KV head
+        self.talker = buffers(fast.talker_stack, None if self.qk.INTERPRETED else self.CHUNK)
         self.cp = buffers(fast.cp_stack, None)
         self.cp_x = new(capacity, fast.cp.config.hidden_size)
         self.cp_logits = new(capacity, fast.cp.lm_head[0].weight.shape[0])
         self.talker_x = new(capacity, fast.config.hidden_size)
         self.talker_logits = new(capacity, fast.talker.codec_head.weight.shape[0])
+
+    def chunk(self, chunk: int) -> None:
+        """Another talker attention chunk (its scratch sized anew); graphs must be captured again."""
+        stack = self.fast.talker_stack
+        self.talker.attention = self.qk.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1], stack.k.shape[3],
+                                                  self.fast.device, chunk, rows=self.capacity)
 
     def layers(self, stack, bufs, x: torch.Tensor, pos: torch.Tensor, source=None, row=None) -> None:
         """_Decoder.step for rows: x [B, H], row b at pos[b] (or every row at pos, [1]) in cache row b;

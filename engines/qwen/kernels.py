@@ -666,7 +666,7 @@ def gemv_rows(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm:
     assert weight.shape[0] == n * (2 if glu else 1) and out.stride(1) == 1 and x.stride(-1) == 1
     bn, bk, warps, stages = ROWS_TILE
     if INTERPRETED:  # programs run one by one there: few large ones
-        bn, bk = max(16, min(64, triton.next_power_of_2(n))), max(16, min(256, triton.next_power_of_2(k)))
+        bn, bk = max(16, min(4096, triton.next_power_of_2(n))), max(16, min(256, triton.next_power_of_2(k)))
     bb = max(16, triton.next_power_of_2(rows))
     f32 = weight.dtype == torch.float32
     _gemv_rows_kernel[(triton.cdiv(n, bn),)](

@@ -233,7 +233,7 @@ def kernel_batch(root: Path, frames: int = 12) -> dict:
     """With the kernels (as handoff): three greedy requests decoded together through the multi-row
     kernel step, each against the same request run alone (upstream's codes, which the one-stream path
     equals); then one greedy request beside two sampled ones of other settings (temperature, top-k,
-    top-p, repetition penalty), the greedy one still equal."""
+    repetition penalty), the greedy one still equal."""
     model = load(root, "custom_voice")
     codes = Codes(model)
     requests = [(text, speaker, frames) for text, speaker, _ in REQUESTS[:3]]
@@ -242,10 +242,10 @@ def kernel_batch(root: Path, frames: int = 12) -> dict:
     fast.install()
     batched = together([lambda r=r: say(model, fast, codes, *r) for r in requests], [0, 0, 0])
     widest, steps, single = fast.batch.widest, fast.batch.steps, fast.batch.single_steps
+    # (top-p's sort over a codebook is slow in the interpreter: kernels' rows_draws covers it per row)
     sampled = [{"do_sample": True, "subtalker_dosample": True, "temperature": 1.3, "top_k": 0,
                 "subtalker_top_k": 0, "repetition_penalty": 1.2},
-               {"do_sample": True, "subtalker_dosample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8,
-                "subtalker_top_k": 5, "subtalker_top_p": 0.9}]
+               {"do_sample": True, "subtalker_dosample": True, "temperature": 0.7, "top_k": 20, "subtalker_top_k": 5}]
     mixed = together([lambda: say(model, fast, codes, *requests[0])]
                      + [lambda r=r, s=s: say(model, fast, codes, *r, **s)
                         for r, s in zip(requests[1:], sampled, strict=True)], [0, 0, 0])
