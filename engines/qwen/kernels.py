@@ -15,6 +15,11 @@ rounded to the weights' dtype before the norm weight; GEMV outputs rounded befor
 and SiLU; rope rounded once, as the compiled layer does, where eager bf16 rounds each product), so
 in float32 the codes equal upstream's.
 
+For many streams at once (engines/qwen/batch.py) the kernels grow to rows: gemv_rows reads each
+weight tile once and multiplies it with every row (a small dot), attention, the talker's input sum
+and the draws take a row per program axis, each row with its own position, cache row, settings (as
+device tensors) and draw keys, so a stream's draws are the ones it gets alone.
+
 Triton's interpreter (TRITON_INTERPRET=1) runs these on the CPU, which is how CI tests them.
 """
 
