@@ -17,6 +17,11 @@ is capped at a number of frames.
 - Poisson arrivals at 2, 5, 10, 20 requests/s of one-sentence prompts (--sentence-frames each):
   p50/p95 first audio (request to its first decoded chunk) and the most streams decoded at once,
   batched and serialized.
+- The frame step alone, per batch size: its CUDA graph replayed with every row at --step-positions,
+  timed with CUDA events: ms per step is each stream's ms per frame without host or scheduler. The
+  batched step is the multi-row Triton kernels (--step kernels, the engine's default on CUDA) or the
+  torch-ops step (--step torch, as MCP_TTS_QWEN_BATCH_KERNELS=0); --tiles sweeps the multi-row GEMV's
+  tile and the rows' attention chunk (--steps-only: just these, per size).
 - The bandwidth floor: weight bytes read per frame step over 4.3 TB/s; a step of B streams reads
   them once, so B streams at the floor would make B x 80 ms of audio per floor.
 - Correctness first: with greedy decoding in float32 (TF32 off), each stream's codes in a batch of
@@ -28,6 +33,8 @@ On the GPU machine (wheels from bench/fetch_gpu_wheels.sh carried as .whl):
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
     PYTHONUNBUFFERED=1 python3 -m bench.qwen_batch       # writes $OUT/qwen_batch.{json,png}
+    PYTHONUNBUFFERED=1 python3 -m bench.qwen_batch --sizes 1.7B --steps-only --no-fp32-check \
+        --tiles "16,256,4,3;16,512,4,3;32,256,4,3;16,256,4,3,128"      # the step and its tiles
 
 Here, on the CPU, in the qwen venv, the same code with tiny random configs (proves it runs):
 
@@ -271,7 +278,7 @@ def step_times(rig: Rig, positions: int, repeats: int) -> dict:
     return out
 
 
-def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int) -> dict:
+def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int, deadline: float) -> dict:
     """step_times under each multi-row GEMV tile (kernels.ROWS_TILE: BN,BK,warps,stages; a fifth value:
     the talker attention's chunk, KernelStep.CHUNK), graphs captured anew for each; the engine's own
     are put back after."""
@@ -283,6 +290,9 @@ def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int) -> dict
     out = {}
     try:
         for tile in tiles:
+            if time.perf_counter() - T_START > deadline:
+                out[tile] = {"skipped": "deadline"}
+                continue
             values = tuple(int(v) for v in tile.split(","))
             qk.ROWS_TILE = values[:4]
             batch.kernel_step.chunk(values[4] if len(values) > 4 else batch.kernel_step.CHUNK)
@@ -364,7 +374,7 @@ def run_size(size: str, args, device, dtype, out: dict, save) -> None:
     res["steps"] = step_times(rig, args.step_positions, args.step_repeats)
     save()
     if args.tiles:
-        res["tiles"] = tile_sweep(rig, args.tiles, args.step_positions, args.step_repeats)
+        res["tiles"] = tile_sweep(rig, args.tiles, args.step_positions, args.step_repeats, args.deadline)
         save()
     if args.steps_only:
         rig.fast.batch.close()
