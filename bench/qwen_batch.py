@@ -17,6 +17,11 @@ is capped at a number of frames.
 - Poisson arrivals at 2, 5, 10, 20 requests/s of one-sentence prompts (--sentence-frames each):
   p50/p95 first audio (request to its first decoded chunk) and the most streams decoded at once,
   batched and serialized.
+- The frame step alone, per batch size: its CUDA graph replayed with every row at --step-positions,
+  timed with CUDA events: ms per step is each stream's ms per frame without host or scheduler. The
+  batched step is the multi-row Triton kernels (--step kernels, the engine's default on CUDA) or the
+  torch-ops step (--step torch, as MCP_TTS_QWEN_BATCH_KERNELS=0); --tiles sweeps the multi-row GEMV's
+  tile and the rows' attention chunk (--steps-only: just these, per size).
 - The bandwidth floor: weight bytes read per frame step over 4.3 TB/s; a step of B streams reads
   them once, so B streams at the floor would make B x 80 ms of audio per floor.
 - Correctness first: with greedy decoding in float32 (TF32 off), each stream's codes in a batch of
@@ -28,6 +33,8 @@ On the GPU machine (wheels from bench/fetch_gpu_wheels.sh carried as .whl):
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
     PYTHONUNBUFFERED=1 python3 -m bench.qwen_batch       # writes $OUT/qwen_batch.{json,png}
+    PYTHONUNBUFFERED=1 python3 -m bench.qwen_batch --sizes 1.7B --steps-only --no-fp32-check \
+        --tiles "16,256,4,3;16,512,4,3;32,256,4,3;16,256,4,3,128"      # the step and its tiles
 
 Here, on the CPU, in the qwen venv, the same code with tiny random configs (proves it runs):
 
@@ -233,6 +240,77 @@ def upstream(rig: Rig, frames: int) -> dict:
             "first_audio_ms": wall * 1e3}
 
 
+def step_times(rig: Rig, positions: int, repeats: int) -> dict:
+    """The frame step alone, per batch size: its graph replayed `repeats` times with every row at
+    `positions` (no streams running: the rows are free ones, restored after), timed with CUDA events.
+    ms per step is each stream's ms per frame at that batch size, with no host or scheduler in it."""
+    batch = rig.fast.batch
+    if rig.device.type != "cuda" or not batch.graphs:
+        return {"not_run": "no CUDA graphs"}
+    saved = {k: v.clone() for k, v in batch.slots.buffers().items()}
+    out = {}
+    try:
+        for b in batch.sizes:
+            span = next(s for s in batch.spans if s > positions + repeats + 8)
+            graph = batch.graphs.get((b, span))
+            if graph is None:  # batch 1 with the kernels: the one-stream frame (bench/qwen_kernels.py)
+                continue
+            times = []
+            for _ in range(3):
+                batch.slots.pos.fill_(positions)
+                batch.slots.step.zero_()
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                graph.replay()  # warm
+                start.record()
+                for _ in range(repeats):
+                    graph.replay()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / repeats)
+            ms = statistics.median(times)
+            out[str(b)] = {"batch": b, "span": span, "ms_per_step": ms, "rtf_aggregate": b * FRAME_S * 1e3 / ms,
+                           "rtf_per_stream": FRAME_S * 1e3 / ms}
+            log(f"{SIZES[rig.size]} step at batch {b}: {ms:.3f} ms ({b * FRAME_S * 1e3 / ms:.0f}x aggregate)")
+    finally:
+        for key, value in saved.items():
+            getattr(batch.slots, key).copy_(value)
+        rig.sync()
+    return out
+
+
+def tile_sweep(rig: Rig, tiles: list[str], positions: int, repeats: int, deadline: float) -> dict:
+    """step_times under each multi-row GEMV tile (kernels.ROWS_TILE: BN,BK,warps,stages; a fifth value:
+    the talker attention's chunk, KernelStep.CHUNK), graphs captured anew for each; the engine's own
+    are put back after."""
+    batch = rig.fast.batch
+    if batch.kernel_step is None:
+        return {"not_run": "the batch step is not the kernels'"}
+    qk = rig.fast.qk
+    own = qk.ROWS_TILE
+    out = {}
+    try:
+        for tile in tiles:
+            if time.perf_counter() - T_START > deadline:
+                out[tile] = {"skipped": "deadline"}
+                continue
+            values = tuple(int(v) for v in tile.split(","))
+            qk.ROWS_TILE = values[:4]
+            batch.kernel_step.chunk(values[4] if len(values) > 4 else batch.kernel_step.CHUNK)
+            batch.graphs.clear()
+            try:
+                capture = batch.warm()
+                out[tile] = {"capture_s": capture, "steps": step_times(rig, positions, repeats)}
+            except Exception as exc:  # a tile that does not compile or fit: say so, go on
+                out[tile] = {"error": repr(exc)}
+                log(f"tile {tile}: {exc!r}")
+    finally:
+        qk.ROWS_TILE = own
+        batch.kernel_step.chunk(batch.kernel_step.CHUNK)
+        batch.graphs.clear()
+        batch.warm()
+    return out
+
+
 def fp32_check(size: str, args, device) -> dict:
     """Greedy, float32, TF32 off: four requests decoded together against each run alone."""
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -289,9 +367,18 @@ def run_size(size: str, args, device, dtype, out: dict, save) -> None:
                 "floor": {"bytes_per_frame_step": floor["bytes_per_frame"],
                           "floor_ms_per_step": floor["floor_ms_per_frame"],
                           "rtf_ceiling_per_stream": FRAME_S * 1e3 / floor["floor_ms_per_frame"]}})
-    log(f"{SIZES[size]}: built in {rig.build_s:.1f} s, adopted (graphs) in {rig.adopt_s:.1f} s; "
-        f"floor {floor['floor_ms_per_frame']:.3f} ms per step")
+    log(f"{SIZES[size]}: built in {rig.build_s:.1f} s, adopted (graphs) in {rig.adopt_s:.1f} s "
+        f"(batch graphs {rig.fast.batch.capture_seconds:.1f} s); floor {floor['floor_ms_per_frame']:.3f} ms per step")
+    res["batch_step"] = "kernels" if rig.fast.batch.kernel_step is not None else "torch ops"
     save()
+    res["steps"] = step_times(rig, args.step_positions, args.step_repeats)
+    save()
+    if args.tiles:
+        res["tiles"] = tile_sweep(rig, args.tiles, args.step_positions, args.step_repeats, args.deadline)
+        save()
+    if args.steps_only:
+        rig.fast.batch.close()
+        return
     # warm the request path itself (prompt building, first chunk shapes) before timing
     at_once(rig.speak, min(4, rig.fast.batch.capacity), 8, time.perf_counter())
     levels = [n for n in args.levels if n <= rig.fast.batch.capacity]
@@ -351,6 +438,18 @@ def table(out: dict) -> str:
         if fl:
             lines.append(f"| {name} | floor: {f(fl['floor_ms_per_step'], '.3f')} ms/step | "
                          f"{f(fl['rtf_ceiling_per_stream'], '.0f')} x B | | | | | |")
+    lines += ["", "| model | batch step | batch | ms per step (= each stream's ms/frame) | x real time (all) | "
+                  "x real time (each) |", "|---|---|---:|---:|---:|---:|"]
+    for name, res in out.get("sizes", {}).items():
+        for b, row in (res.get("steps") or {}).items():
+            if isinstance(row, dict) and "ms_per_step" in row:
+                lines.append(f"| {name} | {res.get('batch_step')} | {b} | {row['ms_per_step']:.3f} | "
+                             f"{row['rtf_aggregate']:.0f} | {row['rtf_per_stream']:.1f} |")
+        for tile, got in (res.get("tiles") or {}).items():
+            for b, row in (got.get("steps") or {}).items():
+                if isinstance(row, dict) and "ms_per_step" in row:
+                    lines.append(f"| {name} | tile {tile} | {b} | {row['ms_per_step']:.3f} | "
+                                 f"{row['rtf_aggregate']:.0f} | {row['rtf_per_stream']:.1f} |")
     lines += ["", "| model | arrivals/s | requests | first audio p50 / p95 (ms) | widest batch | "
                   "serialized p50 / p95 (ms) |", "|---|---:|---:|---:|---:|---:|"]
     for name, res in out.get("sizes", {}).items():
@@ -427,6 +526,14 @@ def main(argv=None) -> int:
                     help="the engine's MCP_TTS_QWEN_MAX_NEW_TOKENS: the static cache holds this + 1024 positions")
     ap.add_argument("--deadline", type=float, default=480,
                     help="seconds after which remaining rows are skipped (default 480: a device call ends at 600)")
+    ap.add_argument("--step", choices=("kernels", "torch"), default="kernels",
+                    help="the batched frame step: the multi-row Triton kernels (the engine's default on CUDA) or "
+                         "torch ops (MCP_TTS_QWEN_BATCH_KERNELS=0)")
+    ap.add_argument("--step-positions", type=int, default=256, help="cache position of every row in step timing")
+    ap.add_argument("--step-repeats", type=int, default=50, help="graph replays per step timing")
+    ap.add_argument("--steps-only", action="store_true", help="per size: the step timing (and --tiles) only")
+    ap.add_argument("--tiles", type=lambda s: s.split(";"), default=None,
+                    help='multi-row GEMV tiles to sweep, "BN,BK,WARPS,STAGES[,CHUNK];..." (step timing under each)')
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/qwen_batch.json, else /tmp/qbench/...)")
     args = ap.parse_args(argv)
 
@@ -443,6 +550,7 @@ def main(argv=None) -> int:
     args.upstream_frames = (4 if smoke else 32) if args.upstream_frames is None else args.upstream_frames
     args.check_frames = args.check_frames or (12 if smoke else 32)
     os.environ["MCP_TTS_QWEN_STREAMS"] = str(args.streams or max(args.levels))
+    os.environ["MCP_TTS_QWEN_BATCH_KERNELS"] = "1" if args.step == "kernels" else "0"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = torch.device("cpu" if smoke else ("cuda" if torch.cuda.is_available() else "cpu"))
     os.environ["MCP_TTS_DEVICE"] = device.type

@@ -7,6 +7,7 @@ qwen host and cancels a third."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -28,6 +29,29 @@ def report(qwen_family, tmp_path_factory) -> dict:
                             cwd=REPO, capture_output=True, text=True, timeout=840)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def kernel_report(qwen_family, qwen_triton, tmp_path_factory) -> dict:
+    """The multi-row kernel step (the batch's step on CUDA) in Triton's interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(qwen_triton), "TRITON_INTERPRET": "1"}
+    result = subprocess.run([str(qwen_family), "-m", CHECK, str(tmp_path_factory.mktemp("ck")), "--kernels"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=840)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])["kernel_batch"]
+
+
+def test_each_stream_through_the_kernel_step_has_the_codes_it_has_alone(kernel_report):
+    got = kernel_report
+    assert got["kernel_step"] and got["widest_batch"] == 3 and got["batched_steps"] >= 10, got
+    for r in got["batched_vs_alone"]:
+        assert r.get("equal"), got["batched_vs_alone"]
+
+
+def test_mixed_settings_through_the_kernel_step_stay_apart(kernel_report):
+    got = kernel_report
+    assert got["mixed_greedy_vs_alone"]["equal"], got["mixed_greedy_vs_alone"]
+    assert got["mixed_sampled_frames"] == [12, 12], got
 
 
 def test_chunks_of_several_streams_decode_together_as_they_do_alone(report):

@@ -104,3 +104,22 @@ def test_cached_prompts_through_the_kernels_equal_upstream(report):
     assert got["kernels"] and got["cache hits"] == 1
     assert got["frames"] >= 5 and got["ours"] == got["frames"]
     assert got["equal"] == got["frames"], f"first divergent frame: {got['first_divergent']}"
+
+
+def test_every_gemv_form_over_rows_matches_torch_row_by_row(report):
+    got = report["rows_gemv"]
+    assert any(" 3 rows " in case for case in got) and any("gathered" in case for case in got)
+    for case, error in got.items():
+        assert error < (1e-5 if case.startswith("float32") else 0.05), (case, error)
+
+
+def test_attention_over_rows_equals_each_row_alone(report):
+    for case, got in report["rows_attention"].items():
+        assert got["error"] < 1e-6 and got["spare_row_kept"], (case, got)
+
+
+def test_draws_over_rows_of_mixed_settings_equal_each_row_drawn_alone(report):
+    got = report["rows_draws"]
+    assert got["sub_same"] == got["talker_same"] == got["counters_same"] == got["draws"] >= 100, got
+    assert got["distinct"] > 20, got  # the rows did sample
+    assert got["input_error"] < 1e-6 and got["code0_written"], got

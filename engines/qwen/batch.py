@@ -12,7 +12,10 @@ the rows past n computing on free rows that nobody reads.
 Each stream keeps its own cache row, position, sampling settings (tensors per row: temperature,
 top-k, top-p, repetition penalty, suppressed band, min_new_tokens), seen codes, draws and stop. A
 stream running alone on CUDA with the Triton kernels goes through FastTalker's one-stream frame on
-row 0, the same kernels and graph as without batching.
+row 0, the same kernels and graph as without batching; two or more go through `KernelStep`, the
+same kernels grown to rows: each weight tile read once for every row, attention per row at its own
+position, draws per row with its own settings. Without the kernels (CPU, no Triton) the step is torch
+ops (`layer_rows`), captured per (batch size, span).
 
 The host reads a step's frames while the GPU runs the next one (one step behind), so the GPU does
 not wait for the host between frames; a stream that ended decodes one more frame nobody hears.
@@ -21,6 +24,7 @@ not wait for the host between frames; a stream that ended decodes one more frame
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -175,6 +179,108 @@ class Stream:
     joined: float = field(default_factory=time.perf_counter)
 
 
+class KernelStep:
+    """The frame step for B streams through engines/qwen/kernels.py's multi-row kernels: FastTalker's
+    _frame_kernels, row by row in each kernel. Attention skips positions past each row's own, so one
+    CUDA graph per batch size serves every length (no spans)."""
+
+    # positions one talker attention program takes: programs past a row's position return at once, and
+    # with B rows there are B times as many (bench/qwen_batch.py --tiles sweeps it)
+    CHUNK = int(os.environ.get("MCP_TTS_QWEN_ROWS_CHUNK", "64"))
+
+    def __init__(self, fast, capacity: int) -> None:
+        self.fast, self.qk = fast, fast.qk
+        dev, dt = fast.device, fast.dtype
+
+        def new(*shape):
+            return torch.zeros(*shape, device=dev, dtype=dt)
+
+        def buffers(stack, chunk):
+            head_dim = stack.cos.shape[-1]
+            return types.SimpleNamespace(
+                attention=self.qk.Attention(stack.heads, stack.kv_heads, head_dim, stack.k.shape[3], dev, chunk,
+                                            rows=capacity),
+                qkv=new(capacity, stack.weights[0][1].shape[0]), attended=new(capacity, stack.heads * head_dim),
+                gated=new(capacity, stack.weights[0][6].shape[0] // 2))
+
+        self.capacity = capacity
+        # Triton's interpreter runs programs one by one: there one program per row and KV head
+        self.talker = buffers(fast.talker_stack, None if self.qk.INTERPRETED else self.CHUNK)
+        self.cp = buffers(fast.cp_stack, None)
+        self.cp_x = new(capacity, fast.cp.config.hidden_size)
+        self.cp_logits = new(capacity, fast.cp.lm_head[0].weight.shape[0])
+        self.talker_x = new(capacity, fast.config.hidden_size)
+        self.talker_logits = new(capacity, fast.talker.codec_head.weight.shape[0])
+
+    def chunk(self, chunk: int) -> None:
+        """Another talker attention chunk (its scratch sized anew); graphs must be captured again."""
+        stack = self.fast.talker_stack
+        self.talker.attention = self.qk.Attention(stack.heads, stack.kv_heads, stack.cos.shape[-1], stack.k.shape[3],
+                                                  self.fast.device, chunk, rows=self.capacity)
+
+    def layers(self, stack, bufs, x: torch.Tensor, pos: torch.Tensor, source=None, row=None) -> None:
+        """_Decoder.step for rows: x [B, H], row b at pos[b] (or every row at pos, [1]) in cache row b;
+        with `source` (rows, or a table and `row` [B]), the first projection reads its input there and
+        writes it to x."""
+        qk, eps, b = self.qk, stack.eps, x.shape[0]
+        qkv_out, attended, gated = bufs.qkv[:b], bufs.attended[:b], bufs.gated[:b]
+        for i, (ln1, qkv, q_norm, k_norm, o, ln2, gate_up, down) in enumerate(stack.weights):
+            if i == 0 and source is not None:
+                qk.gemv_rows(source, qkv, qkv_out, norm=ln1, eps=eps, row=row, store=x)
+            else:
+                qk.gemv_rows(x, qkv, qkv_out, norm=ln1, eps=eps)
+            bufs.attention(qkv_out, q_norm, k_norm, stack.cos, stack.sin, stack.k[i], stack.v[i], pos, attended, eps,
+                           stack.scaling)
+            qk.gemv_rows(attended, o, x, residual=x)
+            qk.gemv_rows(x, gate_up, gated, norm=ln2, eps=eps, glu=True)
+            qk.gemv_rows(gated, down, x, residual=x)
+
+    def frame(self, sl: Slots, b: int) -> None:
+        """One frame for rows 0..b-1: codes 1..15 for each row's code0, the talker step, the next code0."""
+        fast, qk, cp = self.fast, self.qk, self.fast.cp
+        cps, talker = fast.cp_stack, fast.talker_stack
+        # a free row computed as padding moves on a position a frame: keep it inside the cache
+        sl.pos[:b].clamp_(max=fast.max_len - 1)
+        hidden = sl.hidden[:b].view(b, -1)
+        x = self.cp_x[:b]
+        proj = cp.small_to_mtp_projection
+        if isinstance(proj, torch.nn.Linear):
+            qk.gemv_rows(hidden, proj.weight, x, bias=proj.bias)
+            self.layers(cps, self.cp, x, fast.cp_index[0])
+        else:
+            self.layers(cps, self.cp, x, fast.cp_index[0], source=hidden)
+        self.layers(cps, self.cp, x, fast.cp_index[1], source=fast.cp_first_input, row=sl.token[:b])
+        sub = (sl.sub_sample[:b], sl.sub_top_k[:b], sl.sub_top_p[:b], sl.sub_temp[:b])
+        frame, logits = sl.frame[:b], self.cp_logits[:b]
+        for i in range(fast.groups - 1):
+            head = cp.lm_head[i]
+            qk.gemv_rows(x, head.weight, logits, norm=cps.norm, eps=cps.eps, bias=head.bias)
+            qk.sample_rows(logits, sl.seed, sl.generated, i + 1, sub, frame[:, i + 1])
+            if i + 1 < fast.groups - 1:
+                self.layers(cps, self.cp, x, fast.cp_index[i + 2], source=fast.cp_inputs[i], row=frame[:, i + 1])
+        x = self.talker_x[:b]
+        qk.talker_input(None, frame, sl.token[:b], fast.talker.get_input_embeddings().weight, fast.cp_table,
+                        sl.trailing[:b], sl.trailing_len[:b], sl.step[:b], sl.pad[:b].view(b, -1), x)
+        self.layers(talker, self.talker, x, sl.pos[:b])
+        qk.gemv_rows(x, fast.talker.codec_head.weight, self.talker_logits[:b], norm=talker.norm, eps=talker.eps,
+                     store=hidden, store_normed=True)
+        self.draw(sl, slice(0, b), advance=True)
+
+    def draw(self, sl: Slots, rows: slice, advance: bool) -> None:
+        """The rows' next code0 from self.talker_logits, each by its own processors and settings."""
+        self.qk.talker_draw_rows(
+            self.talker_logits[rows], sl.seed[rows], sl.generated[rows],
+            (sl.do_sample[rows], sl.top_k[rows], sl.top_p[rows], sl.temperature[rows]), sl.penalty[rows],
+            sl.min_new[rows], sl.seen[rows], sl.suppress[rows], sl.token[rows], sl.pos[rows], sl.step[rows],
+            eos=self.fast.config.codec_eos_token_id, advance=advance)
+
+    def first_token(self, sl: Slots, row: int, last: torch.Tensor) -> None:
+        """A joining stream's first code0 from its prompt's last (normed) hidden state."""
+        rows = slice(row, row + 1)
+        self.qk.gemv_rows(last.view(1, -1), self.fast.talker.codec_head.weight, self.talker_logits[rows])
+        self.draw(sl, rows, advance=False)
+
+
 class FrameBatch:
     """The scheduler of one FastTalker: up to `capacity` streams decoded together, frame by frame."""
 
@@ -187,7 +293,11 @@ class FrameBatch:
         self.slots = Slots(capacity, cfg.hidden_size, fast.groups, cfg.vocab_size, fast.max_len, fast.device,
                            fast.dtype)
         self.sizes = sorted({b for b in BATCH_SIZES if b < capacity} | {capacity})
-        self.spans = sorted({s for s in SPANS if s < fast.max_len} | {fast.max_len})
+        self.kernel_step = KernelStep(fast, capacity) if fast.kernels and os.environ.get(
+            "MCP_TTS_QWEN_BATCH_KERNELS", "1") != "0" else None
+        # the kernels' attention stops at each row's own position: one span, one graph per batch size
+        self.spans = ([fast.max_len] if self.kernel_step else
+                      sorted({s for s in SPANS if s < fast.max_len} | {fast.max_len}))
         self.rows: list[Stream] = []  # row i: the stream decoded in row i
         self._waiting: deque[Stream] = deque()
         self._cond = threading.Condition()
@@ -217,6 +327,8 @@ class FrameBatch:
         """One frame for rows 0..b-1 (fast.FastTalker._frame, row by row): codes 1..15 for each row's
         pending code0, the next talker step at each row's own position, the next code0 by each row's
         own settings. Reads and writes only buffers, so that it can be captured as one CUDA graph."""
+        if self.kernel_step is not None:
+            return self.kernel_step.frame(self.slots, b)
         fast, sl, cp = self.fast, self.slots, self.fast.cp
         rows = slice(0, b)
         # a free row computed as padding moves on a position a frame: keep it inside the span (a no-op for
@@ -293,7 +405,8 @@ class FrameBatch:
         assert not self.rows, "graphs are captured with no stream running"
         saved = {k: v.clone() for k, v in self.slots.buffers().items()}
         with torch.no_grad():
-            for b in self.sizes:
+            # a stream alone goes through the one-stream kernel frame (_run): no batch-1 graph then
+            for b in [b for b in self.sizes if b > 1 or not fast.kernels]:
                 for span in self.spans:
                     if (b, span) in self.graphs:
                         continue
@@ -438,7 +551,10 @@ class FrameBatch:
         sl.fill(row, stream, prompt_len)
         sl.hidden[row].copy_(last[0])
         rows = slice(row, row + 1)
-        sl.token[rows].copy_(self.next_token(fast.talker.codec_head(last[:, -1]), rows))
+        if self.kernel_step is not None:
+            self.kernel_step.first_token(sl, row, last)
+        else:
+            sl.token[rows].copy_(self.next_token(fast.talker.codec_head(last[:, -1]), rows))
         stream.prompt_len = prompt_len
         stream.hiddens.append(last.clone())
         self.rows.append(stream)

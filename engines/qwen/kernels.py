@@ -15,6 +15,11 @@ rounded to the weights' dtype before the norm weight; GEMV outputs rounded befor
 and SiLU; rope rounded once, as the compiled layer does, where eager bf16 rounds each product), so
 in float32 the codes equal upstream's.
 
+For many streams at once (engines/qwen/batch.py) the kernels grow to rows: gemv_rows reads each
+weight tile once and multiplies it with every row (a small dot), attention, the talker's input sum
+and the draws take a row per program axis, each row with its own position, cache row, settings (as
+device tensors) and draw keys, so a stream's draws are the ones it gets alone.
+
 Triton's interpreter (TRITON_INTERPRET=1) runs these on the CPU, which is how CI tests them.
 """
 
@@ -193,16 +198,27 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm: torc
 
 @triton.jit
 def _attend_kernel(qkv_ptr, qn_ptr, kn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, pos_ptr, out_ptr,
-                   m_ptr, l_ptr, acc_ptr, L, eps, scale, HEADS: tl.constexpr, KV: tl.constexpr,
+                   m_ptr, l_ptr, acc_ptr, L, eps, scale, qkv_row, cache_row, pos_row, out_row, part_row,
+                   HEADS: tl.constexpr, KV: tl.constexpr,
                    HD: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr, CHUNK: tl.constexpr,
                    PDL: tl.constexpr):
     """Program (KV head, split): the query heads sharing that KV head, over positions
     [CHUNK * split, +CHUNK) of 0..pos (all of them with one split). The new k and v come from qkv
     (normed and roped here); split 0 writes them to the cache, and the program whose share holds pos
     uses them from registers, so no program waits for another's write. Splits past pos do nothing: a
-    program's work stays the same however long the speech gets, and more of them run."""
+    program's work stays the same however long the speech gets, and more of them run. Axis 2: the
+    row (stream) of a batch, each with its own position, cache row and outputs (the *_row strides)."""
     kvh = tl.program_id(0)
     split = tl.program_id(1)
+    row = tl.program_id(2).to(tl.int64)
+    qkv_ptr += row * qkv_row
+    k_ptr += row * cache_row
+    v_ptr += row * cache_row
+    pos_ptr += row * pos_row
+    out_ptr += row * out_row
+    m_ptr += row * part_row
+    l_ptr += row * part_row
+    acc_ptr += row * part_row * HD
     GROUP: tl.constexpr = HEADS // KV
     HALF: tl.constexpr = HD // 2
     dtype = k_ptr.dtype.element_ty
@@ -274,10 +290,17 @@ def _attend_kernel(qkv_ptr, qn_ptr, kn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, pos_
 
 
 @triton.jit
-def _combine_kernel(m_ptr, l_ptr, acc_ptr, pos_ptr, out_ptr, HEADS: tl.constexpr, HD: tl.constexpr,
-                    CHUNK: tl.constexpr, SB: tl.constexpr, PDL: tl.constexpr):
-    """One head's output from the splits that held positions: their partial softmaxes, SB at a time."""
+def _combine_kernel(m_ptr, l_ptr, acc_ptr, pos_ptr, out_ptr, pos_row, out_row, part_row, HEADS: tl.constexpr,
+                    HD: tl.constexpr, CHUNK: tl.constexpr, SB: tl.constexpr, PDL: tl.constexpr):
+    """One head's output from the splits that held positions: their partial softmaxes, SB at a time
+    (axis 1: the row of a batch)."""
     head = tl.program_id(0)
+    row = tl.program_id(1).to(tl.int64)
+    pos_ptr += row * pos_row
+    out_ptr += row * out_row
+    m_ptr += row * part_row
+    l_ptr += row * part_row
+    acc_ptr += row * part_row * HD
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
@@ -304,43 +327,52 @@ def _combine_kernel(m_ptr, l_ptr, acc_ptr, pos_ptr, out_ptr, HEADS: tl.constexpr
 class Attention:
     """Decode attention for one stack: scratch for split partials, sized once. With `chunk`, each
     program takes `chunk` positions and a combine kernel joins them; without, one program per KV head
-    takes every position (the code predictor's 16) and writes the output itself."""
+    takes every position (the code predictor's 16) and writes the output itself. With `rows`, up to
+    that many streams at once, each at its own position in its own cache row (engines/qwen/batch.py)."""
 
     BLOCK = 32
     SB = 32  # splits the combine kernel joins at a time
     WARPS = 8  # 1.7B frame on the H200: 2.72 ms with 8, 2.78 with 4 (bench/qwen_kernels.py --frame)
 
-    def __init__(self, heads: int, kv_heads: int, head_dim: int, max_len: int, device, chunk: int | None) -> None:
+    def __init__(self, heads: int, kv_heads: int, head_dim: int, max_len: int, device, chunk: int | None,
+                 rows: int = 1) -> None:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.max_len = max_len
         self.chunk = chunk or triton.cdiv(max_len, self.BLOCK) * self.BLOCK
         # a chunk of up to 64 positions is one block: each block is a load the program waits for
         self.block = self.chunk if self.chunk <= 64 else self.BLOCK
         self.splits = triton.cdiv(max_len, self.chunk)
-        self.m = torch.empty(self.splits, heads, device=device)
-        self.l = torch.empty(self.splits, heads, device=device)
-        self.acc = torch.empty(self.splits, heads, head_dim, device=device)
+        self.m = torch.empty(rows, self.splits, heads, device=device)
+        self.l = torch.empty(rows, self.splits, heads, device=device)
+        self.acc = torch.empty(rows, self.splits, heads, head_dim, device=device)
 
     def __call__(self, qkv, q_norm, k_norm, cos, sin, k_cache, v_cache, pos, out, eps: float, scale: float):
-        """qkv: this position's fused projections; k_cache, v_cache: [1, kv_heads, max_len, head_dim];
-        cos, sin: [max_len, head_dim]; pos: [1] int; out: [heads * head_dim]."""
-        _attend_kernel[(self.kv_heads, self.splits)](
+        """qkv: this position's fused projections, [N] (one stream) or [B, N] (B streams); k_cache,
+        v_cache: [rows, kv_heads, max_len, head_dim], stream b in row b; cos, sin: [max_len, head_dim];
+        pos: [1] int (every row at that position) or [B]; out: [heads * head_dim] or [B, heads * head_dim]."""
+        rows = qkv.shape[0] if qkv.dim() == 2 else 1
+        assert rows <= self.m.shape[0], "more rows than the scratch holds"
+        strides = (qkv.stride(0) if rows > 1 else 0, k_cache.stride(0), pos.stride(0) if pos.numel() > 1 else 0,
+                   out.stride(0) if rows > 1 else 0, self.m.stride(0))
+        _attend_kernel[(self.kv_heads, self.splits, rows)](
             qkv, q_norm, k_norm, cos, sin, k_cache, v_cache, pos, out, self.m, self.l, self.acc,
-            self.max_len, eps, scale, HEADS=self.heads, KV=self.kv_heads, HD=self.head_dim, BLOCK=self.block,
-            SPLITS=self.splits, CHUNK=self.chunk, num_warps=self.WARPS, **_launch_options())
+            self.max_len, eps, scale, *strides, HEADS=self.heads, KV=self.kv_heads, HD=self.head_dim,
+            BLOCK=self.block, SPLITS=self.splits, CHUNK=self.chunk, num_warps=self.WARPS, **_launch_options())
         if self.splits > 1:
-            _combine_kernel[(self.heads,)](self.m, self.l, self.acc, pos, out, HEADS=self.heads, HD=self.head_dim,
-                                           CHUNK=self.chunk, SB=self.SB, num_warps=4, **_launch_options())
+            _combine_kernel[(self.heads, rows)](self.m, self.l, self.acc, pos, out, *strides[2:], HEADS=self.heads,
+                                                HD=self.head_dim, CHUNK=self.chunk, SB=self.SB, num_warps=4,
+                                                **_launch_options())
         return out
 
 
 @triton.jit
-def _kth_largest(x, ok, k: tl.constexpr):
+def _kth_largest(x, ok, k):
     """The k-th largest of x by bisection on its values (a sort of 2048 in one program took 30 us on
     the H200; this takes a dozen counts). count(x >= lo) >= k throughout and, once hi has moved,
     count(x >= hi) < k, so the k-th largest lies in [lo, hi]; done when exactly k are >= lo, or when
     lo and hi are adjacent floats (ties at the k-th, common in bf16), where it is hi if k are >= hi,
-    else lo. Bisects over the finite values; with fewer than k of them the answer is -inf."""
+    else lo. Bisects over the finite values; with fewer than k of them the answer is -inf. k: a constant
+    or a value (a row's own top-k)."""
     finite = ok & (x > float("-inf")) & (x < float("inf"))
     lo = tl.min(tl.where(finite, x, float("inf")), 0)
     hi = tl.max(tl.where(finite, x, float("-inf")), 0)
@@ -468,14 +500,24 @@ def talker_draw(draw: Draw, token: torch.Tensor, seen: torch.Tensor, suppress: t
 @triton.jit
 def _talker_input_kernel(frame_ptr, token_ptr, first_ptr, table_ptr, trailing_ptr, trailing_len_ptr, step_ptr,
                          pad_ptr, out_ptr, logits_ptr, seed_ptr, gen_ptr, stream, top_p, temperature, vocab,
-                         text_rows, H: tl.constexpr, BH: tl.constexpr, CODES: tl.constexpr, V: tl.constexpr,
-                         VP: tl.constexpr, SAMPLE: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
+                         text_rows, frame_row, trailing_row, pad_row, out_row, H: tl.constexpr, BH: tl.constexpr,
+                         CODES: tl.constexpr, V: tl.constexpr, VP: tl.constexpr, SAMPLE: tl.constexpr,
+                         TOP_K: tl.constexpr, TOP_P: tl.constexpr,
                          DRAW: tl.constexpr, PDL: tl.constexpr):
     """Columns [BH * pid, +BH) of the talker's next input: the talker embedding of code0, plus the code
     predictor's embeddings of codes 1..CODES, plus this step's text (or the pad past its end).
     With DRAW, code CODES is drawn here, from the last head's logits, and program 0 writes it to the
-    frame; program 0 writes code0 there too."""
+    frame; program 0 writes code0 there too. Axis 1: the row (stream) of a batch, each with its own
+    frame, code0, text rows, counters, pad and output (the *_row strides; counters one apart)."""
     cols = tl.program_id(0) * BH + tl.arange(0, BH)
+    row = tl.program_id(1).to(tl.int64)
+    frame_ptr += row * frame_row
+    token_ptr += row
+    trailing_ptr += row * trailing_row
+    trailing_len_ptr += row
+    step_ptr += row
+    pad_ptr += row * pad_row
+    out_ptr += row * out_row
     ok = cols < H
     dtype = out_ptr.dtype.element_ty
     if PDL:
@@ -509,14 +551,235 @@ def talker_input(draw: Draw | None, frame: torch.Tensor, token: torch.Tensor, fi
     """out ([H]) = first[token] + sum over j of table[frame[1 + j] + j * V] + the text row; the frame's
     last code is `draw`n here (or was written to it before). first: [V0, H] talker embeddings; table:
     the code predictor's embeddings stacked, [(G - 1) * V, H]; trailing: [T, H] text rows,
-    `trailing_len` of them real."""
-    h = out.numel()
-    codes = frame.numel() - 1
-    assert draw is None or draw.stream == codes, "the frame's last code is drawn on its own stream"
+    `trailing_len` of them real.
+
+    For B streams at once (no draw): frame [B, G], token, trailing_len and step [B] (contiguous),
+    trailing [B, T, H], pad [B, H], out [B, H]."""
+    rows = out.shape[0] if out.dim() == 2 else 1
+    h = out.shape[-1]
+    codes = frame.shape[-1] - 1
+    assert draw is None or (draw.stream == codes and rows == 1), "the frame's last code is drawn on its own stream"
+    if rows > 1:
+        assert token.stride(0) == trailing_len.stride(0) == step.stride(0) == 1, "counters one apart"
+    strides = ((frame.stride(0), trailing.stride(0), pad.stride(0), out.stride(0)) if rows > 1 else (0, 0, 0, 0))
+    text_rows = trailing.shape[-2]
     bh = min(triton.next_power_of_2(h), 256)
     drawing, constants = _drawing(draw, frame)
-    _talker_input_kernel[(triton.cdiv(h, bh),)](
+    _talker_input_kernel[(triton.cdiv(h, bh), rows)](
         frame, token, first, table, trailing, trailing_len, step, pad, out, *drawing, table.shape[0] // codes,
-        trailing.shape[0], H=h, BH=bh, CODES=codes, **constants, DRAW=draw is not None, num_warps=4,
+        text_rows, *strides, H=h, BH=bh, CODES=codes, **constants, DRAW=draw is not None, num_warps=4,
         **_launch_options())
     return out
+
+
+# --- many streams at once (engines/qwen/batch.py) ----------------------------------------------------------
+
+@triton.jit
+def _gemv_rows_kernel(x_ptr, x_row, norm_ptr, w_ptr, bias_ptr, res_ptr, res_row, out_ptr, out_row, row_ptr,
+                      index_row, store_ptr, store_row, B, N, eps, K: tl.constexpr, NORM: tl.constexpr,
+                      GLU: tl.constexpr, RESIDUAL: tl.constexpr, BIAS: tl.constexpr, GATHER: tl.constexpr,
+                      STORE: tl.constexpr, BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                      F32_DOT: tl.constexpr, PREC: tl.constexpr, PDL: tl.constexpr):
+    """Columns [BN * pid, +BN) of out [B, N] for all B rows of x at once: each weight tile is read once
+    and multiplied with every row (a [BB, BK] x [BK, BN] dot), so B streams cost about one stream's
+    weight reads. The rounding points are gemv's, row by row: the norm in float32 rounded to the
+    weights' dtype before its weight, outputs rounded before the SiLU gate and the residual add. The
+    operands of the dot are values of the weights' dtype, so its products are exact; only the order of
+    the float32 sums differs from gemv's. GATHER: row b of x is row row_ptr[b * index_row] of the
+    table x_ptr. STORE 1 / 2: program 0 also writes x / the normed x to store_ptr's rows."""
+    pid = tl.program_id(0)
+    cols = pid * BN + tl.arange(0, BN)
+    col_ok = cols < N
+    b = tl.arange(0, BB)
+    b_ok = b < B
+    dtype = out_ptr.dtype.element_ty
+    w_at = w_ptr + cols[:, None].to(tl.int64) * K
+    if BIAS:
+        bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    if GATHER:
+        x_at = x_ptr + tl.load(row_ptr + b * index_row, mask=b_ok, other=0).to(tl.int64)[:, None] * K
+    else:
+        x_at = x_ptr + b.to(tl.int64)[:, None] * x_row
+    if NORM:
+        squares = tl.zeros([BB], tl.float32)
+        for k0 in range(0, K, BK):
+            ks = k0 + tl.arange(0, BK)
+            xv = tl.load(x_at + ks[None, :], mask=b_ok[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
+            squares += tl.sum(xv * xv, 1)
+        inv = tl.rsqrt(squares / K + eps)[:, None]
+    acc = tl.zeros([BB, BN], tl.float32)
+    if GLU:
+        acc_up = tl.zeros([BB, BN], tl.float32)
+    for k0 in range(0, K, BK):
+        ks = k0 + tl.arange(0, BK)
+        k_ok = ks < K
+        x_ok = b_ok[:, None] & k_ok[None, :]
+        xv = tl.load(x_at + ks[None, :], mask=x_ok, other=0.0).to(tl.float32)
+        if STORE == 1:
+            if pid == 0:
+                tl.store(store_ptr + b[:, None] * store_row + ks[None, :], xv.to(dtype), mask=x_ok)
+        if NORM:
+            weight = tl.load(norm_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)[None, :]
+            xv = _round(_round(xv * inv, dtype) * weight, dtype)
+        if STORE == 2:
+            if pid == 0:
+                tl.store(store_ptr + b[:, None] * store_row + ks[None, :], xv.to(dtype), mask=x_ok)
+        w_ok = col_ok[:, None] & k_ok[None, :]
+        w = tl.load(w_at + ks[None, :], mask=w_ok, other=0.0)
+        if F32_DOT:
+            a = xv
+            w = w.to(tl.float32)
+        else:
+            a = xv.to(w.dtype)
+        acc = tl.dot(a, tl.trans(w), acc, input_precision=PREC)
+        if GLU:  # gate rows [0, N), up rows [N, 2N) of the fused gate|up weight
+            u = tl.load(w_at + N * K + ks[None, :], mask=w_ok, other=0.0)
+            if F32_DOT:
+                u = u.to(tl.float32)
+            acc_up = tl.dot(a, tl.trans(u), acc_up, input_precision=PREC)
+    y = acc
+    if BIAS:
+        y += bias[None, :]
+    y = _round(y, dtype)
+    if GLU:
+        up = _round(acc_up, dtype)
+        y = _round(_round(y * tl.sigmoid(y), dtype) * up, dtype)
+    ok = b_ok[:, None] & col_ok[None, :]
+    if RESIDUAL:
+        y = _round(tl.load(res_ptr + b[:, None] * res_row + cols[None, :], mask=ok, other=0.0).to(tl.float32) + y,
+                   dtype)
+    tl.store(out_ptr + b[:, None] * out_row + cols[None, :], y.to(dtype), mask=ok)
+
+
+# output columns and K per program of gemv_rows, warps and pipeline stages (bench/qwen_batch.py --tiles
+# sweeps them on the GPU; MCP_TTS_QWEN_ROWS_TILE="BN,BK,WARPS,STAGES" sets them)
+ROWS_TILE = tuple(int(v) for v in os.environ.get("MCP_TTS_QWEN_ROWS_TILE", "16,256,4,3").split(","))
+
+
+def gemv_rows(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, *, norm: torch.Tensor | None = None,
+              eps: float = 0.0, glu: bool = False, residual: torch.Tensor | None = None,
+              bias: torch.Tensor | None = None, row: torch.Tensor | None = None,
+              store: torch.Tensor | None = None, store_normed: bool = False) -> torch.Tensor:
+    """gemv for B rows at once: out [B, N] (rows of x: [B, K], any row stride) with gemv's options.
+    With `row` ([B] int, any stride), x is a table [V, K] and row b's input is x[row[b]]; `store`
+    ([B, K]) receives each row's x (or normed x)."""
+    rows, n = out.shape[0], out.shape[1]
+    k = weight.shape[1]
+    assert weight.shape[0] == n * (2 if glu else 1) and out.stride(1) == 1 and x.stride(-1) == 1
+    bn, bk, warps, stages = ROWS_TILE
+    if INTERPRETED:  # programs run one by one there: few large ones
+        bn, bk = max(16, min(4096, triton.next_power_of_2(n))), max(16, min(256, triton.next_power_of_2(k)))
+    bb = max(16, triton.next_power_of_2(rows))
+    f32 = weight.dtype == torch.float32
+    _gemv_rows_kernel[(triton.cdiv(n, bn),)](
+        x, 0 if row is not None else x.stride(0), x if norm is None else norm, weight,
+        x if bias is None else bias, x if residual is None else residual,
+        0 if residual is None else residual.stride(0), out, out.stride(0), x if row is None else row,
+        0 if row is None else row.stride(0), x if store is None else store, 0 if store is None else store.stride(0),
+        rows, n, eps, K=k, NORM=norm is not None, GLU=glu, RESIDUAL=residual is not None, BIAS=bias is not None,
+        GATHER=row is not None, STORE=0 if store is None else 2 if store_normed else 1, BB=bb, BN=bn, BK=bk,
+        F32_DOT=INTERPRETED or f32, PREC="ieee" if (INTERPRETED or f32) else "tf32", num_warps=warps,
+        num_stages=stages, **_launch_options())
+    return out
+
+
+@triton.jit
+def _pick_row(x, offs, ok, key, sample, top_k, top_p, temperature, V: tl.constexpr):
+    """_pick with the settings as values of one row (sample: 0 or 1; top_k 0: none), not constants: one
+    kernel serves rows of different settings, and each costs only the steps its settings ask for."""
+    token = tl.argmax(x, 0)
+    if sample != 0:
+        x = x / temperature
+        if (top_k > 0) & (top_k < V):
+            x = tl.where(x < _kth_largest(x, ok, top_k), float("-inf"), x)
+        p = tl.exp(x - tl.max(x, 0))
+        if top_p < 1.0:
+            p = p / tl.sum(p, 0)
+            p = tl.where(_top_p_keep(p, top_p), p, 0.0)
+        token = tl.argmax(p / -tl.log(tl.rand(key, offs)), 0)
+    return token
+
+
+@triton.jit
+def _sample_rows_kernel(logits_ptr, logits_row, seed_ptr, gen_ptr, stream, sample_ptr, top_k_ptr, top_p_ptr,
+                        temperature_ptr, out_ptr, out_row, V: tl.constexpr, VP: tl.constexpr, PDL: tl.constexpr):
+    """Row b's code from its logits, by its own settings and its own draw key (Draw's, per row)."""
+    b = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, VP)
+    ok = offs < V
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    x = tl.load(logits_ptr + b * logits_row + offs, mask=ok, other=float("-inf")).to(tl.float32)
+    key = _key(seed_ptr + b, gen_ptr + b, stream)
+    code = _pick_row(x, offs, ok, key, tl.load(sample_ptr + b).to(tl.int32), tl.load(top_k_ptr + b).to(tl.int32),
+                     tl.load(top_p_ptr + b), tl.load(temperature_ptr + b), V)
+    tl.store(out_ptr + b * out_row, code.to(tl.int64))
+
+
+def _settings(sample, top_k, top_p, temperature) -> tuple:
+    assert all(t.stride(0) == 1 for t in (sample, top_k, top_p, temperature)), "one value a row, one apart"
+    return sample.view(torch.uint8) if sample.dtype == torch.bool else sample, top_k, top_p, temperature
+
+
+def sample_rows(logits: torch.Tensor, seed: torch.Tensor, generated: torch.Tensor, stream: int,
+                settings: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+    """out[b] ([B], any stride) = the code row b of logits ([B, V]) gives, drawn as `sample` draws it
+    with row b's settings (do_sample, top_k, top_p, temperature: [B] tensors) and key (seed[b],
+    generated[b], stream): the same token the one-stream kernels draw for that stream."""
+    rows, v = logits.shape
+    _sample_rows_kernel[(rows,)](logits, logits.stride(0), seed, generated, stream, *_settings(*settings), out,
+                                 out.stride(0), V=v, VP=triton.next_power_of_2(v), num_warps=4, **_launch_options())
+    return out
+
+
+@triton.jit
+def _talker_draw_rows_kernel(logits_ptr, logits_row, seed_ptr, gen_ptr, sample_ptr, top_k_ptr, top_p_ptr,
+                             temperature_ptr, penalty_ptr, min_new_ptr, seen_ptr, suppress_ptr, mask_row, token_ptr,
+                             pos_ptr, step_ptr, eos, V: tl.constexpr, VP: tl.constexpr, ADVANCE: tl.constexpr,
+                             PDL: tl.constexpr):
+    """_talker_draw_kernel for row b, with row b's settings, masks and counters."""
+    b = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, VP)
+    ok = offs < V
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    x = tl.load(logits_ptr + b * logits_row + offs, mask=ok, other=float("-inf")).to(tl.float32)
+    generated = tl.load(gen_ptr + b)
+    penalty = tl.load(penalty_ptr + b)
+    seen_ptr += b * mask_row
+    if penalty != 1.0:
+        seen = tl.load(seen_ptr + offs, mask=ok, other=0) != 0
+        x = tl.where(seen, tl.where(x < 0, x * penalty, x / penalty), x)
+    x = tl.where(tl.load(suppress_ptr + b * mask_row + offs, mask=ok, other=0) != 0, float("-inf"), x)
+    x = tl.where((offs == eos) & (generated < tl.load(min_new_ptr + b)), float("-inf"), x)
+    token = _pick_row(x, offs, ok, _key(seed_ptr + b, gen_ptr + b, 0), tl.load(sample_ptr + b).to(tl.int32),
+                      tl.load(top_k_ptr + b).to(tl.int32), tl.load(top_p_ptr + b), tl.load(temperature_ptr + b), V)
+    tl.store(token_ptr + b, token.to(tl.int64))
+    tl.store(seen_ptr + token, 1)
+    tl.store(gen_ptr + b, generated + 1)
+    if ADVANCE:
+        tl.store(pos_ptr + b, tl.load(pos_ptr + b) + 1)
+        tl.store(step_ptr + b, tl.load(step_ptr + b) + 1)
+
+
+def talker_draw_rows(logits: torch.Tensor, seed: torch.Tensor, generated: torch.Tensor,
+                     settings: tuple[torch.Tensor, ...], penalty: torch.Tensor, min_new: torch.Tensor,
+                     seen: torch.Tensor, suppress: torch.Tensor, token: torch.Tensor, pos: torch.Tensor,
+                     step: torch.Tensor, *, eos: int, advance: bool) -> torch.Tensor:
+    """talker_draw for B rows: row b's code0 from logits[b] with its settings, penalty, min_new, seen
+    and suppress masks ([B, V] bool or uint8); its counters (generated, and with `advance` pos and
+    step) go up by one. Every per-row tensor is [B] with its values one apart."""
+    rows, v = logits.shape
+    assert seen.stride(0) == suppress.stride(0) and seen.stride(1) == suppress.stride(1) == 1
+    assert all(t.stride(0) == 1 for t in (seed, generated, penalty, min_new, token, pos, step))
+    as_bytes = (lambda t: t.view(torch.uint8) if t.dtype == torch.bool else t)  # noqa: E731
+    _talker_draw_rows_kernel[(rows,)](
+        logits, logits.stride(0), seed, generated, *_settings(*settings), penalty, min_new, as_bytes(seen),
+        as_bytes(suppress), seen.stride(0), token, pos, step, int(eos), V=v, VP=triton.next_power_of_2(v),
+        ADVANCE=advance, num_warps=4, **_launch_options())
+    return token

@@ -2,9 +2,11 @@
 requests run alone, and against upstream qwen-tts, on tiny checkpoints.
 
     python -m tests.checks.qwen_batch CHECKPOINTS_DIR [RUNS]  ->  one JSON object on the last stdout line
-    python -m tests.checks.qwen_batch CHECKPOINTS_DIR --kernels   (MCP_TTS_QWEN_KERNELS=1, and on a CPU
-        TRITON_INTERPRET=1 with Triton on PYTHONPATH: the hand-off between the one-stream kernel frame
-        and the batched step)
+    python -m tests.checks.qwen_batch CHECKPOINTS_DIR --kernels   (the Triton kernels on, on a CPU in
+        TRITON_INTERPRET=1 with Triton on PYTHONPATH: greedy streams through the multi-row kernel step
+        against each alone, mixed settings)
+    python -m tests.checks.qwen_batch CHECKPOINTS_DIR --handoff   (the same, and the hand-off between
+        the one-stream kernel frame and the batched step)
 
 (from the repository root, in the qwen family venv).
 
@@ -227,9 +229,44 @@ def handoff(root: Path) -> dict:
             "steps_batched": fast.batch.steps - steps_alone, "widest_batch": fast.batch.widest}
 
 
+def kernel_batch(root: Path, frames: int = 12) -> dict:
+    """With the kernels (as handoff): three greedy requests decoded together through the multi-row
+    kernel step, each against the same request run alone (upstream's codes, which the one-stream path
+    equals); then one greedy request beside two sampled ones of other settings (temperature, top-k,
+    repetition penalty), the greedy one still equal."""
+    model = load(root, "custom_voice")
+    codes = Codes(model)
+    requests = [(text, speaker, frames) for text, speaker, _ in REQUESTS[:3]]
+    upstream = [say(model, None, codes, *r) for r in requests]
+    fast = FastTalker(model.model, max_len=256, streams=3)
+    fast.install()
+    batched = together([lambda r=r: say(model, fast, codes, *r) for r in requests], [0, 0, 0])
+    widest, steps, single = fast.batch.widest, fast.batch.steps, fast.batch.single_steps
+    # (top-p's sort over a codebook is slow in the interpreter: kernels' rows_draws covers it per row)
+    sampled = [{"do_sample": True, "subtalker_dosample": True, "temperature": 1.3, "top_k": 0,
+                "subtalker_top_k": 0, "repetition_penalty": 1.2},
+               {"do_sample": True, "subtalker_dosample": True, "temperature": 0.7, "top_k": 20, "subtalker_top_k": 5}]
+    mixed = together([lambda: say(model, fast, codes, *requests[0])]
+                     + [lambda r=r, s=s: say(model, fast, codes, *r, **s)
+                        for r, s in zip(requests[1:], sampled, strict=True)], [0, 0, 0])
+    fast.batch.close()
+    return {"kernel_step": fast.batch.kernel_step is not None, "widest_batch": widest,
+            "batched_steps": steps - single,
+            "batched_vs_alone": [same(b, u) for b, u in zip(batched, upstream, strict=True)],
+            "mixed_greedy_vs_alone": same(mixed[0], upstream[0]),
+            "mixed_sampled_frames": [len(m) if isinstance(m, torch.Tensor) else repr(m) for m in mixed[1:]]}
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1])
     if sys.argv[2:] == ["--kernels"]:
+        from tests.checks import qwen_kernels  # noqa: F401  (kernels on; Triton's interpreter made to run them)
+
+        print(json.dumps({"kernel_batch": kernel_batch(root)}))
+        sys.exit(0)
+    if sys.argv[2:] == ["--handoff"]:
+        from tests.checks import qwen_kernels  # noqa: F401, F811
+
         print(json.dumps({"handoff": handoff(root)}))
         sys.exit(0)
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300

@@ -7,7 +7,9 @@ through Triton's interpreter, against the reference layer and against upstream.
 Each GEMV form (norm in front, SiLU gate, bias, gathered row, residual; even and ragged shapes) against
 torch; one position through the talker's and the code predictor's layer stacks against
 `qwen_fast._layer` (output and the cache rows written), in float32 and bfloat16; and greedy codes of
-FastTalker with the kernels against upstream's, frame by frame, in all three modes."""
+FastTalker with the kernels against upstream's, frame by frame, in all three modes. The kernels grown
+to rows (engines/qwen/batch.py's step for many streams) against torch, and against the one-row
+kernels row by row: attention at each row's own position, draws by each row's own settings."""
 
 from __future__ import annotations
 
@@ -380,6 +382,153 @@ def kth_largest(device: str) -> dict:
     return {"cases": cases, "wrong": wrong}
 
 
+def rows_forms(device: str) -> dict:
+    """gemv_rows, each form, for 1 and 3 rows against torch row by row; rows read through strided views
+    and gathered rows at strided indices, as the batched frame passes them."""
+    out = {}
+    gen = torch.Generator().manual_seed(11)
+    for dtype in (torch.float32, torch.bfloat16):
+        for n, k in ((96, 64), (37, 48)):
+            r = lambda *s: torch.randn(*s, generator=gen).to(device, dtype)  # noqa: E731
+            for b in (1, 3):
+                wide = r(b, k + 8)  # rows one stride apart that is not k
+                x, w, w2, norm, bias, res = wide[:, :k], r(n, k), r(2 * n, k), r(k), r(n), r(b, n)
+                table = r(7, k)
+                frame = torch.tensor([[0, 5, 1], [0, 2, 3], [0, 6, 6]][:b], device=device)
+                rows = frame[:, 1]  # every third element
+                h = _rms(x, norm, 1e-6)
+                gate, up = torch.nn.functional.linear(h, w2).chunk(2, dim=-1)
+                stored, normed = torch.zeros(b, k, device=device, dtype=dtype), torch.zeros(b, k, device=device,
+                                                                                             dtype=dtype)
+                res_in = res.clone()
+
+                def empty():
+                    return torch.empty(b, n, device=device, dtype=dtype)
+
+                g = qwen_kernels.gemv_rows
+                cases = {
+                    "plain": (g(x, w, empty()), torch.nn.functional.linear(x, w)),
+                    "norm": (g(x, w, empty(), norm=norm, eps=1e-6), torch.nn.functional.linear(h, w)),
+                    "norm+glu": (g(x, w2, empty(), norm=norm, eps=1e-6, glu=True),
+                                 torch.nn.functional.silu(gate) * up),
+                    "bias": (g(x, w, empty(), bias=bias), torch.nn.functional.linear(x, w, bias)),
+                    "residual in place": (g(x, w, res, residual=res), res_in + torch.nn.functional.linear(x, w)),
+                    "gathered rows, x stored": (
+                        g(table, w, empty(), norm=norm, eps=1e-6, row=rows, store=stored),
+                        torch.nn.functional.linear(_rms(table[rows], norm, 1e-6), w)),
+                    "rows as stored": (stored, table[rows]),
+                    "normed x stored": (g(x, w, empty(), norm=norm, eps=1e-6, store=normed, store_normed=True),
+                                        torch.nn.functional.linear(h, w)),
+                    "normed rows as stored": (normed, h),
+                }
+                for name, (got, want) in cases.items():
+                    out[f"{str(dtype)[6:]} {b} rows {n}x{k} {name}"] = rel(got, want)
+    return out
+
+
+def rows_attention(device: str) -> dict:
+    """Attention over rows (each at its own position, in its own cache row; or all rows at one
+    position, as the code predictor's) against the one-row kernel run on each row alone: outputs and
+    the cache rows written, with splits and without."""
+    out = {}
+    gen = torch.Generator().manual_seed(12)
+    heads, kv, hd, length = 4, 2, 16, 96
+    cos, sin = torch.randn(length, hd, generator=gen).to(device), torch.randn(length, hd, generator=gen).to(device)
+    qn, kn = torch.randn(hd, generator=gen).to(device), torch.randn(hd, generator=gen).to(device)
+    for chunk in (None, 8):
+        for shared in (False, True):
+            rows = 3
+            qkv = torch.randn(rows, (heads + 2 * kv) * hd, generator=gen).to(device)
+            k_cache = torch.randn(rows + 1, kv, length, hd, generator=gen).to(device)
+            v_cache = torch.randn(rows + 1, kv, length, hd, generator=gen).to(device)
+            pos = torch.tensor([40] if shared else [5, 77, 40], device=device)
+            k_got, v_got = k_cache.clone(), v_cache.clone()
+            got = torch.zeros(rows, heads * hd, device=device)
+            qwen_kernels.Attention(heads, kv, hd, length, device, chunk, rows=rows)(
+                qkv, qn, kn, cos, sin, k_got, v_got, pos, got, 1e-6, hd ** -0.5)
+            one = qwen_kernels.Attention(heads, kv, hd, length, device, chunk)
+            errors = []
+            for b in range(rows):
+                want = torch.zeros(heads * hd, device=device)
+                k_one, v_one = k_cache[b:b + 1].clone(), v_cache[b:b + 1].clone()
+                at = pos[:1] if shared else pos[b:b + 1]
+                one(qkv[b], qn, kn, cos, sin, k_one, v_one, at, want, 1e-6, hd ** -0.5)
+                errors += [rel(got[b], want), rel(k_got[b], k_one[0]), rel(v_got[b], v_one[0])]
+            out[f"chunk {chunk}, {'one position' if shared else 'own positions'}"] = {
+                "error": max(errors), "spare_row_kept": bool(torch.equal(k_got[rows], k_cache[rows]))}
+    return out
+
+
+def rows_draws(device: str, trials: int = 20) -> dict:
+    """Draws over rows of mixed settings in one launch against the one-row kernels with each row's
+    settings and key: the same token every time (the distribution tests of the one-row kernels then
+    hold per row). The code predictor's sample_rows, the talker's talker_draw_rows (processors,
+    counters, seen codes) and the talker input sum over rows."""
+    vocab = 64
+    gen = torch.Generator().manual_seed(13)
+    long = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+    # (do_sample, top_k, top_p, temperature, penalty, min_new) per row
+    settings = [(False, 0, 1.0, 1.0, 1.0, 0), (True, 8, 1.0, 0.9, 1.3, 0), (True, 0, 0.8, 0.7, 1.0, 5),
+                (True, 0, 1.0, 1.3, 2.0, 0), (True, 5, 0.5, 1.0, 1.0, 0)]
+    rows = len(settings)
+    sample = torch.tensor([s[0] for s in settings], device=device)
+    top_k = long([s[1] for s in settings])
+    top_p = torch.tensor([s[2] for s in settings], device=device)
+    temperature = torch.tensor([s[3] for s in settings], device=device)
+    penalty = torch.tensor([s[4] for s in settings], device=device)
+    min_new = long([s[5] for s in settings])
+    seed = long([100 + b for b in range(rows)])
+    sub_same = talker_same = counters_same = 0
+    tokens = set()
+    for trial in range(trials):
+        logits = torch.randn(rows, vocab, generator=gen).to(device) * 2
+        logits[:, 60] = 4.0  # end-of-speech, banned for rows under min_new
+        generated = long([trial + b for b in range(rows)])
+        codes = torch.zeros(rows, 3, dtype=torch.long, device=device)
+        qwen_kernels.sample_rows(logits, seed, generated, 7, (sample, top_k, top_p, temperature), codes[:, 1])
+        seen = torch.rand(rows, vocab, generator=gen).to(device) < 0.2
+        suppress = torch.zeros(rows, vocab, dtype=torch.bool, device=device)
+        suppress[:, 48:60] = True
+        token, pos, step = long([0] * rows), long([40 + b for b in range(rows)]), long([3] * rows)
+        seen_rows, gen_rows = seen.clone(), generated.clone()
+        qwen_kernels.talker_draw_rows(logits, seed, gen_rows, (sample, top_k, top_p, temperature), penalty,
+                                      min_new, seen_rows, suppress, token, pos, step, eos=60, advance=True)
+        for b, (do, k, p, t, pen, mn) in enumerate(settings):
+            one = torch.zeros(1, dtype=torch.long, device=device)
+            draw = qwen_kernels.Draw(logits[b], seed[b:b + 1], generated[b], 7, do, k, p, t)
+            sub_same += int(qwen_kernels.sample(draw, one)) == int(codes[b, 1])
+            request = Request(device, vocab, seed=100 + b)
+            request.generated.fill_(int(generated[b]))
+            request.seen.copy_(seen[b])
+            request.suppress.copy_(suppress[b])
+            request.pos.fill_(40 + b)
+            want = request.draw(logits[b], t, k, p, penalty=pen, min_new=mn, eos=60, sample=do)
+            talker_same += want == int(token[b])
+            counters_same += ([int(request.generated), int(request.pos), int(request.step)]
+                              == [int(gen_rows[b]), int(pos[b]), int(step[b])]
+                              and torch.equal(request.seen.bool(), seen_rows[b]))
+            tokens.add(want)
+    # the talker input sum over rows against the one-row kernel on each row
+    width, groups, cp_vocab = 48, 16, 24
+    first, table = torch.randn(30, width, generator=gen).to(device), torch.randn(15 * cp_vocab, width,
+                                                                                 generator=gen).to(device)
+    frame = torch.randint(0, cp_vocab, (3, groups), generator=gen).to(device)
+    token = long([4, 9, 29])
+    trailing = torch.randn(3, 6, width, generator=gen).to(device)
+    trailing_len, step, pad = long([4, 6, 2]), long([2, 5, 2]), torch.randn(3, width, generator=gen).to(device)
+    got = qwen_kernels.talker_input(None, frame, token, first, table, trailing, trailing_len, step, pad,
+                                    torch.zeros(3, width, device=device))
+    input_error = 0.0
+    for b in range(3):
+        one_frame = frame[b].clone()
+        want = qwen_kernels.talker_input(None, one_frame, token[b:b + 1], first, table, trailing[b],
+                                         trailing_len[b], step[b], pad[b], torch.zeros(width, device=device))
+        input_error = max(input_error, rel(got[b], want))
+    return {"draws": trials * rows, "sub_same": sub_same, "talker_same": talker_same,
+            "counters_same": counters_same, "distinct": len(tokens), "input_error": input_error,
+            "code0_written": bool(torch.equal(frame[:, 0], token))}
+
+
 def sampled_draw_paths(root: Path, frames: int = 6) -> dict:
     """FastTalker sampling through the kernels, the code predictor's codes drawn in separate sampling
     kernels (the default) and inside the GEMVs that look them up: from one torch seed, the same codes."""
@@ -420,7 +569,9 @@ if __name__ == "__main__":
     root, device = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "cpu")
     report = {"gemv": gemv_forms(device), "stacks": stacks(root, device), "sampler": sampler(device),
               "talker_processors": talker_processors(device), "one_key_one_token": one_key_one_token(device),
-              "talker_input": talker_input(device), "kth_largest": kth_largest(device)}
+              "talker_input": talker_input(device), "kth_largest": kth_largest(device),
+              "rows_gemv": rows_forms(device), "rows_attention": rows_attention(device),
+              "rows_draws": rows_draws(device)}
     if device == "cpu":
         report["greedy"] = greedy(root)
         report["greedy_cached"] = greedy_cached(root)
